@@ -1,0 +1,3 @@
+"""govd: a GPU DVFS governor."""
+
+__version__ = "0.1.0"

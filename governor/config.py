@@ -1,0 +1,152 @@
+"""Daemon configuration: documented defaults, then govd.toml, then conf.d/*.toml in name order.
+
+Every value is validated; an error names the file, the key path and what is allowed, and unknown
+keys are rejected with a suggestion. The loader remembers which file each value came from, so an
+operator can see why a value is what it is. A bad file is refused as a whole: on SIGHUP the
+running config stays.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .schema import Key, check_table, defaults, suggest
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "daemon": {
+        "policy": Key(str, "performance", doc="policy for every GPU without its own [gpu.N] policy"),
+        "period_ms": Key(int, 200, lo=20, hi=10000, doc="control period of each GPU loop"),
+        "dry_run": Key(bool, False, doc="decide and log, never write to a GPU"),
+        "log_level": Key(str, "info", choices=("debug", "info", "warning", "error"), doc="log verbosity"),
+        "call_timeout_s": Key(float, 10.0, lo=0.5, hi=600.0,
+                              doc="a GPU whose loop has not finished a tick in this long is marked degraded"),
+    },
+    "envelope": {
+        "thermal_margin_c": Key(float, 5.0, lo=0.0, hi=30.0,
+                                doc="the thermal guard engages this far below the GPU's slowdown temperature"),
+        "thermal_hysteresis_c": Key(float, 3.0, lo=0.5, hi=20.0,
+                                    doc="the guard releases this far below its engage temperature"),
+        "thermal_step_mhz": Key(int, 90, lo=15, hi=1000,
+                                doc="how far the guard lowers the clock ceiling per tick while hot"),
+        "min_write_interval_ms": Key(int, 400, lo=0, hi=60000,
+                                     doc="least time between two writes to one GPU (safety writes excepted)"),
+        "max_writes_per_minute": Key(int, 60, lo=1, hi=6000, doc="most writes to one GPU in any minute"),
+        "error_budget": Key(int, 5, lo=1, hi=1000,
+                            doc="errors within error_window_s after which the GPU is handed back and degraded"),
+        "error_window_s": Key(float, 60.0, lo=1.0, hi=86400.0, doc="window for error_budget"),
+        "external_backoff_s": Key(float, 300.0, lo=0.0, hi=86400.0,
+                                  doc="after another program changes a GPU, leave it alone this long"),
+        "readback": Key(bool, True, doc="read every write back and count a mismatch as an error"),
+    },
+}
+GPU_KEYS = {
+    "policy": Key(str, doc="policy for this GPU"),
+    "manage": Key(bool, True, doc="false: govd watches this GPU but never writes to it"),
+}
+DEFAULT_SOURCE = "default"
+
+
+@dataclass
+class Config:
+    values: dict[str, dict[str, Any]]
+    sources: dict[str, str]  # "section.key" -> file it came from
+    gpus: dict[str, dict[str, Any]] = field(default_factory=dict)  # "0" or "GPU-uuid" -> overrides
+    files: list[str] = field(default_factory=list)
+
+    def get(self, section: str, key: str) -> Any:
+        return self.values[section][key]
+
+    def gpu_value(self, index: int, uuid: str, key: str, fallback: Any) -> Any:
+        for ident in (uuid, str(index)):
+            if ident in self.gpus and key in self.gpus[ident]:
+                return self.gpus[ident][key]
+        return fallback
+
+    def effective(self) -> list[dict]:
+        rows = []
+        for section, keys in SCHEMA.items():
+            for key in keys:
+                rows.append({"key": f"{section}.{key}", "value": self.values[section][key],
+                             "source": self.sources.get(f"{section}.{key}", DEFAULT_SOURCE)})
+        for ident, table in self.gpus.items():
+            for key, value in table.items():
+                rows.append({"key": f"gpu.{ident}.{key}", "value": value,
+                             "source": self.sources.get(f"gpu.{ident}.{key}", DEFAULT_SOURCE)})
+        return rows
+
+
+def default_config() -> Config:
+    return Config(values={s: defaults(k) for s, k in SCHEMA.items()}, sources={})
+
+
+def _merge(cfg: Config, data: dict, source: str) -> None:
+    for section, table in data.items():
+        if section == "gpu":
+            if not isinstance(table, dict):
+                raise ConfigError(source, "gpu", "must be a table of [gpu.INDEX] or [gpu.\"GPU-UUID\"] tables")
+            for ident, gtable in table.items():
+                if not (ident.isdigit() or ident.startswith("GPU-") or ident.startswith("MIG-")):
+                    raise ConfigError(source, f"gpu.{ident}", "GPU key must be an index (0, 1, ...) or a UUID "
+                                      "(GPU-...)")
+                checked = check_table(gtable, GPU_KEYS, source, f"gpu.{ident}")
+                cfg.gpus.setdefault(ident, {}).update(checked)
+                for key in checked:
+                    cfg.sources[f"gpu.{ident}.{key}"] = source
+            continue
+        if section not in SCHEMA:
+            allowed = ", ".join(sorted([*SCHEMA, "gpu"]))
+            raise ConfigError(source, section, f"unknown section; {suggest(section, [*SCHEMA, 'gpu'])}"
+                                               f"allowed: {allowed}")
+        checked = check_table(table, SCHEMA[section], source, section)
+        cfg.values[section].update(checked)
+        for key in checked:
+            cfg.sources[f"{section}.{key}"] = source
+
+
+def _read(path: Path) -> dict:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read: {exc.strerror}") from None
+
+
+def load_config(main_file: Path | None, conf_d: Path | None = None, required: bool = False) -> Config:
+    """Layer the main file and conf.d/*.toml over the defaults. A missing main file is fine unless
+    it was named on the command line (required)."""
+    cfg = default_config()
+    if main_file is not None:
+        if main_file.exists():
+            _merge(cfg, _read(main_file), str(main_file))
+            cfg.files.append(str(main_file))
+        elif required:
+            raise ConfigError(str(main_file), "", "config file does not exist")
+    if conf_d is not None and conf_d.is_dir():
+        for path in sorted(conf_d.glob("*.toml")):
+            _merge(cfg, _read(path), str(path))
+            cfg.files.append(str(path))
+    return cfg
+
+
+def example_config() -> str:
+    """The commented example config, generated from the schema so it never drifts from the code."""
+    lines = ["# govd configuration. Every key is optional; shown values are the defaults.",
+             "# Files: /etc/govd/govd.toml, then /etc/govd/conf.d/*.toml in name order (later wins).", ""]
+    for section, keys in SCHEMA.items():
+        lines.append(f"[{section}]")
+        for name, key in keys.items():
+            lines.append(f"# {key.doc} ({key.allowed()})")
+            value = key.default
+            text = ("true" if value else "false") if isinstance(value, bool) else (
+                f'"{value}"' if isinstance(value, str) else str(value))
+            lines.append(f"# {name} = {text}")
+        lines.append("")
+    lines += ["# Per-GPU overrides, by index or UUID:", "# [gpu.0]", '# policy = "static-example"',
+              "# manage = true", ""]
+    return "\n".join(lines)

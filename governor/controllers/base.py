@@ -1,0 +1,41 @@
+"""The controller interface: a pure algorithm from samples to setpoints.
+
+A controller does no I/O and is deterministic given its samples, so it can be unit-tested with
+synthetic sample sequences and replayed from a log. It never sees the device, the simulator's
+ground truth or the envelope; the envelope clamps whatever it asks for.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from ..schema import Key, check_table, defaults
+from ..vocabulary import Limits, Sample, Setpoint
+
+
+class Controller(ABC):
+    """Subclasses set `name` and `PARAMS` (their tunables) and implement decide()."""
+
+    name: ClassVar[str] = ""
+    PARAMS: ClassVar[dict[str, Key]] = {}
+
+    def __init__(self, params: dict[str, Any], limits: Limits):
+        self.params = {**defaults(self.PARAMS), **params}
+        self.limits = limits
+
+    @classmethod
+    def validate_params(cls, data: dict, source: str) -> dict[str, Any]:
+        """Check a policy's [params] table against PARAMS (raises ConfigError naming the key)."""
+        return check_table(data, cls.PARAMS, source, "params")
+
+    def start(self, sample: Sample, current: Setpoint) -> None:  # noqa: B027 - optional hook
+        """Take over a GPU: begin from the state it is in (bumpless start)."""
+
+    @abstractmethod
+    def decide(self, sample: Sample) -> Setpoint:
+        """The setpoint for this tick, from this sample and what came before."""
+
+    def status(self) -> dict[str, Any]:
+        """Controller state for `govctl status`: what it is doing and why."""
+        return {}

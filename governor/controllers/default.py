@@ -1,0 +1,18 @@
+"""`default`: hand the GPU to its firmware (no locked clocks, default power limit)."""
+
+from __future__ import annotations
+
+from ..vocabulary import DEFAULT_SETPOINT, Sample, Setpoint
+from .base import Controller
+
+
+class DefaultController(Controller):
+    """The reference every saving is measured against: what the GPU does without govd."""
+
+    name = "default"
+
+    def decide(self, sample: Sample) -> Setpoint:
+        return DEFAULT_SETPOINT
+
+    def status(self) -> dict:
+        return {"mode": "firmware default"}

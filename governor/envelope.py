@@ -1,0 +1,143 @@
+"""The safety envelope: between every controller and every GPU, and it always wins.
+
+It clamps setpoints to what the GPU supports and the policy allows, overrides the controller near
+the slowdown temperature (with hysteresis), limits how often a GPU is written, and keeps an error
+budget after which the GPU is handed back to its defaults and marked degraded. Nothing here knows
+which controller is running.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .actuation import desired_lock, desired_power
+from .vocabulary import Limits, Sample, Setpoint
+
+
+@dataclass(frozen=True)
+class Decision:
+    setpoint: Setpoint  # what the GPU should hold after this tick
+    write: bool  # whether to write it now
+    notes: tuple[str, ...] = ()
+    safety: bool = False  # the thermal guard shaped it
+
+
+@dataclass
+class Envelope:
+    limits: Limits
+    cfg: dict[str, Any]  # the [envelope] config section
+    bounds: dict[str, Any] = field(default_factory=dict)  # the policy's [bounds]
+    guard_engaged: bool = False
+    guard_ceiling_mhz: int | None = None
+    _writes: deque = field(default_factory=deque)
+    _errors: deque = field(default_factory=deque)
+    last_write_s: float = float("-inf")
+    last_error: str | None = None
+
+    # ----- clamping ----------------------------------------------------------------------------
+    def _floor_clock(self, mhz: float) -> int:
+        clocks = self.limits.sm_clocks_mhz
+        i = bisect.bisect_right(clocks, mhz) - 1
+        return clocks[max(0, i)]
+
+    def _ceil_clock(self, mhz: float) -> int:
+        clocks = self.limits.sm_clocks_mhz
+        i = bisect.bisect_left(clocks, mhz)
+        return clocks[min(len(clocks) - 1, i)]
+
+    def clamp(self, sp: Setpoint) -> Setpoint:
+        """Supported clocks only, power limit in the GPU's range and the policy's bounds."""
+        lim, b, caps = self.limits, self.bounds, self.limits.capabilities
+        lock = None
+        if caps.can_lock_clocks:
+            lo, hi = desired_lock(sp, lim) or (lim.sm_clock_min_mhz, lim.sm_clock_max_mhz)
+            if b.get("sm_clock_max_mhz") is not None:
+                hi = min(hi, b["sm_clock_max_mhz"])
+            if b.get("sm_clock_min_mhz") is not None:
+                lo = max(lo, b["sm_clock_min_mhz"])
+                hi = max(hi, b["sm_clock_min_mhz"])
+            hi = self._floor_clock(hi)  # round toward the safe (lower) side
+            lo = min(self._ceil_clock(lo), hi)
+            if (lo, hi) != (lim.sm_clock_min_mhz, lim.sm_clock_max_mhz):
+                lock = (lo, hi)
+        watts = None
+        if caps.can_set_power_limit:
+            w = desired_power(sp, lim)
+            w_lo = max(lim.power_limit_min_w, b.get("power_limit_min_w") or 0.0)
+            w_hi = min(lim.power_limit_max_w, b.get("power_limit_max_w") or float("inf"))
+            w = min(max(w, w_lo), max(w_lo, w_hi))
+            if abs(w - lim.power_limit_default_w) > 1e-6:
+                watts = round(w, 3)
+        return Setpoint(sm_clock_min_mhz=lock[0] if lock else None, sm_clock_max_mhz=lock[1] if lock else None,
+                        power_limit_w=watts)
+
+    # ----- thermal guard -----------------------------------------------------------------------
+    def _thermal(self, sample: Sample, sp: Setpoint) -> tuple[Setpoint, str | None]:
+        engage_c = self.limits.temp_slowdown_c - self.cfg["thermal_margin_c"]
+        release_c = engage_c - self.cfg["thermal_hysteresis_c"]
+        if not self.limits.capabilities.can_lock_clocks:
+            return sp, None
+        if sample.temp_c >= engage_c:
+            if not self.guard_engaged:
+                self.guard_engaged = True
+                self.guard_ceiling_mhz = self._floor_clock(sample.sm_clock_mhz)
+            else:
+                self.guard_ceiling_mhz = self._floor_clock(
+                    max(self.limits.sm_clock_min_mhz, self.guard_ceiling_mhz - self.cfg["thermal_step_mhz"]))
+        elif self.guard_engaged and sample.temp_c < release_c:
+            self.guard_engaged = False
+            self.guard_ceiling_mhz = None
+        if not self.guard_engaged:
+            return sp, None
+        lo, hi = desired_lock(sp, self.limits) or (self.limits.sm_clock_min_mhz, self.limits.sm_clock_max_mhz)
+        hi = min(hi, self.guard_ceiling_mhz)
+        note = f"thermal guard: {sample.temp_c:.0f} C >= {engage_c:.0f} C, SM clock ceiling {hi} MHz"
+        return Setpoint(sm_clock_min_mhz=self.limits.sm_clock_min_mhz, sm_clock_max_mhz=hi,
+                        power_limit_w=sp.power_limit_w), note
+
+    # ----- the check ---------------------------------------------------------------------------
+    def _rate_ok(self, now: float) -> bool:
+        while self._writes and now - self._writes[0] > 60.0:
+            self._writes.popleft()
+        if len(self._writes) >= self.cfg["max_writes_per_minute"]:
+            return False
+        return now - self.last_write_s >= self.cfg["min_write_interval_ms"] / 1000.0
+
+    def check(self, sample: Sample, proposed: Setpoint, current: Setpoint | None, now: float) -> Decision:
+        """Shape the controller's proposal into what may be written now.
+
+        current is what the GPU holds from govd's last write (None before the first write).
+        """
+        sp = self.clamp(proposed)
+        sp, note = self._thermal(sample, sp)
+        safety = note is not None
+        if safety:
+            sp = self.clamp(sp)
+        notes = (note,) if note else ()
+        if current is None and sp.is_default:
+            return Decision(sp, False, notes, safety)  # never touched, nothing to change
+        if current is not None and sp == current:
+            return Decision(sp, False, notes, safety)
+        if not safety and not self._rate_ok(now):
+            return Decision(current if current is not None else sp, False, (*notes, "rate limited"), safety)
+        return Decision(sp, True, notes, safety)
+
+    def record_write(self, now: float) -> None:
+        self.last_write_s = now
+        self._writes.append(now)
+
+    def record_error(self, now: float, message: str) -> bool:
+        """Count an error; True when the error budget is spent."""
+        self.last_error = message
+        self._errors.append(now)
+        while self._errors and now - self._errors[0] > self.cfg["error_window_s"]:
+            self._errors.popleft()
+        return len(self._errors) >= self.cfg["error_budget"]
+
+    def status(self) -> dict:
+        return {"thermal_guard": self.guard_engaged, "guard_ceiling_mhz": self.guard_ceiling_mhz,
+                "recent_errors": len(self._errors), "last_error": self.last_error,
+                "writes_last_minute": len(self._writes)}

@@ -1,0 +1,123 @@
+"""originals.json: each GPU's settings as govd found them, saved before its first write.
+
+Written atomically (temp file + rename, mode 0600) so a crash never leaves half a file, and owned
+by a process identified by pid *and* start time: after a crash the pid may be reused by another
+process, which must not pass for the owner. `govd --restore` (systemd's ExecStopPost) reads this
+file when the daemon is gone, however it died, and puts every GPU back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from .atomic import write_json_atomic
+from .device import Device
+from .errors import GovdError
+from .vocabulary import DeviceSettings
+
+VERSION = 1
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def process_identity(pid: int | None = None) -> dict:
+    pid = os.getpid() if pid is None else pid
+    return {"pid": pid, "create_time": psutil.Process(pid).create_time(), "boot_id": _boot_id()}
+
+
+def owner_alive(owner: dict) -> bool:
+    """True only if the very process that wrote the file still runs (not a reused pid)."""
+    if not owner:
+        return False
+    if owner.get("boot_id") and owner.get("boot_id") != _boot_id():
+        return False
+    try:
+        proc = psutil.Process(int(owner["pid"]))
+        return abs(proc.create_time() - float(owner["create_time"])) < 0.05 and proc.status() != "zombie"
+    except (psutil.Error, KeyError, ValueError, TypeError):
+        return False
+
+
+@dataclass(frozen=True)
+class SavedGpu:
+    uuid: str
+    handle: dict
+    settings: DeviceSettings
+    order: int
+
+
+class OriginalsFile:
+    """Thread-safe view of originals.json for the daemon that owns it."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._data: dict | None = None
+
+    @staticmethod
+    def read(path: Path) -> dict | None:
+        try:
+            with Path(path).open() as fh:
+                data = json.load(fh)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise GovdError(f"{path}: unreadable ({exc}); restore each GPU by hand with "
+                            "`nvidia-smi -rgc` and `nvidia-smi -pl DEFAULT`, then remove the file") from None
+        if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("gpus"), dict):
+            raise GovdError(f"{path}: not a govd originals file (version {VERSION})")
+        return data
+
+    def save_once(self, device: Device) -> bool:
+        """Save this GPU's current settings unless already saved; True if saved now."""
+        with self._lock:
+            if self._data is None:
+                self._data = {"version": VERSION, "owner": process_identity(), "gpus": {}}
+            gpus = self._data["gpus"]
+            uuid = device.info.uuid
+            if uuid in gpus:
+                return False
+            settings = device.read_settings()
+            gpus[uuid] = {"handle": device.restore_handle(), "settings": settings.to_dict(),
+                          "order": len(gpus), "saved_at": time.time()}
+            write_json_atomic(self.path, self._data)
+            return True
+
+    def saved(self, uuid: str) -> DeviceSettings | None:
+        with self._lock:
+            if self._data is None or uuid not in self._data["gpus"]:
+                return None
+            return DeviceSettings.from_dict(self._data["gpus"][uuid]["settings"])
+
+    def forget(self, uuid: str) -> None:
+        """Drop a GPU once it is back to its originals (or handed to another program)."""
+        with self._lock:
+            if self._data is None or uuid not in self._data["gpus"]:
+                return
+            del self._data["gpus"][uuid]
+            if self._data["gpus"]:
+                write_json_atomic(self.path, self._data)
+            else:
+                self.path.unlink(missing_ok=True)
+                self._data = None
+
+
+def saved_gpus(data: dict) -> list[SavedGpu]:
+    """Entries of an originals file, last saved first (restore runs in reverse order of change)."""
+    out = []
+    for uuid, entry in data.get("gpus", {}).items():
+        out.append(SavedGpu(uuid=uuid, handle=entry["handle"], settings=DeviceSettings.from_dict(entry["settings"]),
+                            order=int(entry.get("order", 0))))
+    return sorted(out, key=lambda g: -g.order)

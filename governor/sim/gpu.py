@@ -1,0 +1,238 @@
+"""One simulated GPU: silicon, firmware boost and NVML-like sensors, stepped in fixed time steps.
+
+This is the "hardware". It knows the truth (work done, true energy, when the run ended); the
+device face in sim/device.py shows only what NVML would, and the evaluation harness reads the
+truth through `truth()`.
+
+Firmware, as GPU Boost behaves: run at the highest allowed clock while kernels run (the locked
+max, or f_max), drop to the idle clock after a second without kernels, lower the clock so that
+power averaged over ~1 s stays within the power limit (the cap beats a locked minimum, as on real
+GPUs), and step the clock down while the die is above its slowdown temperature. Clock changes
+take effect after a settle time (~25 ms).
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from collections import deque
+from dataclasses import dataclass
+
+from ..vocabulary import (
+    REASON_GPU_IDLE,
+    REASON_HW_THERMAL,
+    REASON_SW_POWER_CAP,
+    REASON_SW_THERMAL,
+    REASON_USER_DEFINED_CLOCKS,
+)
+from . import physics
+from .spec import GpuSpec
+from .trace import Trace
+from .workload import Workload
+
+STEP_S = 0.025
+
+
+class _Window:
+    """Running mean over the last n values (sensor averaging windows)."""
+
+    __slots__ = ("n", "values", "total")
+
+    def __init__(self, n: int, fill: float = 0.0):
+        self.n = max(1, n)
+        self.values = deque([fill] * self.n, maxlen=self.n)
+        self.total = fill * self.n
+
+    def push(self, v: float) -> None:
+        self.total += v - self.values[0]
+        self.values.append(v)
+
+    def mean(self) -> float:
+        return self.total / self.n
+
+
+@dataclass(frozen=True)
+class Readings:
+    """Raw sensor values, as NVML would return them at this instant."""
+
+    gpu_util_pct: int
+    mem_util_pct: int
+    power_avg_w: float
+    power_instant_w: float
+    energy_mj: int
+    temp_c: int
+    sm_clock_mhz: int
+    mem_clock_mhz: int
+    reasons: int
+    sm_activity_pct: float
+    dram_bw_pct: float
+
+
+class SimGpu:
+    def __init__(self, spec: GpuSpec, trace: Trace | None, seed: int = 0, loop: bool = False,
+                 ambient_c: float | None = None):
+        self.spec = spec
+        self.trace = trace
+        self.ambient_c = ambient_c if ambient_c is not None else (trace.ambient_c if trace else 30.0)
+        if trace is not None:
+            phases = trace.played()
+            f_defs = {p: physics.default_clock_mhz(spec, p.busy, p.intensity, p.dram, self.ambient_c)
+                      for p in set(phases)}
+            self.workload: Workload | None = Workload(phases, [f_defs[p] for p in phases], loop=loop)
+        else:
+            self.workload = None
+        self.rng = random.Random((trace.seed if trace else 0) * 1_000_003 + seed)
+        self.t = 0.0
+        # settings, as the driver holds them
+        self.locked: tuple[int, int] | None = None
+        self.power_limit_w = spec.power_limit_default_w
+        # state
+        self.temp_c = physics.steady_temp_c(spec, physics.power_w(spec, spec.f_min, 0, 0, self.ambient_c),
+                                            self.ambient_c)
+        self.clock = float(spec.f_min)
+        self.pending: tuple[float, float] | None = None  # (target clock, time it takes effect)
+        self.thermal_ceiling = float(spec.f_max)
+        self.idle_s = 10.0
+        self.reasons = REASON_GPU_IDLE
+        self.power = physics.power_w(spec, self.clock, 0, 0, self.temp_c)
+        self.energy_true_j = 0.0
+        self.energy_since_reload_j = 0.0
+        self.counter_mj = 0
+        self._next_counter_t = 0.0
+        self.max_temp_c = self.temp_c
+        self.end_time_s: float | None = None
+        self.end_energy_j: float | None = None
+        steps = lambda s: int(round(s / STEP_S))  # noqa: E731
+        self._util = _Window(steps(spec.util_window_s))
+        self._dram = _Window(steps(spec.util_window_s))
+        self._compute = _Window(steps(spec.util_window_s))
+        self._power = _Window(steps(spec.power_avg_window_s), self.power)
+        # the firmware's power loop reacts to its own fast current sensing, so the 1 s average NVML
+        # reports overshoots the limit only briefly after a load step
+        self._fw_act = _Window(steps(0.2))
+        self._fw_dram = _Window(steps(0.2))
+
+    # ----- settings (what NVML writes) ---------------------------------------------------------
+    def set_locked(self, lock: tuple[int, int] | None) -> None:
+        self.locked = lock
+
+    def set_power_limit(self, watts: float) -> None:
+        self.power_limit_w = float(watts)
+
+    def driver_reload(self) -> None:
+        """A driver reload: settings back to defaults, energy counter from zero."""
+        self.locked = None
+        self.power_limit_w = self.spec.power_limit_default_w
+        self.energy_since_reload_j = 0.0
+        self.counter_mj = 0
+
+    # ----- time --------------------------------------------------------------------------------
+    def advance_to(self, t: float) -> None:
+        while self.t + STEP_S <= t + 1e-9:
+            self._step(STEP_S)
+
+    def _firmware_clock(self) -> float:
+        spec = self.spec
+        lo, hi = (self.locked if self.locked else (spec.f_min, spec.f_max))
+        reasons = 0
+        if self.idle_s >= 1.0:
+            target = float(lo)
+            reasons |= REASON_GPU_IDLE
+        else:
+            target = float(hi)
+            if self.locked and hi < spec.f_max:
+                reasons |= REASON_USER_DEFINED_CLOCKS
+        cap = physics.max_clock_under_cap(spec, self.power_limit_w, self._fw_act.mean(), self._fw_dram.mean(),
+                                          self.temp_c, target)
+        if cap < target:
+            target = float(cap)
+            reasons |= REASON_SW_POWER_CAP
+            reasons &= ~REASON_USER_DEFINED_CLOCKS
+        # thermal slowdown: ramp the ceiling down while hot, back up once cooled with hysteresis
+        if self.temp_c >= spec.temp_slowdown_c:
+            self.thermal_ceiling = max(spec.f_min, min(self.thermal_ceiling, self.clock)
+                                       - spec.thermal_step_mhz_per_s * STEP_S)
+        elif self.temp_c < spec.temp_slowdown_c - 3.0:
+            self.thermal_ceiling = min(spec.f_max, self.thermal_ceiling + spec.thermal_step_mhz_per_s * STEP_S)
+        if self.thermal_ceiling < target:
+            target = self.thermal_ceiling
+            reasons |= REASON_SW_THERMAL
+            if self.temp_c >= spec.temp_shutdown_c - 2.0:
+                reasons |= REASON_HW_THERMAL
+        self.reasons = reasons
+        # snap down to a supported clock
+        clocks = spec.sm_clocks_mhz
+        i = bisect.bisect_right(clocks, target + 1e-6) - 1
+        return float(clocks[max(0, i)])
+
+    def _step(self, dt: float) -> None:
+        spec = self.spec
+        if self.pending and self.t + 1e-9 >= self.pending[1]:
+            self.clock = self.pending[0]
+            self.pending = None
+        wl = self.workload
+        if wl is not None and not wl.done:
+            act = wl.advance(dt, self.clock)
+            util, activity, dram, compute = act.util, act.activity, act.dram, act.compute
+        else:
+            util = activity = dram = compute = 0.0
+        self.idle_s = self.idle_s + dt if util <= 0.0 else 0.0
+        p = physics.power_w(spec, self.clock, activity, dram, self.temp_c)
+        self.power = p
+        self.temp_c += dt * (p - (self.temp_c - self.ambient_c) / spec.thermal_r_c_per_w) / spec.thermal_c_j_per_c
+        self.max_temp_c = max(self.max_temp_c, self.temp_c)
+        self.energy_true_j += p * dt
+        self.energy_since_reload_j += p * dt
+        self.t += dt
+        if wl is not None and wl.done and self.end_time_s is None:
+            # the run ended inside this step (at most one step, 25 ms, of error)
+            self.end_time_s = self.t
+            self.end_energy_j = self.energy_true_j
+        if self.t + 1e-9 >= self._next_counter_t:
+            self.counter_mj = int(self.energy_since_reload_j * 1000.0)
+            self._next_counter_t += spec.energy_update_s
+        self._util.push(util)
+        self._dram.push(dram)
+        self._compute.push(compute * 0.7 + util * 0.3)  # GPM SM activity: stalled SMs still count a little
+        self._power.push(p)
+        self._fw_act.push(activity)
+        self._fw_dram.push(dram)
+        desired = self._firmware_clock()
+        target = self.pending[0] if self.pending else self.clock
+        if desired != target:
+            self.pending = (desired, self.t + spec.clock_settle_s - 1e-9)
+
+    # ----- sensors -----------------------------------------------------------------------------
+    def read(self) -> Readings:
+        spec = self.spec
+        noise = spec.power_noise_frac
+        inst = self.power * (1.0 + self.rng.gauss(0.0, noise))
+        avg = inst if spec.power_sensor_instant else self._power.mean() * (1.0 + self.rng.gauss(0.0, noise / 3))
+        return Readings(
+            gpu_util_pct=int(round(100.0 * min(1.0, self._util.mean()))),
+            mem_util_pct=int(round(100.0 * min(1.0, self._dram.mean()))),
+            power_avg_w=round(avg, 3),
+            power_instant_w=round(inst, 3),
+            energy_mj=self.counter_mj,
+            temp_c=int(round(self.temp_c)),
+            sm_clock_mhz=int(self.clock),
+            mem_clock_mhz=spec.mem_clock_mhz,
+            reasons=self.reasons,
+            sm_activity_pct=round(100.0 * min(1.0, self._compute.mean()), 2),
+            dram_bw_pct=round(100.0 * min(1.0, self._dram.mean()), 2),
+        )
+
+    # ----- ground truth (evaluation only) ------------------------------------------------------
+    def truth(self) -> dict:
+        wl = self.workload
+        return {
+            "time_s": self.t,
+            "energy_j": self.energy_true_j,
+            "work_done_s": wl.work_done if wl else 0.0,
+            "work_total_s": wl.total_work if wl else 0.0,
+            "done": bool(wl and wl.done),
+            "end_time_s": self.end_time_s,
+            "end_energy_j": self.end_energy_j,
+            "max_temp_c": self.max_temp_c,
+            "phase": (wl.current_phase().name if wl and wl.current_phase() else None),
+        }

@@ -1,0 +1,143 @@
+"""Trace replay as a fluid model, exactly as ../shared/trace-format.md defines it.
+
+Work is measured in seconds of kernel time at default settings. At SM clock f a unit of a phase's
+work takes s(f) = clock_bound·f_def/f + (1 − clock_bound) seconds of kernel time.
+- serial phases: each unit of work also needs (1 − busy)/busy seconds of host time, which does not
+  scale with the clock, so slower kernels lengthen the phase;
+- arrival phases: work arrives evenly over the phase's seconds; what the GPU has not finished when
+  the phase ends carries over as a FIFO backlog, processed at full speed before any later work.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from .trace import Phase
+
+_EPS = 1e-12
+
+
+@dataclass
+class StepActivity:
+    """What the GPU did during one step: fractions of the step, 0..1."""
+
+    util: float = 0.0  # kernel running
+    activity: float = 0.0  # kernel time weighted by switching intensity
+    dram: float = 0.0  # DRAM bandwidth utilization
+    compute: float = 0.0  # kernel time spent in the clock-scaling part
+
+
+class Workload:
+    def __init__(self, phases: list[Phase], f_def: list[float], loop: bool = False):
+        if len(phases) != len(f_def):
+            raise ValueError("one default clock per phase")
+        self.phases = phases
+        self.f_def = f_def
+        self.loop = loop
+        self.total_work = sum(p.seconds * p.busy for p in phases)
+        self.work_done = 0.0
+        self.passes = 0  # completed plays of the whole phase list
+        self.idx = 0
+        self.elapsed_in_phase = 0.0
+        self.serial_left = self._serial_work(0)
+        self.backlog: deque[list] = deque()  # [phase index, work]
+        self.done = False
+
+    def _serial_work(self, idx: int) -> float:
+        p = self.phases[idx]
+        return p.seconds * p.busy if p.slack == "serial" else 0.0
+
+    def current_phase(self) -> Phase | None:
+        return None if self.done else self.phases[self.idx]
+
+    def _slow(self, idx: int, f: float) -> float:
+        p = self.phases[idx]
+        return p.clock_bound * self.f_def[idx] / f + (1.0 - p.clock_bound)
+
+    def _next_phase(self) -> None:
+        self.idx += 1
+        self.elapsed_in_phase = 0.0
+        if self.idx >= len(self.phases):
+            self.idx = len(self.phases)  # past the end: only the backlog is left
+            return
+        self.serial_left = self._serial_work(self.idx)
+
+    def _restart(self) -> None:
+        self.passes += 1
+        self.idx = 0
+        self.elapsed_in_phase = 0.0
+        self.serial_left = self._serial_work(0)
+
+    def _account(self, out: StepActivity, idx: int, kernel_s: float, s: float) -> None:
+        p = self.phases[idx]
+        out.util += kernel_s
+        out.activity += kernel_s * p.intensity
+        out.dram += kernel_s * p.dram / s
+        out.compute += kernel_s * (s - (1.0 - p.clock_bound)) / s
+
+    def _drain_backlog(self, budget: float, f: float, out: StepActivity) -> float:
+        """Process backlog at full speed for up to budget seconds; return time used."""
+        used = 0.0
+        while self.backlog and budget - used > _EPS:
+            idx, work = self.backlog[0]
+            s = self._slow(idx, f)
+            need = work * s
+            take = min(need, budget - used)
+            done = take / s
+            self._account(out, idx, take, s)
+            self.work_done += done
+            used += take
+            if take >= need - _EPS:
+                self.backlog.popleft()
+            else:
+                self.backlog[0][1] = work - done
+        return used
+
+    def advance(self, dt: float, f: float) -> StepActivity:
+        """Run dt seconds at SM clock f; returns the step's activity as fractions of dt."""
+        out = StepActivity()
+        t = 0.0
+        while dt - t > _EPS and not self.done:
+            if self.idx >= len(self.phases):
+                if self.backlog:
+                    t += self._drain_backlog(dt - t, f, out)
+                    continue
+                if self.loop:
+                    self._restart()
+                    continue
+                self.done = True
+                break
+            p = self.phases[self.idx]
+            if p.slack == "arrival":
+                chunk = min(dt - t, p.seconds - self.elapsed_in_phase)
+                arrived = p.busy * chunk
+                if self.backlog and self.backlog[-1][0] == self.idx:
+                    self.backlog[-1][1] += arrived
+                else:
+                    self.backlog.append([self.idx, arrived])
+                self._drain_backlog(chunk, f, out)
+                t += chunk
+                self.elapsed_in_phase += chunk
+                if p.seconds - self.elapsed_in_phase <= _EPS:
+                    self._next_phase()
+            else:
+                if self.backlog:
+                    t += self._drain_backlog(dt - t, f, out)
+                    continue
+                s = self._slow(self.idx, f)
+                per_work = s + (1.0 - p.busy) / p.busy
+                work = min(self.serial_left, (dt - t) / per_work)
+                self._account(out, self.idx, work * s, s)
+                self.work_done += work
+                self.serial_left -= work
+                t += work * per_work
+                if self.serial_left <= _EPS * max(1.0, p.seconds):
+                    self.serial_left = 0.0
+                    self._next_phase()
+        inv = 1.0 / dt
+        out.util *= inv
+        out.activity *= inv
+        out.dram *= inv
+        out.compute *= inv
+        return out

@@ -1,0 +1,81 @@
+"""Offline evaluation: run a trace to its end on the virtual clock, under default settings and under a
+policy, through the same control loop, envelope and actuation code as the daemon.
+
+This is the only place that reads the simulator's ground truth (true energy, end time), and only
+after the run: the controller in the loop sees samples, exactly as on a real GPU.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .clock import VirtualClock
+from .config import Config, default_config
+from .errors import GovdError
+from .originals import OriginalsFile
+from .policy import Policy, load_policy
+from .sim.device import SimDevice
+from .sim.spec import GpuSpec, load_spec
+from .sim.trace import Trace, load_trace
+from .worker import GpuWorker
+
+DEFAULT_POLICY = Policy(name="default", controller="default", description="firmware default", source="builtin")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    policy: str
+    energy_j: float
+    seconds: float
+    max_temp_c: float
+    writes: int
+    ticks: int
+
+    def to_dict(self, reference: RunResult | None = None) -> dict:
+        d = {"policy": self.policy, "energy_j": round(self.energy_j, 3), "seconds": round(self.seconds, 4),
+             "max_temp_c": round(self.max_temp_c, 2), "writes": self.writes}
+        if reference is not None:
+            d["saved"] = round(1.0 - self.energy_j / reference.energy_j, 6)
+            d["slowdown"] = round(self.seconds / reference.seconds - 1.0, 6)
+        return d
+
+
+def run_trace(spec: GpuSpec, trace: Trace, policy: Policy, config: Config | None = None,
+              max_factor: float = 20.0) -> RunResult:
+    """Run one trace to its end under one policy on the virtual clock."""
+    config = config or default_config()
+    clock = VirtualClock()
+    with tempfile.TemporaryDirectory(prefix="govd-sim-") as tmp:
+        device = SimDevice(spec, 0, clock, Path(tmp), trace=trace)
+        worker = GpuWorker(device, policy, config, OriginalsFile(Path(tmp) / "originals.json"), clock)
+        period = worker.period_s
+        limit = trace.default_seconds * max_factor + 600.0
+        t = 0.0
+        while not device.gpu.truth()["done"]:
+            worker.tick()
+            t += period
+            if t > limit:
+                raise GovdError(f"{trace.name} under {policy.name} did not finish within {limit:.0f} simulated s")
+            clock.sleep_until(t)
+        truth = device.gpu.truth()
+        worker.hand_back()
+    return RunResult(policy=policy.name, energy_j=truth["end_energy_j"], seconds=truth["end_time_s"],
+                     max_temp_c=truth["max_temp_c"], writes=worker.stats.writes, ticks=worker.stats.ticks)
+
+
+def simulate(gpu: str, trace_name: str, policy_names: list[str], budget: float | None = None,
+             config_dir: Path | None = None) -> dict:
+    """`govctl simulate`: the default run, then one run per policy, with savings against default."""
+    spec = load_spec(gpu)
+    trace = load_trace(trace_name)
+    policies = [load_policy(p, config_dir) for p in policy_names]
+    reference = run_trace(spec, trace, DEFAULT_POLICY)
+    runs = [reference.to_dict(reference)]
+    for policy in policies:
+        runs.append(run_trace(spec, trace, policy).to_dict(reference))
+    if budget is None:
+        budgets = [p.params.get("slowdown_budget") for p in policies if p.params.get("slowdown_budget") is not None]
+        budget = budgets[0] if budgets else None
+    return {"gpu": spec.key, "trace": trace.name, "trace_source": trace.source, "budget": budget, "runs": runs}

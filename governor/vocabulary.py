@@ -1,0 +1,196 @@
+"""The shared vocabulary: what a device reports, what may be set, and what the governor asks for.
+
+Every backend, controller, the envelope and the CLI speak only these types, so that a controller
+that works on the simulator sees exactly the fields a real GPU would give it through NVML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+# NVML clock-event ("throttle") reason bits, new names (nvmlClocksEventReason*). The old
+# nvmlClocksThrottleReason* "all" mask differs (2047 vs 511); only these values are used here.
+REASON_GPU_IDLE = 0x1
+REASON_USER_DEFINED_CLOCKS = 0x2
+REASON_SW_POWER_CAP = 0x4
+REASON_HW_SLOWDOWN = 0x8
+REASON_SYNC_BOOST = 0x10
+REASON_SW_THERMAL = 0x20
+REASON_HW_THERMAL = 0x40
+REASON_HW_POWER_BRAKE = 0x80
+REASON_DISPLAY_CLOCK = 0x100
+REASONS_ALL = 0x1FF
+
+REASON_NAMES = {
+    REASON_GPU_IDLE: "idle",
+    REASON_USER_DEFINED_CLOCKS: "locked-clocks",
+    REASON_SW_POWER_CAP: "power-cap",
+    REASON_HW_SLOWDOWN: "hw-slowdown",
+    REASON_SYNC_BOOST: "sync-boost",
+    REASON_SW_THERMAL: "sw-thermal",
+    REASON_HW_THERMAL: "hw-thermal",
+    REASON_HW_POWER_BRAKE: "power-brake",
+    REASON_DISPLAY_CLOCK: "display-clock",
+}
+
+
+def reason_names(mask: int) -> list[str]:
+    """Readable names of the clock-event reasons set in an NVML mask."""
+    return [name for bit, name in REASON_NAMES.items() if mask & bit]
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """Identity of one GPU: stable across restarts (uuid), and how operators name it (index)."""
+
+    index: int
+    uuid: str
+    name: str
+    pci_bus_id: str
+    backend: str  # "nvml" or "sim"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What one GPU reports at one instant: only fields that NVML can report.
+
+    Optional fields are None where the GPU does not have the sensor (no GPM before Hopper, no
+    instant power field on old drivers, no energy counter before Volta).
+    """
+
+    time_s: float  # monotonic time of the reading, seconds
+    gpu_util_pct: float  # percent of the sample period with a kernel running
+    mem_util_pct: float  # percent of the sample period device memory was read or written
+    power_w: float  # nvmlDeviceGetPowerUsage: a 1 s average on Ampere+ (instant on A100)
+    temp_c: float
+    sm_clock_mhz: float
+    mem_clock_mhz: float
+    power_limit_w: float  # enforced power limit
+    clock_event_reasons: int = 0
+    power_instant_w: float | None = None
+    energy_mj: int | None = None  # total energy counter since driver load
+    sm_activity_pct: float | None = None  # GPM SM utilization (Hopper+)
+    dram_bw_pct: float | None = None  # GPM DRAM bandwidth utilization (Hopper+)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Which knobs and sensors this GPU has; a missing knob is left alone, never faked."""
+
+    can_lock_clocks: bool = True
+    can_set_power_limit: bool = True
+    has_energy_counter: bool = True
+    has_instant_power: bool = False
+    has_gpm: bool = False
+    is_mig: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What may be set on one GPU, as the GPU itself reports it."""
+
+    sm_clocks_mhz: tuple[int, ...]  # supported SM clocks for the current memory clock, ascending
+    mem_clock_mhz: int
+    power_limit_min_w: float
+    power_limit_max_w: float
+    power_limit_default_w: float
+    temp_slowdown_c: float
+    temp_shutdown_c: float
+    capabilities: Capabilities = field(default_factory=Capabilities)
+
+    def __post_init__(self) -> None:
+        if not self.sm_clocks_mhz:
+            raise ValueError("Limits needs at least one supported SM clock")
+        if tuple(sorted(self.sm_clocks_mhz)) != tuple(self.sm_clocks_mhz):
+            object.__setattr__(self, "sm_clocks_mhz", tuple(sorted(self.sm_clocks_mhz)))
+
+    @property
+    def sm_clock_min_mhz(self) -> int:
+        return self.sm_clocks_mhz[0]
+
+    @property
+    def sm_clock_max_mhz(self) -> int:
+        return self.sm_clocks_mhz[-1]
+
+    def snap_clock(self, mhz: float) -> int:
+        """The supported clock nearest to mhz (ties go to the lower, the safer side)."""
+        clocks = self.sm_clocks_mhz
+        if mhz <= clocks[0]:
+            return clocks[0]
+        if mhz >= clocks[-1]:
+            return clocks[-1]
+        lo, hi = 0, len(clocks) - 1
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if clocks[mid] <= mhz:
+                lo = mid
+            else:
+                hi = mid
+        return clocks[lo] if mhz - clocks[lo] <= clocks[hi] - mhz else clocks[hi]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["sm_clocks_mhz"] = list(self.sm_clocks_mhz)
+        return d
+
+
+@dataclass(frozen=True)
+class Setpoint:
+    """What the governor asks of one GPU. None for a knob means "the GPU's own default".
+
+    Setpoint() is the firmware default: no locked clocks, default power limit.
+    """
+
+    sm_clock_min_mhz: int | None = None
+    sm_clock_max_mhz: int | None = None
+    power_limit_w: float | None = None
+
+    @property
+    def locks_clocks(self) -> bool:
+        return self.sm_clock_max_mhz is not None or self.sm_clock_min_mhz is not None
+
+    @property
+    def is_default(self) -> bool:
+        return not self.locks_clocks and self.power_limit_w is None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+DEFAULT_SETPOINT = Setpoint()
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """The writable state of a GPU as found or as left: what restore puts back.
+
+    locked_clocks_mhz is None when the clocks are not locked (firmware boost). When a backend
+    cannot read the current lock (NVML has no getter for locked clocks), clocks_known is False and
+    restore resets the lock, the state a GPU is in after every driver load.
+    """
+
+    power_limit_w: float
+    locked_clocks_mhz: tuple[int, int] | None = None
+    clocks_known: bool = True
+
+    def to_dict(self) -> dict:
+        return {
+            "power_limit_w": self.power_limit_w,
+            "locked_clocks_mhz": list(self.locked_clocks_mhz) if self.locked_clocks_mhz else None,
+            "clocks_known": self.clocks_known,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DeviceSettings:
+        lock = d.get("locked_clocks_mhz")
+        return cls(
+            power_limit_w=float(d["power_limit_w"]),
+            locked_clocks_mhz=(int(lock[0]), int(lock[1])) if lock else None,
+            clocks_known=bool(d.get("clocks_known", True)),
+        )

@@ -1,0 +1,327 @@
+"""One GPU's control loop: sample -> decide -> envelope -> apply -> read back, once per period.
+
+Each GPU has its own loop (a thread in the daemon), so a slow or failing GPU never stalls the
+others. The loop owns the GPU's state machine:
+  managed     govd writes setpoints
+  dry-run     govd decides and logs, never writes
+  watching    configured with manage = false: samples only
+  paused      handed back to its originals by `govctl pause`
+  backed-off  another program changed the GPU; govd leaves it alone for external_backoff_s
+  degraded    error budget spent or GPU lost; handed back to its originals, no more writes
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .actuation import KnobResult, apply_setpoint, desired_lock, desired_power, read_back, restore_settings
+from .clock import Clock
+from .config import Config
+from .controllers import Controller, controller_class
+from .device import UNKNOWN_LOCK, Device
+from .envelope import Envelope
+from .errors import DeviceError, GpuLostError
+from .originals import OriginalsFile
+from .policy import Policy
+from .vocabulary import Limits, Sample, Setpoint, reason_names
+
+log = logging.getLogger("govd")
+
+
+@dataclass
+class LoopStats:
+    ticks: int = 0
+    overruns: int = 0
+    writes: int = 0
+    errors: int = 0
+    tick_started_wall: float | None = None  # set while a tick runs (hang detection)
+    last_tick_end_wall: float | None = None
+    durations_s: deque = field(default_factory=lambda: deque(maxlen=2000))
+    energy_j: float = 0.0  # measured since govd took the GPU, across counter resets
+    _last_counter_mj: int | None = None
+
+    def percentile_ms(self, q: float) -> float | None:
+        if not self.durations_s:
+            return None
+        values = sorted(self.durations_s)
+        return 1000.0 * values[min(len(values) - 1, int(q * len(values)))]
+
+    def count_energy(self, counter_mj: int | None) -> bool:
+        """Add the energy since the last reading; True when the counter went backwards (reset)."""
+        if counter_mj is None:
+            return False
+        last, self._last_counter_mj = self._last_counter_mj, counter_mj
+        if last is None:
+            return False
+        if counter_mj >= last:
+            self.energy_j += (counter_mj - last) / 1000.0
+            return False
+        self.energy_j += counter_mj / 1000.0  # driver reload: the counter restarted from zero
+        return True
+
+
+def make_controller(policy: Policy, limits: Limits) -> Controller:
+    return controller_class(policy.controller, policy.source)(policy.params, limits)
+
+
+class GpuWorker:
+    def __init__(self, device: Device, policy: Policy, config: Config, originals: OriginalsFile, clock: Clock,
+                 dry_run: bool = False):
+        self.device = device
+        self.info = device.info
+        self.clock = clock
+        self.originals = originals
+        self.limits = device.limits()
+        self.config = config
+        self.dry_run = dry_run
+        self.manage = bool(config.gpu_value(self.info.index, self.info.uuid, "manage", True))
+        self.period_s = config.get("daemon", "period_ms") / 1000.0
+        self.policy = policy
+        self.controller = make_controller(policy, self.limits)
+        self.envelope = Envelope(self.limits, dict(config.values["envelope"]), dict(policy.bounds))
+        self.state = "dry-run" if dry_run else ("managed" if self.manage else "watching")
+        self.reason: str | None = None
+        self.applied: Setpoint | None = None  # what govd last wrote and read back (None: nothing yet)
+        self.target: Setpoint | None = None  # the envelope's latest decision
+        self.last_sample: Sample | None = None
+        self.started = False
+        self.backoff_until: float | None = None
+        self.stats = LoopStats()
+        self.decisions: deque = deque(maxlen=200)
+        self._lock = threading.RLock()
+
+    # ----- one tick ----------------------------------------------------------------------------
+    def tick(self) -> None:
+        started = time.perf_counter()
+        self.stats.tick_started_wall = time.monotonic()
+        try:
+            with self._lock:
+                self._tick()
+        finally:
+            self.stats.durations_s.append(time.perf_counter() - started)
+            self.stats.ticks += 1
+            self.stats.tick_started_wall = None
+            self.stats.last_tick_end_wall = time.monotonic()
+
+    def _tick(self) -> None:
+        now = self.clock.now()
+        try:
+            sample = self.device.sample()
+        except GpuLostError as exc:
+            self._degrade(str(exc), restore=True)
+            return
+        except DeviceError as exc:
+            self._error(now, f"sample failed: {exc}")
+            return
+        self.last_sample = sample
+        counter_reset = self.stats.count_energy(sample.energy_mj)
+        if self.state in ("degraded", "paused", "watching"):
+            return
+        if self.state == "backed-off":
+            if self.backoff_until is not None and now < self.backoff_until:
+                return
+            log.info("GPU %d: back-off over; taking the GPU again from its current settings", self.info.index)
+            self.state, self.reason, self.applied, self.started = "managed", None, None, False
+        if not self.started:
+            self.controller.start(sample, self._current_setpoint())
+            self.started = True
+        if self.applied is not None and not self.dry_run and self._changed_behind_our_back(sample, counter_reset):
+            return
+        proposal = self.controller.decide(sample)
+        decision = self.envelope.check(sample, proposal, self.applied if not self.dry_run else self.target, now)
+        self.target = decision.setpoint
+        if decision.notes and decision.safety:
+            log.debug("GPU %d: %s", self.info.index, "; ".join(decision.notes))
+        if not decision.write:
+            return
+        self.decisions.append({"t": round(now, 3), "setpoint": decision.setpoint.to_dict(),
+                               "notes": list(decision.notes), "dry_run": self.dry_run})
+        if self.dry_run:
+            log.info("GPU %d: dry run, would apply %s", self.info.index, decision.setpoint.to_dict())
+            self.envelope.record_write(now)
+            return
+        self._write(decision.setpoint, now)
+
+    def _current_setpoint(self) -> Setpoint:
+        """What the GPU holds now, as a setpoint (for a bumpless start)."""
+        try:
+            lock = self.device.get_locked_clocks()
+            watts = self.device.get_power_limit_w()
+        except DeviceError:
+            return Setpoint()
+        lock = None if lock == UNKNOWN_LOCK else lock
+        return Setpoint(sm_clock_min_mhz=lock[0] if lock else None, sm_clock_max_mhz=lock[1] if lock else None,
+                        power_limit_w=None if abs(watts - self.limits.power_limit_default_w) < 0.5 else watts)
+
+    def _write(self, setpoint: Setpoint, now: float) -> None:
+        try:
+            self.originals.save_once(self.device)
+        except (DeviceError, OSError) as exc:
+            # never write to a GPU whose originals could not be saved
+            self._error(now, f"cannot save originals, not writing: {exc}")
+            return
+        results = apply_setpoint(self.device, self.limits, setpoint, self.applied)
+        self.envelope.record_write(now)
+        self.stats.writes += 1
+        failed = [r for r in results if not r.ok]
+        if failed:
+            self.applied = None  # unknown state: rewrite every knob next time
+            self._error(now, "; ".join(f"{r.action}: {r.error}" for r in failed))
+            return
+        if self.config.get("envelope", "readback"):
+            try:
+                problems = read_back(self.device, self.limits, setpoint)
+            except DeviceError as exc:
+                problems = [f"read-back failed: {exc}"]
+            if problems:
+                self.applied = None
+                self._error(now, "read-back mismatch: " + "; ".join(problems))
+                return
+        self.applied = setpoint
+
+    def _changed_behind_our_back(self, sample: Sample, counter_reset: bool) -> bool:
+        """Detect another writer (nvidia-smi, another daemon) or a driver reload.
+
+        A driver reload resets the energy counter and puts the defaults back: govd re-applies its
+        setpoint. Anything else that differs from what govd wrote is another program: govd backs off
+        rather than fight it, and leaves that program's settings in place.
+        """
+        want_power = desired_power(self.applied, self.limits)
+        seen = []
+        if self.limits.capabilities.can_set_power_limit and abs(sample.power_limit_w - want_power) > 0.5:
+            seen.append(f"power limit {sample.power_limit_w:g} W (govd set {want_power:g} W)")
+        try:
+            lock = self.device.get_locked_clocks()
+        except DeviceError:
+            lock = UNKNOWN_LOCK
+        want_lock = desired_lock(self.applied, self.limits)
+        if self.limits.capabilities.can_lock_clocks and lock != UNKNOWN_LOCK and lock != want_lock:
+            seen.append(f"clock lock {lock} (govd set {want_lock})")
+        if not seen:
+            return False
+        if counter_reset:
+            log.warning("GPU %d: driver reload detected (energy counter reset, settings at defaults); "
+                        "re-applying", self.info.index)
+            self.applied = None
+            return False
+        what = "; ".join(seen)
+        backoff = self.config.get("envelope", "external_backoff_s")
+        log.warning("GPU %d: another program changed it (%s); backing off for %.0f s and leaving its settings",
+                    self.info.index, what, backoff)
+        self.state, self.reason = "backed-off", f"changed by another program: {what}"
+        self.backoff_until = self.clock.now() + backoff
+        self.applied = None
+        self.originals.forget(self.info.uuid)  # the other program owns these settings now
+        return True
+
+    def _error(self, now: float, message: str) -> None:
+        self.stats.errors += 1
+        log.warning("GPU %d: %s", self.info.index, message)
+        if self.envelope.record_error(now, message):
+            self._degrade(f"error budget spent ({self.config.get('envelope', 'error_budget')} errors within "
+                          f"{self.config.get('envelope', 'error_window_s'):g} s); last: {message}", restore=True)
+
+    def _degrade(self, reason: str, restore: bool) -> None:
+        if self.state == "degraded":
+            return
+        log.error("GPU %d: degraded: %s", self.info.index, reason)
+        if restore:
+            self.hand_back()
+        self.state, self.reason = "degraded", reason
+
+    # ----- hand back, pause, policy ------------------------------------------------------------
+    def hand_back(self) -> list[KnobResult]:
+        """Restore this GPU's originals (if govd ever wrote to it) and forget them once restored."""
+        with self._lock:
+            saved = self.originals.saved(self.info.uuid)
+            self.applied = None
+            self.started = False
+            if saved is None:
+                return []
+            results = restore_settings(self.device, saved, self.limits)
+            if all(r.ok for r in results):
+                self.originals.forget(self.info.uuid)
+                log.info("GPU %d: restored to its original settings", self.info.index)
+            else:
+                log.error("GPU %d: restore incomplete (%s); originals.json keeps it for `govd --restore`",
+                          self.info.index, "; ".join(f"{r.action}: {r.error}" for r in results if not r.ok))
+            return results
+
+    def pause(self) -> list[KnobResult]:
+        with self._lock:
+            results = self.hand_back()
+            if self.state not in ("degraded",):
+                self.state, self.reason = "paused", "paused by operator"
+            return results
+
+    def resume(self) -> None:
+        with self._lock:
+            if self.state == "paused":
+                self.state = "dry-run" if self.dry_run else ("managed" if self.manage else "watching")
+                self.reason = None
+
+    def set_policy(self, policy: Policy) -> None:
+        """Switch policy without a bump: the new controller starts from the GPU's current state."""
+        with self._lock:
+            controller = make_controller(policy, self.limits)
+            if self.last_sample is not None:
+                controller.start(self.last_sample, self.applied or self._current_setpoint())
+                self.started = True
+            else:
+                self.started = False
+            self.policy, self.controller = policy, controller
+            self.envelope.bounds = dict(policy.bounds)
+
+    def set_config(self, config: Config) -> None:
+        with self._lock:
+            self.config = config
+            self.envelope.cfg = dict(config.values["envelope"])
+            self.period_s = config.get("daemon", "period_ms") / 1000.0
+
+    # ----- the loop ----------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        next_t = self.clock.now()
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # a bug in one tick must not kill the loop; count it against the budget
+                log.exception("GPU %d: unexpected error in control loop", self.info.index)
+                with self._lock:
+                    self._error(self.clock.now(), "unexpected error in control loop (see log)")
+            next_t += self.period_s
+            now = self.clock.now()
+            if now > next_t:
+                self.stats.overruns += 1
+                next_t = now
+            if not self.clock.sleep_until(next_t, stop):
+                break
+
+    def status(self) -> dict[str, Any]:
+        s = self.last_sample
+        return {
+            "index": self.info.index, "uuid": self.info.uuid, "name": self.info.name,
+            "pci_bus_id": self.info.pci_bus_id, "backend": self.info.backend,
+            "state": self.state, "reason": self.reason,
+            "policy": self.policy.name, "controller": self.policy.controller,
+            "controller_state": self.controller.status(),
+            "target": self.target.to_dict() if self.target else None,
+            "applied": self.applied.to_dict() if self.applied else None,
+            "sample": s.to_dict() if s else None,
+            "clock_event_reasons": reason_names(s.clock_event_reasons) if s else [],
+            "limits": {"sm_clock_min_mhz": self.limits.sm_clock_min_mhz,
+                       "sm_clock_max_mhz": self.limits.sm_clock_max_mhz,
+                       "power_limit_min_w": self.limits.power_limit_min_w,
+                       "power_limit_max_w": self.limits.power_limit_max_w,
+                       "power_limit_default_w": self.limits.power_limit_default_w,
+                       "capabilities": self.limits.capabilities.to_dict()},
+            "envelope": self.envelope.status(),
+            "loop": {"ticks": self.stats.ticks, "overruns": self.stats.overruns, "writes": self.stats.writes,
+                     "errors": self.stats.errors, "tick_p50_ms": self.stats.percentile_ms(0.5),
+                     "tick_p99_ms": self.stats.percentile_ms(0.99), "period_ms": self.period_s * 1000.0},
+            "energy_since_start_j": round(self.stats.energy_j, 3),
+        }
