@@ -49,7 +49,11 @@ class Workload:
         return p.seconds * p.busy if p.slack == "serial" else 0.0
 
     def current_phase(self) -> Phase | None:
-        return None if self.done else self.phases[self.idx]
+        if self.done:
+            return None
+        if self.idx >= len(self.phases):
+            return self.phases[self.backlog[0][0]] if self.backlog else None
+        return self.phases[self.idx]
 
     def _slow(self, idx: int, f: float) -> float:
         p = self.phases[idx]

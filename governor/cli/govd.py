@@ -1,0 +1,97 @@
+"""`govd`: the daemon's command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .. import __version__
+from ..backends import open_nvml_devices, open_sim_devices
+from ..clock import RealClock
+from ..config import example_config
+from ..daemon import Daemon, DaemonOptions
+from ..errors import GovdError
+from ..logsetup import setup_logging
+from ..paths import resolve_paths
+from ..restore import restore_from_originals
+from ..sim.trace import load_trace
+
+log = logging.getLogger("govd")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="govd", description="GPU DVFS governor daemon: saves GPU energy by setting "
+                                "SM clocks and power limits within safe bounds.")
+    p.add_argument("--config", type=Path, help="config file (default: CONFIG_DIR/govd.toml, plus conf.d/*.toml)")
+    p.add_argument("--root", help="put config, state and runtime folders under DIR (run unprivileged)")
+    p.add_argument("--sim", metavar="GPU[,GPU...]",
+                   help="use simulated GPUs instead of NVML: h100-sxm, a100-sxm4, h200, v100-sxm2 or spec files")
+    p.add_argument("--trace", help="workload trace for simulated GPUs (a file or a built-in name); it loops")
+    p.add_argument("--policy", help="policy for every GPU without its own (a name or a .toml path)")
+    p.add_argument("--dry-run", action="store_true", help="decide and log, never write to a GPU")
+    p.add_argument("--duration", type=float, metavar="S", help="stop cleanly after S seconds (of simulated time)")
+    p.add_argument("--speed", type=float, default=1.0, metavar="X",
+                   help="simulated GPUs run X times faster than real time (default 1)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity")
+    p.add_argument("--restore", action="store_true",
+                   help="offline: put every GPU in originals.json back to its original settings, then exit")
+    p.add_argument("--force", action="store_true", help="with --restore: even if the owning govd still runs")
+    p.add_argument("--json", action="store_true", help="with --restore: print the report as JSON")
+    p.add_argument("--print-example-config", action="store_true", help="print a commented example config")
+    p.add_argument("--version", action="version", version=f"govd {__version__}")
+    return p
+
+
+def do_restore(args, paths) -> int:
+    report = restore_from_originals(paths.originals, force=args.force)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    elif not report.found:
+        print(f"govd --restore: nothing to restore ({paths.originals} does not exist)")
+    elif report.error:
+        print(f"govd --restore: {report.error}", file=sys.stderr)
+    else:
+        for g in report.gpus:
+            knobs = ", ".join(f"{k['action']}: {'ok' if k['ok'] else k['error']}" for k in g["knobs"])
+            state = "restored" if g["ok"] else "FAILED"
+            print(f"GPU {g['index']} {g['uuid']}: {state} ({knobs or g.get('error', '')})")
+    return 0 if report.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.print_example_config:
+        print(example_config())
+        return 0
+    setup_logging(args.log_level or "info")
+    try:
+        paths = resolve_paths(args.root)
+        if args.restore:
+            return do_restore(args, paths)
+        if args.speed <= 0:
+            raise GovdError("--speed must be > 0")
+        if args.trace and not args.sim:
+            raise GovdError("--trace needs --sim GPU: traces drive simulated GPUs only")
+        clock = RealClock(speed=args.speed)
+        paths.ensure()
+        if args.sim:
+            trace = load_trace(args.trace or "demo")
+            devices = open_sim_devices([g for g in args.sim.split(",") if g], clock, paths.runtime_dir, trace)
+        else:
+            _, devices = open_nvml_devices()
+        options = DaemonOptions(config_file=args.config, policy=args.policy, dry_run=args.dry_run,
+                                duration_s=args.duration)
+        daemon = Daemon(paths, options, devices, clock)
+        if args.log_level is None:
+            setup_logging(daemon.config.get("daemon", "log_level"))
+        return daemon.run()
+    except GovdError as exc:
+        log.error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

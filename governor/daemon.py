@@ -1,0 +1,188 @@
+"""The daemon: one control loop per GPU, a supervisor, signals, reload, and restore on every exit.
+
+Exit paths and what happens to the GPUs:
+- SIGTERM, SIGINT, --duration over: loops stop, every GPU is restored, originals.json removed;
+- an unhandled error in the supervisor: the same, in a finally block;
+- SIGKILL or a hang: originals.json stays; systemd's ExecStopPost runs `govd --restore`, and the
+  next govd start restores before it does anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .clock import Clock
+from .config import Config, load_config
+from .device import Device
+from .errors import ConfigError, GovdError
+from .originals import OriginalsFile, owner_alive
+from .paths import Paths
+from .policy import Policy, load_policy
+from .restore import restore_from_originals
+from .worker import GpuWorker
+
+log = logging.getLogger("govd")
+
+
+@dataclass
+class DaemonOptions:
+    config_file: Path | None = None  # --config (must exist if given)
+    policy: str | None = None  # --policy: overrides [daemon].policy
+    dry_run: bool = False
+    duration_s: float | None = None  # stop after this much clock time
+    join_timeout_s: float = 5.0
+    extra: dict = field(default_factory=dict)
+
+
+class Daemon:
+    def __init__(self, paths: Paths, options: DaemonOptions, devices: list[Device], clock: Clock):
+        self.paths = paths
+        self.options = options
+        self.devices = devices
+        self.clock = clock
+        self.stop_event = threading.Event()
+        self.reload_requested = threading.Event()
+        self.workers: list[GpuWorker] = []
+        self.threads: list[threading.Thread] = []
+        self.originals = OriginalsFile(paths.originals)
+        self.config = self._load_config()
+        self.started_wall = time.time()
+
+    # ----- config and policies -----------------------------------------------------------------
+    def _load_config(self) -> Config:
+        main = self.options.config_file or self.paths.config_file
+        return load_config(main, self.paths.conf_d, required=self.options.config_file is not None)
+
+    def _policy_for(self, config: Config, device: Device, cache: dict[str, Policy]) -> Policy:
+        name = self.options.policy or config.get("daemon", "policy")
+        name = config.gpu_value(device.info.index, device.info.uuid, "policy", name)
+        if name not in cache:
+            cache[name] = load_policy(name, self.paths.config_dir)
+        return cache[name]
+
+    # ----- start -------------------------------------------------------------------------------
+    def recover_crash_leftovers(self) -> None:
+        """If a previous govd died without restoring, restore its GPUs before touching anything."""
+        data = OriginalsFile.read(self.paths.originals)
+        if data is None:
+            return
+        owner = data.get("owner") or {}
+        if owner_alive(owner):
+            raise GovdError(f"another govd (pid {owner.get('pid')}) is running with runtime folder "
+                            f"{self.paths.runtime_dir}; stop it first")
+        log.warning("found %s from a govd that did not exit cleanly (pid %s); restoring its GPUs first",
+                    self.paths.originals, owner.get("pid"))
+        report = restore_from_originals(self.paths.originals)
+        for gpu in report.gpus:
+            log.info("restored GPU %s (%s): %s", gpu.get("index"), gpu["uuid"], "ok" if gpu["ok"] else gpu)
+        if not report.ok:
+            raise GovdError("could not restore every GPU left changed by a previous govd; see the log, fix, and "
+                            "run `govd --restore`")
+
+    def setup(self) -> None:
+        self.paths.ensure()
+        self.recover_crash_leftovers()
+        cache: dict[str, Policy] = {}
+        dry_run = self.options.dry_run or bool(self.config.get("daemon", "dry_run"))
+        for device in self.devices:
+            policy = self._policy_for(self.config, device, cache)
+            self.workers.append(GpuWorker(device, policy, self.config, self.originals, self.clock, dry_run=dry_run))
+        for w in self.workers:
+            log.info("GPU %d %s (%s): policy %s, %s", w.info.index, w.info.name, w.info.uuid, w.policy.name, w.state)
+
+    # ----- run ---------------------------------------------------------------------------------
+    def _signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stop_event.set())
+        signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
+
+    def start_loops(self) -> None:
+        for w in self.workers:
+            t = threading.Thread(target=w.run, args=(self.stop_event,), name=f"gpu{w.info.index}", daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def run(self) -> int:
+        """Set up, run until stopped, restore. Returns the process exit code."""
+        self._signals()
+        try:
+            self.setup()
+            self.start_loops()
+            deadline = None if self.options.duration_s is None else self.clock.now() + self.options.duration_s
+            log.info("govd running: %d GPU(s)", len(self.workers))
+            while not self.stop_event.is_set():
+                self.stop_event.wait(0.2)
+                if self.reload_requested.is_set():
+                    self.reload_requested.clear()
+                    self.reload()
+                self.check_health()
+                if deadline is not None and self.clock.now() >= deadline:
+                    log.info("duration reached; stopping")
+                    break
+            return 0
+        finally:
+            self.shutdown()
+
+    def check_health(self) -> bool:
+        """True when every loop is making progress; a loop stuck in a call is reported once."""
+        healthy = True
+        limit = self.config.get("daemon", "call_timeout_s")
+        now = time.monotonic()
+        for w in self.workers:
+            started = w.stats.tick_started_wall
+            if started is not None and now - started > limit:
+                healthy = False
+                if w.state != "degraded":
+                    w.state, w.reason = "degraded", f"control loop stuck in a GPU call for over {limit:g} s"
+                    log.error("GPU %d: %s", w.info.index, w.reason)
+        return healthy
+
+    def reload(self) -> bool:
+        """SIGHUP: load config and policies anew; a bad one is refused and the old one keeps running."""
+        try:
+            config = self._load_config()
+            cache: dict[str, Policy] = {}
+            policies = [self._policy_for(config, w.device, cache) for w in self.workers]
+        except (ConfigError, GovdError) as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            return False
+        self.config = config
+        for w, policy in zip(self.workers, policies, strict=True):
+            w.set_config(config)
+            if policy != w.policy:
+                w.set_policy(policy)
+                log.info("GPU %d: policy now %s", w.info.index, policy.name)
+        log.info("config reloaded from %s", ", ".join(config.files) or "defaults")
+        return True
+
+    def shutdown(self) -> None:
+        """Stop every loop, then restore every GPU govd changed, last-changed GPU first."""
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(timeout=self.options.join_timeout_s)
+        for w, t in reversed(list(zip(self.workers, self.threads or [None] * len(self.workers), strict=False))):
+            if t is not None and t.is_alive():
+                log.error("GPU %d: control loop did not stop (hung in a GPU call); leaving it in originals.json "
+                          "for `govd --restore`", w.info.index)
+                continue
+            try:
+                w.hand_back()
+            except Exception:  # keep going: every other GPU must still be restored
+                log.exception("GPU %d: restore failed", w.info.index)
+        for d in self.devices:
+            try:
+                d.close()
+            except Exception:  # noqa: BLE001
+                pass
+        log.info("govd stopped")
+
+    def status(self) -> dict:
+        return {"gpus": [w.status() for w in self.workers], "config_files": self.config.files,
+                "uptime_s": round(time.time() - self.started_wall, 1)}

@@ -1,0 +1,73 @@
+"""Offline restore (`govd --restore`): put every GPU listed in originals.json back, without the daemon.
+
+systemd runs this as ExecStopPost after any death of govd (clean stop, crash, SIGKILL, watchdog),
+so it must need nothing from the dead process. GPUs are restored in reverse order of first write,
+each on its own: one that fails stays in the file for a later try, the others still go back.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .actuation import restore_settings
+from .atomic import write_json_atomic
+from .backends import RestoreOpener
+from .errors import GovdError
+from .originals import OriginalsFile, owner_alive, saved_gpus
+
+
+@dataclass
+class RestoreReport:
+    found: bool
+    gpus: list[dict] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(g["ok"] for g in self.gpus)
+
+    def to_dict(self) -> dict:
+        return {"found": self.found, "ok": self.ok, "error": self.error, "gpus": self.gpus}
+
+
+def restore_from_originals(path: Path, force: bool = False, nvml=None, allow_self: bool = False) -> RestoreReport:
+    data = OriginalsFile.read(path)
+    if data is None:
+        return RestoreReport(found=False)
+    owner = data.get("owner") or {}
+    is_self = owner.get("pid") == os.getpid()
+    if owner_alive(owner) and not force and not (allow_self and is_self):
+        return RestoreReport(found=True, error=f"govd (pid {owner.get('pid')}) is still running and owns these "
+                                               "GPUs; stop it first, or pass --force")
+    opener = RestoreOpener(nvml)
+    report = RestoreReport(found=True)
+    remaining = dict(data["gpus"])
+    try:
+        for saved in saved_gpus(data):
+            entry = {"uuid": saved.uuid, "index": saved.handle.get("index"), "backend": saved.handle.get("backend"),
+                     "settings": saved.settings.to_dict(), "knobs": [], "ok": False}
+            try:
+                device = opener.open(saved.handle)
+                limits = None
+                try:
+                    limits = device.limits()
+                except GovdError:
+                    pass
+                results = restore_settings(device, saved.settings, limits)
+                entry["knobs"] = [r.to_dict() for r in results]
+                entry["ok"] = all(r.ok for r in results)
+            except GovdError as exc:
+                entry["error"] = str(exc)
+            if entry["ok"]:
+                remaining.pop(saved.uuid, None)
+            report.gpus.append(entry)
+    finally:
+        opener.close()
+    if remaining:
+        data["gpus"] = remaining
+        write_json_atomic(Path(path), data)
+    else:
+        Path(path).unlink(missing_ok=True)
+    return report
