@@ -1,0 +1,63 @@
+import pytest
+
+from governor.errors import TraceError
+from governor.sim.trace import builtin_traces, load_trace, trace_from_dict
+
+GOOD = {"format": 1, "name": "x", "phase": [{"seconds": 1.0, "busy": 0.5, "clock_bound": 0.5, "intensity": 1.0,
+                                              "dram": 0.2}]}
+
+
+def with_phase(**changes):
+    d = {**GOOD, "phase": [{**GOOD["phase"][0], **changes}]}
+    return {k: v for k, v in d.items()}
+
+
+def test_defaults_follow_the_format():
+    t = trace_from_dict(GOOD, "t")
+    assert t.ambient_c == 30.0 and t.repeat == 1 and t.seed == 0
+    assert t.phases[0].slack == "serial"
+
+
+@pytest.mark.parametrize("key", ["seconds", "busy", "clock_bound", "intensity", "dram"])
+def test_missing_phase_field_is_named(key):
+    d = with_phase()
+    del d["phase"][0][key]
+    with pytest.raises(TraceError, match=rf"phase\[0\]\.{key} is missing"):
+        trace_from_dict(d, "t.toml")
+
+
+@pytest.mark.parametrize("key,value", [("busy", 0.0), ("busy", 1.2), ("clock_bound", -0.1), ("intensity", 1.6),
+                                       ("dram", 2), ("seconds", 0)])
+def test_out_of_range_field_is_named_with_its_range(key, value):
+    with pytest.raises(TraceError, match=rf"phase\[0\]\.{key} = {value} is out of range; allowed"):
+        trace_from_dict(with_phase(**{key: value}), "t.toml")
+
+
+def test_unknown_key_gets_a_suggestion():
+    with pytest.raises(TraceError, match="did you mean 'intensity'"):
+        trace_from_dict(with_phase(intensty=1.0), "t.toml")
+
+
+def test_bad_slack_and_format():
+    with pytest.raises(TraceError, match="slack"):
+        trace_from_dict(with_phase(slack="later"), "t")
+    with pytest.raises(TraceError, match="format must be 1"):
+        trace_from_dict({**GOOD, "format": 2}, "t")
+
+
+def test_builtin_suite_loads_and_covers_the_workload_kinds():
+    names = builtin_traces()
+    for required in ("gemm", "decode", "training", "training-stalls", "pipeline-bubbles", "llm-serving",
+                     "bursty-inference", "idle", "fast-phases", "hot-room"):
+        assert required in names
+    for n in names:
+        assert load_trace(n).phases
+
+
+def test_missing_file_and_bad_toml(tmp_path):
+    with pytest.raises(TraceError, match="no such trace"):
+        load_trace(str(tmp_path / "nope.toml"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("format = = 1")
+    with pytest.raises(TraceError, match="not valid TOML"):
+        load_trace(str(bad))
