@@ -1,0 +1,158 @@
+"""Closed-loop tests of one GPU's control loop on the simulator, faults included."""
+
+import json
+
+from conftest import static_policy
+
+from governor.config import default_config
+from governor.sim.device import SimFaults
+from governor.simulate import DEFAULT_POLICY
+from governor.worker import GpuWorker
+
+
+def run(worker, clock, seconds):
+    t = clock.now()
+    end = t + seconds
+    while t < end:
+        worker.tick()
+        t += worker.period_s
+        clock.sleep_until(t)
+
+
+def driver_state(sim):
+    return json.loads(sim.driver.path.read_text())
+
+
+def test_static_policy_applies_saves_originals_and_hands_back(sim, clock, originals, config):
+    w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200, power_limit_w=500.0), config, originals, clock)
+    run(w, clock, 2)
+    assert driver_state(sim)["locked_clocks_mhz"] == [345, 1200]
+    assert driver_state(sim)["power_limit_w"] == 500
+    saved = json.loads(originals.path.read_text())["gpus"][sim.info.uuid]["settings"]
+    assert saved == {"clocks_known": True, "locked_clocks_mhz": None, "power_limit_w": 700.0}
+    assert sim.sample().sm_clock_mhz <= 1200
+    assert w.stats.writes == 1 and w.state == "managed"
+    w.hand_back()
+    assert driver_state(sim)["locked_clocks_mhz"] is None and driver_state(sim)["power_limit_w"] == 700
+    assert not originals.path.exists()
+
+
+def test_originals_are_what_the_gpu_had_not_the_defaults(sim, clock, originals, config):
+    sim.set_locked_clocks(345, 1755)  # an admin's lock from before govd
+    w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200), config, originals, clock)
+    run(w, clock, 1)
+    w.hand_back()
+    assert driver_state(sim)["locked_clocks_mhz"] == [345, 1755]
+
+
+def test_dry_run_decides_but_never_writes(sim, clock, originals, config):
+    w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200), config, originals, clock, dry_run=True)
+    run(w, clock, 3)
+    assert driver_state(sim)["locked_clocks_mhz"] is None
+    assert not originals.path.exists()
+    assert w.decisions and w.decisions[0]["dry_run"] and w.state == "dry-run"
+    assert w.target.sm_clock_max_mhz == 1200
+
+
+def test_default_policy_never_touches_the_gpu(sim, clock, originals, config):
+    w = GpuWorker(sim, DEFAULT_POLICY, config, originals, clock)
+    run(w, clock, 5)
+    assert w.stats.writes == 0 and not originals.path.exists()
+
+
+def test_errors_on_set_spend_the_budget_then_the_gpu_is_handed_back_and_degraded(sim, clock, originals):
+    config = default_config()
+    config.values["envelope"]["min_write_interval_ms"] = 0
+    w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200, power_limit_w=500.0), config, originals, clock)
+    run(w, clock, 0.3)
+    assert driver_state(sim)["locked_clocks_mhz"] == [345, 1200]
+    sim.faults = SimFaults(fail_sets=10)  # two knobs a tick: five failing ticks, then the restore succeeds
+    w.applied = None  # force rewrites, as after a lost write
+    run(w, clock, 3)
+    assert w.state == "degraded" and "error budget" in w.reason
+    assert driver_state(sim)["locked_clocks_mhz"] is None and driver_state(sim)["power_limit_w"] == 700
+    writes = w.stats.writes
+    run(w, clock, 2)
+    assert w.stats.writes == writes  # degraded: no more writes
+
+
+def test_lost_gpu_is_degraded_without_crashing_and_stays_listed_for_restore(sim, clock, originals, config):
+    w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200), config, originals, clock)
+    run(w, clock, 1)
+    sim.faults = SimFaults(lost_at_s=clock.now() + 0.5)
+    run(w, clock, 2)
+    assert w.state == "degraded" and "fallen off the bus" in w.reason
+    assert sim.info.uuid in json.loads(originals.path.read_text())["gpus"]
+
+
+def test_driver_reload_keeps_energy_monotonic_and_reapplies(sim, clock, originals, config):
+    w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200), config, originals, clock)
+    run(w, clock, 5)
+    energy_before = w.stats.energy_j
+    sim.faults = SimFaults(driver_reload_at_s=clock.now() + 1.0)
+    run(w, clock, 5)
+    assert w.stats.energy_j > energy_before + 5 * 300  # kept counting across the counter reset
+    assert w.state == "managed"
+    assert driver_state(sim)["locked_clocks_mhz"] == [345, 1200]  # re-applied after the reload
+
+
+def test_another_program_writing_makes_govd_back_off_and_leave_its_settings(sim, clock, originals, config):
+    w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200), config, originals, clock)
+    run(w, clock, 2)
+    state = driver_state(sim)
+    state["locked_clocks_mhz"] = [1410, 1410]  # as `nvidia-smi -lgc 1410` would
+    sim.driver.write(state)
+    run(w, clock, 2)
+    assert w.state == "backed-off" and "another program" in w.reason
+    assert driver_state(sim)["locked_clocks_mhz"] == [1410, 1410]
+    w.hand_back()
+    assert driver_state(sim)["locked_clocks_mhz"] == [1410, 1410]  # not clobbered on exit
+
+
+def test_backoff_ends_and_govd_takes_the_gpu_again(sim, clock, originals):
+    config = default_config()
+    config.values["envelope"]["external_backoff_s"] = 5.0
+    w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200), config, originals, clock)
+    run(w, clock, 1)
+    sim.faults = SimFaults(external_lock_at_s=clock.now() + 0.5, external_lock_mhz=(1410, 1410))
+    run(w, clock, 2)
+    assert w.state == "backed-off"
+    run(w, clock, 6)
+    assert w.state == "managed" and driver_state(sim)["locked_clocks_mhz"] == [345, 1200]
+    w.hand_back()
+    assert driver_state(sim)["locked_clocks_mhz"] == [1410, 1410]  # the other program's setting is the original now
+
+
+def test_readback_mismatch_counts_as_an_error(sim, clock, originals, config):
+    class Stubborn(type(sim)):
+        def set_power_limit_w(self, watts):  # the call succeeds but the GPU keeps its limit
+            pass
+
+    stubborn = Stubborn(sim.spec, 1, clock, sim.state_dir, trace=None)
+    w = GpuWorker(stubborn, static_policy(power_limit_w=400.0), config, originals, clock)
+    run(w, clock, 1)
+    assert w.stats.errors >= 1 and "read-back mismatch" in w.envelope.last_error
+
+
+def test_pause_hands_back_and_resume_takes_over(sim, clock, originals, config):
+    w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200), config, originals, clock)
+    run(w, clock, 1)
+    w.pause()
+    assert w.state == "paused" and driver_state(sim)["locked_clocks_mhz"] is None
+    run(w, clock, 1)
+    assert driver_state(sim)["locked_clocks_mhz"] is None
+    w.resume()
+    run(w, clock, 1)
+    assert driver_state(sim)["locked_clocks_mhz"] == [345, 1200]
+
+
+def test_thermal_guard_in_a_hot_room_keeps_the_gpu_below_slowdown(tmp_path, clock, originals, config):
+    from governor.sim.device import SimDevice
+    from governor.sim.spec import load_spec
+    from governor.sim.trace import load_trace
+
+    dev = SimDevice(load_spec("h100-sxm"), 0, clock, tmp_path / "hot", trace=load_trace("hot-room"))
+    w = GpuWorker(dev, static_policy(sm_clock_min_mhz=1980, sm_clock_max_mhz=1980), config, originals, clock)
+    run(w, clock, 200)
+    assert w.envelope.guard_engaged or w.stats.writes > 1
+    assert dev.gpu.max_temp_c < load_spec("h100-sxm").temp_slowdown_c + 1.0
