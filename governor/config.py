@@ -137,6 +137,7 @@ def load_config(main_file: Path | None, conf_d: Path | None = None, required: bo
 def example_config() -> str:
     """The commented example config, generated from the schema so it never drifts from the code."""
     lines = ["# govd configuration. Every key is optional; shown values are the defaults.",
+             "# Lines starting with '#' and no space are settings: remove the '#' to change one.",
              "# Files: /etc/govd/govd.toml, then /etc/govd/conf.d/*.toml in name order (later wins).", ""]
     for section, keys in SCHEMA.items():
         lines.append(f"[{section}]")
@@ -145,8 +146,8 @@ def example_config() -> str:
             value = key.default
             text = ("true" if value else "false") if isinstance(value, bool) else (
                 f'"{value}"' if isinstance(value, str) else str(value))
-            lines.append(f"# {name} = {text}")
+            lines.append(f"#{name} = {text}")
         lines.append("")
-    lines += ["# Per-GPU overrides, by index or UUID:", "# [gpu.0]", '# policy = "static-example"',
-              "# manage = true", ""]
+    lines += ["# Per-GPU overrides, by index or UUID:", "#[gpu.0]", '#policy = "static-example"',
+              "#manage = true", ""]
     return "\n".join(lines)

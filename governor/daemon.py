@@ -9,6 +9,7 @@ Exit paths and what happens to the GPUs:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -177,10 +178,8 @@ class Daemon:
             except Exception:  # keep going: every other GPU must still be restored
                 log.exception("GPU %d: restore failed", w.info.index)
         for d in self.devices:
-            try:
+            with contextlib.suppress(Exception):  # closing: nothing useful to do with an error
                 d.close()
-            except Exception:  # noqa: BLE001
-                pass
         log.info("govd stopped")
 
     def status(self) -> dict:

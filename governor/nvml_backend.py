@@ -13,6 +13,7 @@ Semantics that shape this code (calibration.md, NVML docs):
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any
@@ -68,10 +69,8 @@ class NvmlSystem:
         return _text(call(self.nvml, "nvmlSystemGetDriverVersion", None, "driver version"))
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # shutting down: nothing useful to do with an error
             self.nvml.nvmlShutdown()
-        except Exception:  # noqa: BLE001 - shutting down: nothing useful to do with an error
-            pass
 
 
 def call(nvml: Any, fn: str, device: NvmlDevice | None, what: str, *args):
@@ -210,10 +209,8 @@ class NvmlDevice(Device):
         except n.NVMLError:
             return None, None
         finally:
-            try:
+            with contextlib.suppress(n.NVMLError):
                 n.nvmlGpmSampleFree(prev)
-            except n.NVMLError:
-                pass
 
     def _call_plain(self, fn: str, *args):
         return call(self.nvml, fn, self, self._what(fn), *args)

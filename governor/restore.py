@@ -7,6 +7,7 @@ each on its own: one that fails stays in the file for a later try, the others st
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,10 +52,8 @@ def restore_from_originals(path: Path, force: bool = False, nvml=None, allow_sel
             try:
                 device = opener.open(saved.handle)
                 limits = None
-                try:
+                with contextlib.suppress(GovdError):
                     limits = device.limits()
-                except GovdError:
-                    pass
                 results = restore_settings(device, saved.settings, limits)
                 entry["knobs"] = [r.to_dict() for r in results]
                 entry["ok"] = all(r.ok for r in results)

@@ -11,10 +11,9 @@ from .. import __version__
 from ..errors import GovdError
 from ..paths import resolve_paths
 from ..policy import load_policy, policy_names
-from ..restore import restore_from_originals
-from ..simulate import simulate
 from ..sim.spec import BUILTIN
 from ..sim.trace import builtin_traces
+from ..simulate import simulate
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:

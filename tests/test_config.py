@@ -1,0 +1,72 @@
+import tomllib
+
+import pytest
+
+from governor.config import example_config, load_config
+from governor.errors import ConfigError
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_files(tmp_path):
+    cfg = load_config(tmp_path / "govd.toml", tmp_path / "conf.d")
+    assert cfg.get("daemon", "period_ms") == 200
+    assert cfg.get("daemon", "policy") == "performance"
+    assert cfg.files == []
+
+
+def test_conf_d_layers_over_main_in_name_order_and_sources_are_tracked(tmp_path):
+    main = write(tmp_path / "govd.toml", "[daemon]\nperiod_ms = 500\npolicy = 'static-example'\n")
+    write(tmp_path / "conf.d/20-b.toml", "[daemon]\nperiod_ms = 300\n")
+    write(tmp_path / "conf.d/10-a.toml", "[daemon]\nperiod_ms = 100\n[gpu.3]\npolicy = 'performance'\n")
+    cfg = load_config(main, tmp_path / "conf.d")
+    assert cfg.get("daemon", "period_ms") == 300
+    rows = {r["key"]: r for r in cfg.effective()}
+    assert rows["daemon.period_ms"]["source"].endswith("20-b.toml")
+    assert rows["daemon.policy"]["source"] == str(main)
+    assert rows["envelope.error_budget"]["source"] == "default"
+    assert cfg.gpu_value(3, "GPU-x", "policy", "d") == "performance"
+    assert cfg.gpu_value(2, "GPU-x", "policy", "d") == "d"
+
+
+@pytest.mark.parametrize("text,match", [
+    ("[daemon]\nperiod_ms = 'fast'\n",
+     r"govd.toml: daemon.period_ms: got 'fast'; allowed: an integer in \[20, 10000\]"),
+    ("[daemon]\nperiod_ms = 5\n", r"daemon.period_ms: got 5; allowed: an integer in \[20, 10000\]"),
+    ("[daemon]\nperiod = 200\n", r"daemon.period: unknown key; did you mean 'period_ms'\?"),
+    ("[envelop]\n", r"envelop: unknown section; did you mean 'envelope'\?"),
+    ("[daemon]\nlog_level = 'loud'\n", r"daemon.log_level: got 'loud'; allowed: one of 'debug'"),
+    ("[daemon]\ndry_run = 1\n", r"daemon.dry_run: got 1; allowed: true or false"),
+    ("[gpu.first]\npolicy = 'x'\n", r"gpu.first: GPU key must be an index"),
+    ("[daemon\n", r"not valid TOML"),
+])
+def test_errors_name_file_key_and_what_is_allowed(tmp_path, text, match):
+    main = write(tmp_path / "govd.toml", text)
+    with pytest.raises(ConfigError, match=match):
+        load_config(main, None)
+
+
+def test_named_config_file_must_exist(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.toml", None, required=True)
+
+
+def test_example_config_is_valid_and_documents_every_key(tmp_path):
+    text = example_config()
+    uncommented = "\n".join(line[1:] if line.startswith("#") and line[1:2] not in (" ", "")
+                            else ("" if line.startswith("#") else line) for line in text.splitlines())
+    data = tomllib.loads(uncommented)
+    assert set(data) == {"daemon", "envelope", "gpu"}
+    main = write(tmp_path / "govd.toml", uncommented)
+    load_config(main, None)
+
+
+def test_shipped_example_file_matches_the_schema():
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parent.parent / "governor" / "govd.example.toml"
+    assert shipped.read_text() == example_config() + "\n"

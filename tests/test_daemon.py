@@ -1,0 +1,216 @@
+"""The daemon end to end: processes, signals, SIGKILL and `govd --restore`, reload, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from governor.backends import open_sim_devices
+from governor.clock import RealClock
+from governor.daemon import Daemon, DaemonOptions
+from governor.paths import resolve_paths
+from governor.sim.trace import load_trace
+
+POLICY = """name = "cap"\ncontroller = "static"\n[params]\nsm_clock_max_mhz = 1200\npower_limit_w = 450.0\n"""
+
+
+def govd(root, *args, **kw):
+    cmd = [sys.executable, "-m", "governor.cli.govd", "--root", str(root), *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def run_govd(root, *args, timeout=60):
+    cmd = [sys.executable, "-m", "governor.cli.govd", "--root", str(root), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def state(root, i=0):
+    p = Path(root) / "run" / "sim" / f"gpu{i}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def wait_for(pred, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if pred():
+                return True
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def root(tmp_path):
+    (tmp_path / "etc" / "policies").mkdir(parents=True)
+    (tmp_path / "etc" / "policies" / "cap.toml").write_text(POLICY)
+    return tmp_path
+
+
+def locked(root, i=0):
+    s = state(root, i)
+    return s is not None and s["locked_clocks_mhz"] == [345, 1200] and s["power_limit_w"] == 450
+
+
+def at_defaults(root, i=0):
+    s = state(root, i)
+    return s["locked_clocks_mhz"] is None and s["power_limit_w"] == 700
+
+
+def test_sigkill_then_govd_restore_puts_the_gpus_back(root):
+    p = govd(root, "--sim", "h100-sxm,h200", "--policy", "cap", "--speed", "5")
+    try:
+        assert wait_for(lambda: locked(root, 0) and locked(root, 1)), p.stderr
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+    finally:
+        p.kill()
+    assert locked(root, 0) and locked(root, 1)  # the "driver" outlives the daemon, as a real one does
+    r = run_govd(root, "--restore", "--json")
+    report = json.loads(r.stdout)
+    assert r.returncode == 0 and report["ok"] and len(report["gpus"]) == 2
+    assert {k["action"] for g in report["gpus"] for k in g["knobs"]} == {"power limit 700 W", "reset clock lock"}
+    assert at_defaults(root, 0) and at_defaults(root, 1)
+    assert not (root / "run" / "originals.json").exists()
+    again = run_govd(root, "--restore")
+    assert again.returncode == 0 and "nothing to restore" in again.stdout
+
+
+def test_sigterm_restores_and_exits_cleanly(root):
+    p = govd(root, "--sim", "a100-sxm4", "--policy", "cap", "--speed", "5")
+    assert wait_for(lambda: state(root) and state(root)["locked_clocks_mhz"] == [210, 1200])
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=20)
+    assert p.returncode == 0, err
+    s = state(root)
+    assert s["locked_clocks_mhz"] is None and s["power_limit_w"] == 400
+    assert not (root / "run" / "originals.json").exists()
+    assert "restored to its original settings" in err
+
+
+def test_leftovers_from_a_crash_are_restored_before_anything_else(root):
+    p = govd(root, "--sim", "h100-sxm", "--policy", "cap", "--speed", "5")
+    assert wait_for(lambda: locked(root))
+    p.kill()
+    p.wait(10)
+    r = run_govd(root, "--sim", "h100-sxm", "--policy", "performance", "--duration", "1", "--speed", "5")
+    assert r.returncode == 0, r.stderr
+    assert "did not exit cleanly" in r.stderr
+    assert at_defaults(root)
+
+
+def test_a_second_govd_on_the_same_root_is_refused_and_touches_nothing(root):
+    p = govd(root, "--sim", "h100-sxm", "--policy", "cap", "--speed", "5")
+    try:
+        assert wait_for(lambda: locked(root))
+        r = run_govd(root, "--sim", "h100-sxm", "--policy", "performance", "--duration", "1")
+        assert r.returncode == 1 and "another govd" in r.stderr
+        assert locked(root)
+        r = run_govd(root, "--restore")
+        assert r.returncode == 1 and "still running" in r.stderr
+        assert locked(root)
+    finally:
+        p.terminate()
+        p.wait(20)
+    assert at_defaults(root)
+
+
+def test_sighup_with_a_bad_config_keeps_the_old_one_and_a_good_one_switches(root):
+    p = govd(root, "--sim", "h100-sxm", "--speed", "5")
+    try:
+        time.sleep(1.0)
+        (root / "etc" / "govd.toml").write_text("[daemon]\nperiod_ms = 'often'\n")
+        p.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert p.poll() is None
+        (root / "etc" / "govd.toml").write_text("[daemon]\npolicy = 'cap'\n")
+        p.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: locked(root))
+    finally:
+        p.terminate()
+        out, err = p.communicate(timeout=20)
+    assert "reload refused, keeping the running config" in err and "daemon.period_ms" in err
+    assert "GPU 0: policy now cap" in err
+    assert at_defaults(root)
+
+
+def test_dry_run_never_writes(root):
+    r = run_govd(root, "--sim", "h100-sxm", "--policy", "cap", "--dry-run", "--duration", "3", "--speed", "5",
+                 "--log-level", "info")
+    assert r.returncode == 0 and "dry run, would apply" in r.stderr
+    assert at_defaults(root) and not (root / "run" / "originals.json").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--sim", "b200"], "unknown simulated GPU; choose one of h100-sxm"),
+    (["--sim", "h100-sxm", "--trace", "nope.toml"], "no such trace file"),
+    (["--sim", "h100-sxm", "--policy", "turbo"], "unknown policy"),
+    (["--trace", "gemm"], "--trace needs --sim"),
+])
+def test_bad_input_is_a_clear_error_not_a_crash(root, args, message):
+    r = run_govd(root, *args, "--duration", "1")
+    assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bad_trace_field_is_named(root, tmp_path):
+    t = tmp_path / "t.toml"
+    t.write_text('format = 1\nname = "t"\n[[phase]]\nseconds = 1.0\nbusy = 1.0\nclock_bound = 2.0\n'
+                 'intensity = 1.0\ndram = 0.1\n')
+    r = run_govd(root, "--sim", "h100-sxm", "--trace", str(t), "--duration", "1")
+    assert r.returncode == 1 and "phase[0].clock_bound = 2.0 is out of range" in r.stderr
+
+
+def test_a_hung_gpu_never_stalls_the_others_and_is_marked_degraded(root):
+    paths = resolve_paths(root)
+    paths.ensure()
+    (root / "etc" / "govd.toml").write_text("[daemon]\ncall_timeout_s = 1.0\nperiod_ms = 50\n")
+    clock = RealClock()
+    devices = open_sim_devices(["h100-sxm", "a100-sxm4"], clock, paths.runtime_dir, load_trace("demo"))
+    (paths.runtime_dir / "sim" / "faults-gpu0.json").write_text(json.dumps({"hang_at_s": 0.5, "hang_s": 4.0}))
+    d = Daemon(paths, DaemonOptions(policy="cap", duration_s=3.0, join_timeout_s=6.0), devices, clock)
+    t = threading.Thread(target=d.run)
+    t.start()
+    try:
+        assert wait_for(lambda: d.workers and d.workers[0].state == "degraded", timeout=10)
+        ticks = d.workers[1].stats.ticks
+        time.sleep(0.5)
+        assert d.workers[1].stats.ticks > ticks  # the other GPU's loop kept going
+        assert "stuck in a GPU call" in d.workers[0].reason
+        assert not d.check_health()
+    finally:
+        t.join(20)
+    assert state(root, 1)["locked_clocks_mhz"] is None and state(root, 1)["power_limit_w"] == 400
+
+
+def test_restore_on_an_unhandled_error(root, monkeypatch):
+    paths = resolve_paths(root)
+    paths.ensure()
+    clock = RealClock(speed=5)
+    devices = open_sim_devices(["h100-sxm"], clock, paths.runtime_dir, load_trace("gemm"))
+    d = Daemon(paths, DaemonOptions(policy="cap"), devices, clock)
+    calls = {"n": 0}
+
+    def broken_health():
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise RuntimeError("supervisor bug")
+        return True
+
+    monkeypatch.setattr(d, "check_health", broken_health)
+    with pytest.raises(RuntimeError):
+        d.run()
+    assert at_defaults(root)
+    assert not (paths.originals).exists()
+
+
+def test_module_runs_without_install(root):
+    r = run_govd(root, "--version")
+    assert r.returncode == 0 and r.stdout.startswith("govd ")
+    assert os.path.exists(Path(__file__).parent.parent / "governor" / "cli" / "govd.py")

@@ -1,0 +1,54 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import make_trace, static_policy
+
+from governor.sim.spec import load_spec
+from governor.simulate import DEFAULT_POLICY, run_trace, simulate
+
+
+def test_json_contract_and_default_reference():
+    out = simulate("h100-sxm", "decode", ["performance", "static-example"])
+    assert {"gpu", "trace", "budget", "runs"} <= set(out)
+    assert out["gpu"] == "h100-sxm" and out["trace"] == "decode"
+    for run in out["runs"]:
+        assert {"policy", "energy_j", "seconds", "saved", "slowdown", "max_temp_c"} <= set(run)
+    ref, perf, static = out["runs"]
+    assert ref["policy"] == "default" and ref["saved"] == 0 and ref["slowdown"] == 0
+    assert perf["energy_j"] == ref["energy_j"]  # performance is the firmware default
+    assert static["saved"] > 0.1  # decode is memory-bound: a lower clock saves energy
+    assert static["slowdown"] < 0.10
+
+
+def test_runs_are_deterministic():
+    spec = load_spec("a100-sxm4")
+    trace = make_trace({"seconds": 20.0, "busy": 0.8, "clock_bound": 0.7, "intensity": 0.7, "dram": 0.4})
+    assert run_trace(spec, trace, DEFAULT_POLICY) == run_trace(spec, trace, DEFAULT_POLICY)
+
+
+def test_slower_clock_on_compute_bound_work_costs_time_as_the_trace_says():
+    spec = load_spec("h100-sxm")
+    trace = make_trace({"seconds": 30.0, "busy": 1.0, "clock_bound": 1.0, "intensity": 0.3, "dram": 0.1})
+    ref = run_trace(spec, trace, DEFAULT_POLICY)  # light kernels: not power-capped, runs at 1980
+    half = run_trace(spec, trace, static_policy(sm_clock_max_mhz=990))
+    assert half.seconds / ref.seconds == pytest.approx(2.0, rel=0.02)
+
+
+def test_govctl_simulate_cli_json(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "governor.cli.govctl", "--root", str(tmp_path), "simulate", "--gpu",
+                        "a100-sxm4", "--trace", "attention", "--policy", "static-example", "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert [x["policy"] for x in data["runs"]] == ["default", "static-example"]
+
+
+def test_govctl_simulate_human_output_and_errors(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "governor.cli.govctl", "--root", str(tmp_path), "simulate", "--gpu",
+                        "h100-sxm", "--trace", "idle"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "saved" in r.stdout and "performance" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "governor.cli.govctl", "simulate", "--gpu", "x100", "--trace", "idle"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "unknown simulated GPU" in r.stderr and "Traceback" not in r.stderr
