@@ -18,7 +18,7 @@ from .schema import Key, check_table, defaults, suggest
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "daemon": {
-        "policy": Key(str, "performance", doc="policy for every GPU without its own [gpu.N] policy"),
+        "policy": Key(str, "balanced", doc="policy for every GPU without its own [gpu.N] policy"),
         "period_ms": Key(int, 200, lo=20, hi=10000, doc="control period of each GPU loop"),
         "dry_run": Key(bool, False, doc="decide and log, never write to a GPU"),
         "log_level": Key(str, "info", choices=("debug", "info", "warning", "error"), doc="log verbosity"),

@@ -1,0 +1,473 @@
+"""`model`: model-based minimum energy within a slowdown budget (the default controller).
+
+For each workload phase it measures the phase at default settings (the reference the budget is
+held against, never the current state: EAR #5), probes a few neighbouring clocks, fits how time
+and power depend on the clock (phase_model.py), and runs at the clock that minimizes energy while
+the predicted slowdown stays within budget. It works from samples only.
+
+- Phase detection: a two-sided CUSUM change-point test on the residuals between what the phase
+  model predicts at the held clock and what the GPU reports (utilization, DRAM progress, power).
+  On a change it first looks for a known phase whose model explains the new readings (each phase
+  keeps its own model); only an unknown signature is probed anew.
+- Budget: across the known phases the budget is shared by a Lagrangian: each phase runs at
+  argmin P(f)(1 + s(f)) + lambda s(f), lambda found by bisection so the time-weighted slowdown
+  stays within the budget, so the budget goes where it saves most. A running estimate of the
+  slowdown spent (probes included) tightens the budget when it runs ahead.
+- Objectives: `min_energy` (the above), `min_edp` (energy x delay, still within the budget), and
+  `power_cap` (the same choice of operating point, realised with a power limit instead of locked
+  clocks, and probed with power limits, for GPUs or sites that allow only that).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from ..schema import Key
+from ..vocabulary import Sample, Setpoint
+from .base import Controller
+from .phase_model import PhaseModel, Probe
+
+
+class _Cusum:
+    """Two-sided CUSUM on a normalized residual: alarms on a persistent shift, ignores noise."""
+
+    def __init__(self, drift: float, threshold: float):
+        self.drift, self.threshold = drift, threshold
+        self.hi = self.lo = 0.0
+
+    def update(self, r: float) -> bool:
+        self.hi = max(0.0, self.hi + r - self.drift)
+        self.lo = max(0.0, self.lo - r - self.drift)
+        return self.hi > self.threshold or self.lo > self.threshold
+
+    def reset(self) -> None:
+        self.hi = self.lo = 0.0
+
+
+class ModelController(Controller):
+    name = "model"
+    PARAMS = {
+        "objective": Key(str, "min_energy", choices=("min_energy", "min_edp", "power_cap"),
+                         doc="what to minimize within the budget"),
+        "slowdown_budget": Key(float, 0.03, lo=0.0, hi=1.0, doc="largest slowdown against default, a fraction"),
+        "budget_use": Key(float, 0.8, lo=0.1, hi=1.0, doc="share of the budget planned for (the rest is margin)"),
+        "settle_s": Key(float, 0.4, lo=0.0, hi=10.0, doc="ignore readings this long after a change"),
+        "measure_s": Key(float, 0.8, lo=0.2, hi=30.0, doc="measuring time at each probe point"),
+        "probe_fracs": Key(str, "auto",
+                           doc="first probe clocks as fractions of the reference clock, comma-separated; "
+                               "auto: 1 - 3 x budget and 1 - 6 x budget, so probing costs scale with the budget"),
+        "max_probes": Key(int, 4, lo=1, hi=10, doc="most probe points per phase"),
+        "refresh_s": Key(float, 120.0, lo=5.0, hi=86400.0, doc="re-measure a held phase this often"),
+        "cusum_drift": Key(float, 0.06, lo=0.0, hi=1.0, doc="CUSUM drift allowance (normalized residual)"),
+        "cusum_threshold": Key(float, 0.5, lo=0.05, hi=10.0, doc="CUSUM alarm threshold"),
+        "match_tolerance": Key(float, 0.12, lo=0.01, hi=1.0, doc="largest residual for a known phase to match"),
+        "max_phases": Key(int, 8, lo=1, hi=64, doc="phase models kept"),
+        "min_progress_pct": Key(float, 2.0, lo=0.01, hi=50.0,
+                                doc="least DRAM activity (NVML memory utilization) for the progress proxy"),
+        "min_progress_gpm_pct": Key(float, 0.05, lo=0.001, hi=50.0,
+                                    doc="the same for GPM DRAM bandwidth, which has finer resolution"),
+        "arrival_util_max": Key(float, 0.9, lo=0.5, hi=1.0,
+                                doc="arrival phases: most busy share planned for (headroom for backlogs)"),
+        "power_margin": Key(float, 0.03, lo=0.0, hi=0.5, doc="power_cap: limit above the predicted power"),
+        "fast_changes": Key(int, 4, lo=2, hi=100,
+                            doc="phase changes within 30 s after which the mix is treated as one phase"),
+        "composite_measure_s": Key(float, 4.0, lo=1.0, hi=120.0,
+                                   doc="measuring window while phases change too fast to tell apart"),
+        "composite_tolerance": Key(float, 0.2, lo=0.01, hi=1.0,
+                                   doc="largest window residual before a composite phase is re-measured"),
+    }
+
+    def __init__(self, params, limits):
+        super().__init__(params, limits)
+        p = self.params
+        self.probe_fracs = self._parse_fracs(str(p["probe_fracs"]), p["slowdown_budget"])
+        self.use_power = p["objective"] == "power_cap" or not limits.capabilities.can_lock_clocks
+        self.models: list[PhaseModel] = []
+        self.current: PhaseModel | None = None
+        self.state = "reference"
+        self.state_start: float | None = None
+        self.window: list[Sample] = []
+        self.probe_target: float | None = None  # clock (or power limit) being probed
+        self.setpoint = Setpoint()
+        self.held_f: float | None = None
+        self.cusums = [_Cusum(p["cusum_drift"], p["cusum_threshold"]) for _ in range(3)]
+        self.recent: deque = deque(maxlen=3)
+        self.last_t: float | None = None
+        self.elapsed = 0.0
+        self.extra = 0.0  # estimated extra seconds spent (slowdown), probes included
+        self.failed_windows = 0
+        self.last_change: str = "start"
+        self._curve_cache: dict = {}
+        self._tick_s = 0.2
+        self.changes: deque = deque()  # times of phase changes and unmeasurable windows
+        self.change_interval_s = 0.0
+        self.composite = False  # phases change faster than they can be measured: treat the mix as one
+        self._last_plan_t = float("-inf")
+
+    @staticmethod
+    def _parse_fracs(text: str, budget: float) -> list[float]:
+        if text.strip() == "auto":
+            if budget <= 0:
+                return []  # no budget: nothing to probe, the phase runs at its reference
+            return [max(0.5, 1.0 - 3.0 * budget), max(0.4, 1.0 - 6.0 * budget)]
+        try:
+            fracs = [float(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise ValueError(f"probe_fracs must be 'auto' or comma-separated numbers, got {text!r}") from None
+        if not fracs or not all(0.1 <= x < 1.0 for x in fracs):
+            raise ValueError("probe_fracs must be fractions in [0.1, 1)")
+        return fracs
+
+    # ----- reading the window --------------------------------------------------------------------
+    @staticmethod
+    def _progress(s: Sample) -> float:
+        return s.dram_bw_pct if s.dram_bw_pct is not None else s.mem_util_pct
+
+    def _min_progress(self, s: Sample) -> float:
+        p = self.params
+        return p["min_progress_gpm_pct"] if s.dram_bw_pct is not None else p["min_progress_pct"]
+
+    @staticmethod
+    def _power(s: Sample) -> float:
+        return s.power_instant_w if s.power_instant_w is not None else s.power_w
+
+    def _measure_s(self) -> float:
+        if not self.composite:
+            return self.params["measure_s"]
+        # a window of about three change intervals averages the mix well enough to compare windows
+        return min(30.0, max(self.params["composite_measure_s"], 3.0 * self.change_interval_s))
+
+    def _fast_change(self, now: float) -> bool:
+        """Note a phase change; True when this one switches to composite mode.
+
+        Phases that change faster than a reference and its probes can be measured are treated as one
+        mixed phase, measured over longer windows and held at one clock (what an administrator's
+        best fixed clock does, but measured rather than guessed).
+        """
+        self.changes.append(now)
+        while self.changes and now - self.changes[0] > 30.0:
+            self.changes.popleft()
+        if self.composite or len(self.changes) < self.params["fast_changes"]:
+            return False
+        self.composite = True
+        times = list(self.changes)
+        self.change_interval_s = (times[-1] - times[0]) / max(1, len(times) - 1)
+        self.models.clear()
+        self.current = None
+        return True
+
+    def _settle(self) -> float:
+        # a 1 s averaged power reading needs a longer settle than an instant one
+        return self.params["settle_s"] + (0.0 if self.limits.capabilities.has_instant_power else 0.8)
+
+    def _probe_from_window(self) -> Probe | None:
+        """Mean readings over the settled window; None if the window mixes phases."""
+        w = self.window
+        if not w:
+            return None
+        util = np.array([s.gpu_util_pct for s in w]) / 100.0
+        prog = np.array([self._progress(s) for s in w])
+        mixed = np.ptp(util) > 0.25 or (np.mean(prog) > 5 and np.ptp(prog) > 0.3 * np.mean(prog))
+        if mixed and not self.composite:
+            return None
+        return Probe(f=float(np.mean([s.sm_clock_mhz for s in w])), util=float(np.mean(util)),
+                     progress=float(np.mean(prog)), power=float(np.mean([self._power(s) for s in w])))
+
+    # ----- budget ------------------------------------------------------------------------------
+    def _budget_now(self) -> float:
+        planned = self.params["slowdown_budget"] * self.params["budget_use"]
+        if self.elapsed <= 1.0:
+            return planned
+        spent = self.extra / max(1e-6, self.elapsed - self.extra)
+        return max(0.0, planned - max(0.0, spent - planned))
+
+    def _account(self, dt: float, slowdown: float) -> None:
+        self.elapsed += dt
+        self.extra += dt * max(0.0, slowdown) / (1.0 + max(0.0, slowdown))
+
+    # ----- decisions ---------------------------------------------------------------------------
+    def _curves(self, m: PhaseModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidate clocks (up to the reference), cost and slowdown at each; cached per fit."""
+        key = (id(m), m.version)
+        cached = self._curve_cache.get(key)
+        if cached is None:
+            clocks = np.array([c for c in self.limits.sm_clocks_mhz if c <= m.ref.f + 1e-6], dtype=float)
+            if not clocks.size:
+                clocks = np.array([float(self.limits.sm_clock_min_mhz)])
+            slow = np.array([max(0.0, m.slowdown(f)) for f in clocks])
+            cost = np.array([m.energy_per_ref_second(f) for f in clocks])
+            if self.params["objective"] == "min_edp":
+                cost = cost * (1.0 + slow)
+            cached = (clocks, cost, slow)
+            if len(self._curve_cache) > 4 * self.params["max_phases"]:
+                self._curve_cache.clear()
+            self._curve_cache[key] = cached
+        return cached
+
+    def _allocate(self) -> dict[int, float]:
+        """Per-phase clocks: minimum energy with the time-weighted slowdown within the budget.
+
+        Lagrangian: each phase independently minimizes cost + lambda * slowdown; lambda is raised
+        by bisection until the weighted slowdown fits the budget.
+        """
+        budget = self._budget_now()
+        curves = [self._curves(m) for m in self.models]
+        weights = np.array([max(m.seen_s, 1.0) for m in self.models])
+        weights = weights / weights.sum()
+
+        def plan(lam):
+            idx = [int(np.argmin(cost + lam * slow)) for _, cost, slow in curves]
+            total = sum(w * c[2][i] for w, c, i in zip(weights, curves, idx, strict=True))
+            return idx, total
+
+        idx, slow = plan(0.0)
+        if slow > budget:
+            lo, hi = 0.0, 1.0
+            while plan(hi)[1] > budget and hi < 1e9:
+                hi *= 4.0
+            for _ in range(30):
+                mid = 0.5 * (lo + hi)
+                if plan(mid)[1] > budget:
+                    lo = mid
+                else:
+                    hi = mid
+            idx, _ = plan(hi)
+        return {id(m): float(c[0][i]) for m, c, i in zip(self.models, curves, idx, strict=True)}
+
+    def _realise(self, f: float, m: PhaseModel | None) -> Setpoint:
+        lim = self.limits
+        if self.use_power:
+            if m is None or f >= m.ref.f - 1e-6:
+                return Setpoint()
+            watts = m.power(f) * (1.0 + self.params["power_margin"])
+            return Setpoint(power_limit_w=min(lim.power_limit_default_w, watts))
+        snapped = lim.snap_clock(f)
+        if snapped >= lim.sm_clock_max_mhz:
+            return Setpoint()
+        return Setpoint(sm_clock_min_mhz=lim.sm_clock_min_mhz, sm_clock_max_mhz=snapped)
+
+    # ----- state machine -----------------------------------------------------------------------
+    def _enter(self, state: str, now: float, setpoint: Setpoint) -> None:
+        self.state, self.state_start, self.window = state, now, []
+        self.setpoint = setpoint
+        for c in self.cusums:
+            c.reset()
+        self.recent.clear()
+
+    def _start_reference(self, now: float, why: str) -> None:
+        self.last_change = why
+        self.current = None
+        self.held_f = None
+        self._enter("reference", now, Setpoint())
+
+    def _probe_setpoint(self, frac: float, ref: Probe) -> tuple[float, Setpoint]:
+        if self.use_power:
+            watts = max(self.limits.power_limit_min_w, ref.power * frac)
+            return watts, Setpoint(power_limit_w=watts)
+        f = self.limits.snap_clock(ref.f * frac)
+        return float(f), Setpoint(sm_clock_min_mhz=self.limits.sm_clock_min_mhz, sm_clock_max_mhz=f)
+
+    def _hold(self, now: float, why: str) -> None:
+        plan = self._allocate()
+        f = plan[id(self.current)]
+        self.held_f = f
+        self.last_change = why
+        self._enter("hold", now, self._realise(f, self.current))
+
+    def _next_probe(self, now: float) -> None:
+        m = self.current
+        n = len(m.probes)
+        if n < len(self.probe_fracs) and n < self.params["max_probes"]:
+            target, sp = self._probe_setpoint(self.probe_fracs[n], m.ref)
+        elif n < self.params["max_probes"]:
+            # refine around the clock the current fit would choose, if it is not probed yet
+            f = self._allocate()[id(m)]
+            if f >= m.ref.f - 1e-6 or min(abs(p.f - f) for p in m.points()) < 3 * self._bin():
+                self._hold(now, "identified")
+                return
+            target = f
+            sp = self._realise(f, m)
+        else:
+            self._hold(now, "identified")
+            return
+        self.probe_target = target
+        self._enter("probe", now, sp)
+
+    def _bin(self) -> float:
+        c = self.limits.sm_clocks_mhz
+        return float(c[1] - c[0]) if len(c) > 1 else 15.0
+
+    def _match(self, obs: Probe, exclude: PhaseModel | None) -> PhaseModel | None:
+        best, best_r = None, self.params["match_tolerance"]
+        for m in self.models:
+            if m is exclude:
+                continue
+            r = self._residual(m, obs)
+            if r < best_r:
+                best, best_r = m, r
+        return best
+
+    def _residual(self, m: PhaseModel, obs: Probe) -> float:
+        u, prog, power = m.predict(obs.f)
+        return max(abs(obs.util - u) / max(u, 0.05), abs(obs.progress - prog) / max(prog, 2.0),
+                   abs(obs.power - power) / max(power, 1.0))
+
+    def start(self, sample: Sample, current: Setpoint) -> None:
+        self.last_t = sample.time_s
+        self._start_reference(sample.time_s, "start")
+
+    def decide(self, sample: Sample) -> Setpoint:
+        now = sample.time_s
+        if self.last_t is None:
+            self.start(sample, Setpoint())
+        dt = max(0.0, now - self.last_t)
+        self.last_t = now
+        if dt > 0:
+            self._tick_s = dt
+        in_state = now - self.state_start
+        settled = in_state >= self._settle()
+        if self.state == "hold" and self.current is not None:
+            self.current.seen_s += dt
+            self._account(dt, self.current.slowdown(self.held_f))
+            return self._decide_hold(sample, now, settled)
+        probe_slow = 0.0
+        if self.state == "probe" and self.current is not None and not self.use_power:
+            probe_slow = self.current.slowdown(self.probe_target)
+        self._account(dt, probe_slow)
+        if settled:
+            self.window.append(sample)
+            if self.state == "reference" and not self.composite and len(self.window) >= 2 \
+                    and self._back_to_known(now):
+                return self.setpoint
+        if in_state < self._settle() + self._measure_s():
+            return self.setpoint
+        obs = self._probe_from_window()
+        if obs is None:
+            if self._fast_change(now):
+                self._start_reference(now, "phases change too fast: measuring the mix")
+                return self.setpoint
+            if self._back_to_known(now):
+                return self.setpoint
+            self.failed_windows += 1
+            if self.failed_windows >= 3:  # the phase changes faster than it can be measured
+                self.failed_windows = 0
+                if self.models:
+                    self.current = min(self.models, key=lambda m: self._residual(m, self._last_obs(sample)))
+                    self._hold(now, "unstable: nearest known phase")
+                else:
+                    self._enter("reference", now, Setpoint())
+                return self.setpoint
+            self._enter(self.state, now, self.setpoint)
+            return self.setpoint
+        self.failed_windows = 0
+        if self.state == "reference":
+            known = self._match(obs, None)
+            if known is not None:
+                known.ref = obs  # a fresh reference for a known phase
+                known.refit()
+                self.current = known
+                self._hold(now, "known phase")
+                return self.setpoint
+            m = PhaseModel(ref=obs, min_progress=self._min_progress(sample),
+                           util_max=self.params["arrival_util_max"])
+            self.models.append(m)
+            if len(self.models) > self.params["max_phases"]:
+                self.models.pop(0)
+            self.current = m
+            self._next_probe(now)
+            return self.setpoint
+        # a probe finished
+        self.current.add(obs)
+        self._next_probe(now)
+        return self.setpoint
+
+    def _back_to_known(self, now: float) -> bool:
+        """If the latest readings match a known phase, hold it at once (no need to measure again)."""
+        tail = self.window[-2:]
+        if not tail or not self.models:
+            return False
+        obs = self._mean_obs([self._last_obs(s) for s in tail])
+        known = self._match(obs, None)
+        if known is None:
+            return False
+        self.current = known
+        self._hold(now, "known phase")
+        return True
+
+    @staticmethod
+    def _mean_obs(obs: list[Probe]) -> Probe:
+        return Probe(f=float(np.mean([o.f for o in obs])), util=float(np.mean([o.util for o in obs])),
+                     progress=float(np.mean([o.progress for o in obs])),
+                     power=float(np.mean([o.power for o in obs])))
+
+    def _last_obs(self, s: Sample) -> Probe:
+        return Probe(f=s.sm_clock_mhz, util=s.gpu_util_pct / 100.0, progress=self._progress(s), power=self._power(s))
+
+    def _decide_hold(self, sample: Sample, now: float, settled: bool) -> Setpoint:
+        m = self.current
+        if not settled:
+            return self.setpoint
+        obs = self._last_obs(sample)
+        if self.composite:
+            return self._decide_hold_composite(m, obs, now)
+        self.recent.append(obs)
+        u, prog, power = m.predict(obs.f)
+        residuals = ((obs.util - u) / max(u, 0.05), (obs.progress - prog) / max(prog, 2.0),
+                     (obs.power - power) / max(power, 1.0))
+        alarm = any(c.update(r) for c, r in zip(self.cusums, residuals, strict=True))
+        if alarm:
+            other = self._match(self._mean_obs(list(self.recent)), m)
+            if self._fast_change(now):
+                self._start_reference(now, "phases change too fast: measuring the mix")
+            elif other is not None:
+                self.current = other
+                self._hold(now, "phase change: known phase")
+            else:
+                self._start_reference(now, "phase change: new phase")
+            return self.setpoint
+        if now - self.state_start > self.params["refresh_s"]:
+            self._start_reference(now, "refresh")
+            return self.setpoint
+        # re-plan now and then: the budget tightens when the spent estimate runs ahead
+        if now - self._last_plan_t < 2.0:
+            return self.setpoint
+        self._last_plan_t = now
+        plan_f = self._allocate()[id(m)]
+        if abs(plan_f - self.held_f) >= self._bin():
+            self.held_f = plan_f
+            self.setpoint = self._realise(plan_f, m)
+        return self.setpoint
+
+    def _decide_hold_composite(self, m: PhaseModel, obs: Probe, now: float) -> Setpoint:
+        """Composite mode: compare window means, not single readings, with the model."""
+        self.window.append(obs)
+        if now - self.state_start > self.params["refresh_s"]:
+            self.composite = False  # look again whether the phases can now be told apart
+            self.changes.clear()
+            self.models.clear()
+            self._start_reference(now, "refresh")
+            return self.setpoint
+        if len(self.window) * 1.0 < self._measure_s() / max(1e-3, self._tick_s):
+            return self.setpoint
+        mean = self._mean_obs(self.window)
+        self.window = []
+        if self._residual(m, mean) > self.params["composite_tolerance"]:
+            self._start_reference(now, "composite phase changed")
+        return self.setpoint
+
+    def status(self) -> dict:
+        m = self.current
+        return {
+            "state": self.state, "phases_known": len(self.models), "last_change": self.last_change,
+            "composite": self.composite,
+            "held_clock_mhz": self.held_f,
+            "phase": None if m is None else {"kind": m.kind, "reference_clock_mhz": round(m.ref.f),
+                                             "predicted_slowdown": round(m.slowdown(self.held_f), 4)
+                                             if self.held_f else None,
+                                             "probes": len(m.probes), "has_progress_proxy": m.has_proxy},
+            "budget": self.params["slowdown_budget"],
+            "estimated_slowdown_spent": round(self.extra / max(1e-6, self.elapsed - self.extra), 4)
+            if self.elapsed > 0 else 0.0,
+        }

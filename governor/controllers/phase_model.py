@@ -1,0 +1,149 @@
+"""How one workload phase's time and power depend on the SM clock, identified from samples only.
+
+The progress proxy (why it is honest): the DRAM traffic of a phase is part of its work, so DRAM
+bandwidth utilization is proportional to the rate at which work is done, whatever the clock. GPM's
+DRAM bandwidth is used where the GPU has it, else NVML's memory utilization. With the rate R and the
+busy share u from one probe at clock f:
+    kernel time per unit of work   k(f) = u / R        fitted to  k(f) = a + b / f   (a, b >= 0)
+    idle time per unit of work     h(f) = (1 - u) / R
+Two slack hypotheses are told apart by how h moves across probes:
+    serial  (host work between kernels): h is constant, so wall time per work T(f) = k(f) + h;
+    arrival (work arrives over time):    k + h is constant while the GPU keeps up, T(f) = max(T0, k(f)/u_max):
+                                         planned busy time stays below u_max, so bursts and backlogs
+                                         carried over from other phases can still be absorbed.
+Power is fitted to P(f) = c0 + c1 f + c3 f^3 (nonnegative least squares), which covers the linear
+region below the voltage knee and the steep one above it. When a phase moves too little DRAM data
+for the proxy (R below `min_progress`), the model falls back to the most cautious assumption: all
+busy time scales with 1/f and all idle time is serial.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import nnls
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Mean readings over a settled window at one clock."""
+
+    f: float  # mean SM clock observed, MHz
+    util: float  # 0..1
+    progress: float  # proxy rate (percent of DRAM bandwidth)
+    power: float  # W
+
+    @property
+    def saturated(self) -> bool:
+        return self.util >= 0.97
+
+
+def fit_kernel(freqs: list[float], k: list[float]) -> tuple[float, float]:
+    """k(f) = a + b/f with a, b >= 0 (least squares)."""
+    f = np.asarray(freqs, dtype=float)
+    y = np.asarray(k, dtype=float)
+    if len(f) == 1 or np.ptp(f) < 1.0:
+        return 0.0, float(np.mean(y * f))  # one clock: assume all of it scales (cautious)
+    scale = float(np.max(f))
+    basis = np.column_stack([np.ones_like(f), scale / f])
+    coef, _ = nnls(basis, y)
+    return float(coef[0]), float(coef[1] * scale)
+
+
+def fit_power(freqs: list[float], power: list[float]) -> np.ndarray:
+    """Coefficients of P(f) = c0 + c1 (f/1000) + c3 (f/1000)^3, all >= 0."""
+    g = np.asarray(freqs, dtype=float) / 1000.0
+    p = np.asarray(power, dtype=float)
+    if len(g) == 1 or np.ptp(g) < 1e-3:
+        return np.array([float(np.mean(p)), 0.0, 0.0])
+    cols = [np.ones_like(g), g, g**3] if len(g) >= 3 else [np.ones_like(g), g**3]
+    coef, _ = nnls(np.column_stack(cols), p)
+    return coef if len(g) >= 3 else np.array([coef[0], 0.0, coef[1]])
+
+
+@dataclass
+class PhaseModel:
+    """A phase's identified model, with its reference (default-settings) operating point."""
+
+    ref: Probe
+    probes: list[Probe] = field(default_factory=list)
+    min_progress: float = 2.0
+    util_max: float = 0.9  # arrival: most busy share planned for, the rest absorbs bursts and backlogs
+    seen_s: float = 0.0  # time spent in this phase so far (its weight when the budget is shared)
+    kind: str = "serial"  # or "arrival"
+    a: float = 0.0
+    b: float = 0.0
+    host: float = 0.0  # serial: idle time per unit of work
+    t_arrival: float = 0.0  # arrival: wall time per unit of work while the GPU keeps up
+    power_coef: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    has_proxy: bool = True
+    version: int = 0  # bumped by every refit, so callers can cache predictions
+
+    def __post_init__(self) -> None:
+        self.refit()
+
+    def points(self) -> list[Probe]:
+        return [self.ref, *self.probes]
+
+    def add(self, probe: Probe) -> None:
+        self.probes.append(probe)
+        self.refit()
+
+    def refit(self) -> None:
+        self.version += 1
+        pts = self.points()
+        self.has_proxy = all(p.progress >= self.min_progress for p in pts)
+        freqs = [p.f for p in pts]
+        self.power_coef = fit_power(freqs, [p.power for p in pts])
+        if not self.has_proxy:
+            # cautious: busy time is all clock-bound at the reference, idle time is all serial
+            u = min(max(self.ref.util, 0.0), 1.0)
+            self.kind, self.a, self.b, self.host = "serial", 0.0, u * self.ref.f, 1.0 - u
+            return
+        k = [p.util / p.progress for p in pts]
+        h = [(1.0 - p.util) / p.progress for p in pts]
+        self.a, self.b = fit_kernel(freqs, k)
+        unsat = [i for i, p in enumerate(pts) if not p.saturated]
+        t_unsat = [k[i] + h[i] for i in unsat]
+        if len(pts) >= 2 and len(unsat) >= 1:
+            h_spread = float(np.ptp(h)) if len(h) > 1 else 0.0
+            t_spread = float(np.ptp([a + b for a, b in zip(k, h, strict=True)]))
+            # arrival work keeps k + h constant (idle is absorbed); serial work keeps h constant.
+            # When in doubt (an arrival phase probed into saturation can look serial) serial is
+            # the cautious answer: it predicts the larger slowdown.
+            self.kind = "arrival" if t_spread < h_spread else "serial"
+        else:
+            self.kind = "serial"
+        self.host = float(np.mean(h))
+        self.t_arrival = float(np.mean(t_unsat)) if t_unsat else k[0] + h[0]
+
+    # ----- predictions -------------------------------------------------------------------------
+    def kernel_time(self, f: float) -> float:
+        return self.a + self.b / f
+
+    def wall_time(self, f: float) -> float:
+        """Wall time per unit of work at clock f."""
+        k = self.kernel_time(f)
+        if self.kind == "arrival":
+            return max(self.t_arrival, k / max(self.util_max, self.ref.util))
+        return k + self.host
+
+    def power(self, f: float) -> float:
+        g = f / 1000.0
+        c = self.power_coef
+        return float(c[0] + c[1] * g + c[2] * g**3)
+
+    def slowdown(self, f: float) -> float:
+        return self.wall_time(f) / self.wall_time(self.ref.f) - 1.0
+
+    def predict(self, f: float) -> tuple[float, float, float]:
+        """(util 0..1, progress, power) expected at clock f."""
+        t = self.wall_time(f)
+        util = min(1.0, self.kernel_time(f) / t)
+        progress = 1.0 / t if self.has_proxy else self.ref.progress
+        return util, progress, self.power(f)
+
+    def energy_per_ref_second(self, f: float) -> float:
+        """Energy for the work the phase does in one second at its reference clock."""
+        return self.power(f) * (1.0 + self.slowdown(f))
