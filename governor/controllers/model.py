@@ -75,6 +75,10 @@ class ModelController(Controller):
                             doc="phase changes within 30 s after which the mix is treated as one phase"),
         "composite_measure_s": Key(float, 4.0, lo=1.0, hi=120.0,
                                    doc="measuring window while phases change too fast to tell apart"),
+        "composite_budget_share": Key(float, 0.5, lo=0.0, hi=1.0,
+                                      doc="share of the budget planned for a mix of phases: DRAM progress "
+                                          "weights memory-heavy phases more, so a mix's slowdown is "
+                                          "underestimated"),
         "composite_tolerance": Key(float, 0.2, lo=0.01, hi=1.0,
                                    doc="largest window residual before a composite phase is re-measured"),
     }
@@ -178,6 +182,8 @@ class ModelController(Controller):
     # ----- budget ------------------------------------------------------------------------------
     def _budget_now(self) -> float:
         planned = self.params["slowdown_budget"] * self.params["budget_use"]
+        if self.composite:
+            planned *= self.params["composite_budget_share"]
         if self.elapsed <= 1.0:
             return planned
         spent = self.extra / max(1e-6, self.elapsed - self.extra)
