@@ -32,10 +32,11 @@ class RunResult:
     max_temp_c: float
     writes: int
     ticks: int
+    reversals: int = 0
 
     def to_dict(self, reference: RunResult | None = None) -> dict:
         d = {"policy": self.policy, "energy_j": round(self.energy_j, 3), "seconds": round(self.seconds, 4),
-             "max_temp_c": round(self.max_temp_c, 2), "writes": self.writes}
+             "max_temp_c": round(self.max_temp_c, 2), "writes": self.writes, "reversals": self.reversals}
         if reference is not None:
             d["saved"] = round(1.0 - self.energy_j / reference.energy_j, 6)
             d["slowdown"] = round(self.seconds / reference.seconds - 1.0, 6)
@@ -49,7 +50,8 @@ def run_trace(spec: GpuSpec, trace: Trace, policy: Policy, config: Config | None
     clock = VirtualClock()
     with tempfile.TemporaryDirectory(prefix="govd-sim-") as tmp:
         device = SimDevice(spec, 0, clock, Path(tmp), trace=trace)
-        worker = GpuWorker(device, policy, config, OriginalsFile(Path(tmp) / "originals.json"), clock)
+        worker = GpuWorker(device, policy, config, OriginalsFile(Path(tmp) / "originals.json"), clock,
+                           app_progress=lambda: device.gpu.workload.work_done)
         period = worker.period_s
         limit = trace.default_seconds * max_factor + 600.0
         t = 0.0
@@ -62,7 +64,8 @@ def run_trace(spec: GpuSpec, trace: Trace, policy: Policy, config: Config | None
         truth = device.gpu.truth()
         worker.hand_back()
     return RunResult(policy=policy.name, energy_j=truth["end_energy_j"], seconds=truth["end_time_s"],
-                     max_temp_c=truth["max_temp_c"], writes=worker.stats.writes, ticks=worker.stats.ticks)
+                     max_temp_c=truth["max_temp_c"], writes=worker.stats.writes, ticks=worker.stats.ticks,
+                     reversals=worker.stats.reversals)
 
 
 def simulate(gpu: str, trace_name: str, policy_names: list[str], budget: float | None = None,

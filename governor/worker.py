@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,7 @@ from .config import Config
 from .controllers import Controller, controller_class
 from .device import UNKNOWN_LOCK, Device
 from .envelope import Envelope
-from .errors import DeviceError, GpuLostError
+from .errors import ConfigError, DeviceError, GpuLostError
 from .originals import OriginalsFile
 from .policy import Policy
 from .vocabulary import Limits, Sample, Setpoint, reason_names
@@ -43,7 +44,18 @@ class LoopStats:
     last_tick_end_wall: float | None = None
     durations_s: deque = field(default_factory=lambda: deque(maxlen=2000))
     energy_j: float = 0.0  # measured since govd took the GPU, across counter resets
+    reversals: int = 0  # setpoint direction changes (up after down or down after up): flapping shows here
     _last_counter_mj: int | None = None
+    _last_level: float | None = None
+    _last_direction: int = 0
+
+    def count_direction(self, level: float) -> None:
+        if self._last_level is not None and level != self._last_level:
+            direction = 1 if level > self._last_level else -1
+            if self._last_direction and direction != self._last_direction:
+                self.reversals += 1
+            self._last_direction = direction
+        self._last_level = level
 
     def percentile_ms(self, q: float) -> float | None:
         if not self.durations_s:
@@ -66,12 +78,15 @@ class LoopStats:
 
 
 def make_controller(policy: Policy, limits: Limits) -> Controller:
-    return controller_class(policy.controller, policy.source)(policy.params, limits)
+    try:
+        return controller_class(policy.controller, policy.source)(policy.params, limits)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(policy.source, "params", str(exc)) from None
 
 
 class GpuWorker:
     def __init__(self, device: Device, policy: Policy, config: Config, originals: OriginalsFile, clock: Clock,
-                 dry_run: bool = False):
+                 dry_run: bool = False, app_progress: Callable[[], float] | None = None):
         self.device = device
         self.info = device.info
         self.clock = clock
@@ -82,7 +97,8 @@ class GpuWorker:
         self.manage = bool(config.gpu_value(self.info.index, self.info.uuid, "manage", True))
         self.period_s = config.get("daemon", "period_ms") / 1000.0
         self.policy = policy
-        self.controller = make_controller(policy, self.limits)
+        self.app_progress = app_progress  # the application's own progress, for peers that need it (zeus-pl)
+        self.controller = self._make_controller(policy)
         self.envelope = Envelope(self.limits, dict(config.values["envelope"]), dict(policy.bounds))
         self.state = "dry-run" if dry_run else ("managed" if self.manage else "watching")
         self.reason: str | None = None
@@ -94,6 +110,14 @@ class GpuWorker:
         self.stats = LoopStats()
         self.decisions: deque = deque(maxlen=200)
         self._lock = threading.RLock()
+
+    def _make_controller(self, policy: Policy) -> Controller:
+        controller = make_controller(policy, self.limits)
+        if getattr(controller, "needs_app_progress", False) and self.app_progress is None:
+            raise ConfigError(policy.source, "controller",
+                              f"{policy.controller} needs the application's own progress (as Zeus reads it from "
+                              "the training loop); it runs only in `govctl simulate`")
+        return controller
 
     # ----- one tick ----------------------------------------------------------------------------
     def tick(self) -> None:
@@ -132,6 +156,8 @@ class GpuWorker:
             self.started = True
         if self.applied is not None and not self.dry_run and self._changed_behind_our_back(sample, counter_reset):
             return
+        if self.app_progress is not None and hasattr(self.controller, "observe_progress"):
+            self.controller.observe_progress(self.app_progress())
         proposal = self.controller.decide(sample)
         decision = self.envelope.check(sample, proposal, self.applied if not self.dry_run else self.target, now)
         self.target = decision.setpoint
@@ -183,6 +209,13 @@ class GpuWorker:
                 self._error(now, "read-back mismatch: " + "; ".join(problems))
                 return
         self.applied = setpoint
+        self.stats.count_direction(self._level(setpoint))
+
+    def _level(self, sp: Setpoint) -> float:
+        """One number for how much performance a setpoint allows (for the flapping count)."""
+        clock = sp.sm_clock_max_mhz if sp.sm_clock_max_mhz is not None else self.limits.sm_clock_max_mhz
+        watts = sp.power_limit_w if sp.power_limit_w is not None else self.limits.power_limit_default_w
+        return clock / self.limits.sm_clock_max_mhz + watts / self.limits.power_limit_max_w
 
     def _changed_behind_our_back(self, sample: Sample, counter_reset: bool) -> bool:
         """Detect another writer (nvidia-smi, another daemon) or a driver reload.
@@ -268,7 +301,7 @@ class GpuWorker:
     def set_policy(self, policy: Policy) -> None:
         """Switch policy without a bump: the new controller starts from the GPU's current state."""
         with self._lock:
-            controller = make_controller(policy, self.limits)
+            controller = self._make_controller(policy)
             if self.last_sample is not None:
                 controller.start(self.last_sample, self.applied or self._current_setpoint())
                 self.started = True
@@ -321,7 +354,8 @@ class GpuWorker:
                        "capabilities": self.limits.capabilities.to_dict()},
             "envelope": self.envelope.status(),
             "loop": {"ticks": self.stats.ticks, "overruns": self.stats.overruns, "writes": self.stats.writes,
-                     "errors": self.stats.errors, "tick_p50_ms": self.stats.percentile_ms(0.5),
+                     "errors": self.stats.errors, "reversals": self.stats.reversals,
+                     "tick_p50_ms": self.stats.percentile_ms(0.5),
                      "tick_p99_ms": self.stats.percentile_ms(0.99), "period_ms": self.period_s * 1000.0},
             "energy_since_start_j": round(self.stats.energy_j, 3),
         }

@@ -156,3 +156,28 @@ def test_thermal_guard_in_a_hot_room_keeps_the_gpu_below_slowdown(tmp_path, cloc
     run(w, clock, 200)
     assert w.envelope.guard_engaged or w.stats.writes > 1
     assert dev.gpu.max_temp_c < load_spec("h100-sxm").temp_slowdown_c + 1.0
+
+
+def test_switching_policy_at_run_time_is_bumpless(tmp_path, clock, originals, config):
+    from governor.policy import Policy
+    from governor.sim.device import SimDevice
+    from governor.sim.spec import load_spec
+    from governor.sim.trace import load_trace
+
+    dev = SimDevice(load_spec("h100-sxm"), 0, clock, tmp_path / "d", trace=load_trace("decode"))
+    w = GpuWorker(dev, static_policy(sm_clock_max_mhz=1200), config, originals, clock)
+    run(w, clock, 2)
+    w.set_policy(Policy(name="pid", controller="pid", params={"mode": "util", "target": 90.0}, source="t"))
+    w.tick()
+    # the PID starts from the 1200 MHz ceiling govd held, not from the firmware's maximum
+    assert abs(w.target.sm_clock_max_mhz - 1200) <= 30
+
+
+def test_a_controller_needing_app_progress_is_refused_in_the_daemon(sim, clock, originals, config):
+    import pytest
+
+    from governor.errors import ConfigError
+    from governor.policy import Policy
+
+    with pytest.raises(ConfigError, match="needs the application's own progress"):
+        GpuWorker(sim, Policy(name="z", controller="zeus-pl", source="t"), config, originals, clock)

@@ -13,7 +13,8 @@ What makes it a real PID for a governor (thermald's and the cpufreq governors' l
 - derivative on the measurement, low-pass filtered, so a target change does not kick the output;
 - output clamped to the GPU's clocks, with asymmetric rate limits (ramp up fast, down slowly);
 - a deadband around the target in which the output holds;
-- bumpless start: the integrator is preset so the first output is the clock the GPU runs at.
+- bumpless start: the integrator is preset to the clock the GPU runs at, and the rate limits pace
+  every move from there.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class PidController(Controller):
         "kd": Key(float, 0.0, lo=0.0, hi=1000.0, doc="MHz per unit of error rate (units per second)"),
         "d_filter_s": Key(float, 1.0, lo=0.0, hi=60.0, doc="time constant of the derivative's low-pass filter"),
         "deadband": Key(float, 2.0, lo=0.0, hi=100.0, doc="no change while the error is within this"),
-        "integral_band": Key(float, 20.0, lo=0.0, hi=2000.0, doc="integrate only within this distance of target"),
+        "integral_band": Key(float, 100.0, lo=0.0, hi=2000.0, doc="integrate only within this distance of target"),
         "up_mhz_per_s": Key(float, 3000.0, lo=1.0, hi=100000.0, doc="fastest rise of the clock ceiling"),
         "down_mhz_per_s": Key(float, 150.0, lo=1.0, hi=100000.0, doc="fastest fall of the clock ceiling"),
         "saturation_pct": Key(float, 98.0, lo=50.0, hi=100.0, doc="util mode: jump to max at this utilization"),
@@ -66,12 +67,13 @@ class PidController(Controller):
         return measure - target if self.params["mode"] == "util" else target - measure
 
     def start(self, sample: Sample, current: Setpoint) -> None:
-        ceiling = current.sm_clock_max_mhz if current.sm_clock_max_mhz is not None else sample.sm_clock_mhz
+        # the loop's output is a clock ceiling: an unlocked GPU's ceiling is f_max, whatever clock it idles at
+        ceiling = current.sm_clock_max_mhz if current.sm_clock_max_mhz is not None else self.f_hi
         self.output = min(self.f_hi, max(self.f_lo, float(ceiling)))
         m = self._measure(sample)
         self.error = self._error(m)
-        # bumpless: the first output is where the GPU is
-        self.integral = self.output - self.params["kp"] * self.error
+        # bumpless: the loop starts from where the GPU is; the rate limits pace any move from there
+        self.integral = self.output
         self.last_measure, self.last_time, self.d_filtered = m, sample.time_s, 0.0
 
     def decide(self, sample: Sample) -> Setpoint:

@@ -1,0 +1,96 @@
+"""The model-based controller on synthetic sequences and on the simulator."""
+
+import pytest
+from controller_helpers import H100, ceiling, sample
+
+from governor.controllers.model import ModelController
+from governor.vocabulary import Setpoint
+
+
+class SyntheticGpu:
+    """A memory-bound arrival phase: util and DRAM progress answer to the locked clock."""
+
+    def __init__(self, cb=0.1, busy=0.5, dram=0.5):
+        self.cb, self.busy, self.dram = cb, busy, dram
+        self.f = 1980.0
+
+    def apply(self, sp: Setpoint):
+        self.f = float(ceiling(sp))
+
+    def read(self, t):
+        k = self.cb * 1980.0 / self.f + 1 - self.cb
+        util = min(1.0, self.busy * k)
+        rate = min(self.busy, 1.0 / k)  # work per second
+        power = 70 + 40 * self.dram + 400 * util * (self.f / 1980.0) ** 3
+        return sample(t, util=100 * util, clock=self.f, power=power, mem=100 * self.dram * rate,
+                      dram=100 * self.dram * rate)
+
+
+def drive(controller, gpu, seconds, t0=0.0):
+    t = t0
+    sps = []
+    while t < t0 + seconds:
+        sp = controller.decide(gpu.read(t))
+        gpu.apply(sp)
+        sps.append(sp)
+        t += 0.2
+    return sps
+
+
+def test_references_at_default_then_holds_a_lower_clock_for_memory_bound_arrival_work():
+    c = ModelController({"slowdown_budget": 0.03}, H100)
+    gpu = SyntheticGpu()
+    c.start(gpu.read(0), Setpoint())
+    sps = drive(c, gpu, 40)
+    assert sps[0].is_default  # the first measurement is at default settings
+    assert c.state == "hold" and c.current.kind == "arrival"
+    assert ceiling(sps[-1]) < 1300  # most of the clock is not needed
+    assert c.current.slowdown(ceiling(sps[-1])) <= 0.03
+
+
+def test_zero_budget_never_probes():
+    c = ModelController({"slowdown_budget": 0.0}, H100)
+    gpu = SyntheticGpu(cb=1.0, busy=1.0)
+    c.start(gpu.read(0), Setpoint())
+    sps = drive(c, gpu, 20)
+    assert all(sp.is_default for sp in sps)
+
+
+def test_a_phase_change_is_detected_and_a_known_phase_is_reused():
+    c = ModelController({"slowdown_budget": 0.05}, H100)
+    mem = SyntheticGpu(cb=0.1, busy=0.5, dram=0.5)
+    comp = SyntheticGpu(cb=0.9, busy=0.95, dram=0.2)
+    c.start(mem.read(0), Setpoint())
+    drive(c, mem, 40)
+    first = c.current
+    comp.f = mem.f
+    drive(c, comp, 40, t0=40)
+    assert c.current is not first and len(c.models) == 2
+    mem.f = comp.f
+    drive(c, mem, 10, t0=80)
+    assert c.current is first  # recognised, not probed again
+    assert c.last_change in ("known phase", "phase change: known phase")
+
+
+def test_power_cap_objective_uses_power_limits_only():
+    c = ModelController({"slowdown_budget": 0.05, "objective": "power_cap"}, H100)
+    gpu = SyntheticGpu()
+
+    class PowerCapped(SyntheticGpu):
+        def apply(self, sp):
+            watts = sp.power_limit_w or 700.0
+            self.f = 1980.0
+            while self.f > 345 and self.read(0).power_w > watts:
+                self.f -= 15
+
+    gpu = PowerCapped()
+    c.start(gpu.read(0), Setpoint())
+    sps = drive(c, gpu, 40)
+    assert all(not sp.locks_clocks for sp in sps)
+    assert any(sp.power_limit_w is not None for sp in sps)
+
+
+@pytest.mark.parametrize("bad", ["0.9,x", "1.2", ""])
+def test_bad_probe_fracs_are_refused(bad):
+    with pytest.raises(ValueError, match="probe_fracs"):
+        ModelController({"probe_fracs": bad}, H100)

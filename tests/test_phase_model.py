@@ -1,0 +1,79 @@
+"""Identification of a phase's time/power model, and the progress proxy's assumption."""
+
+import pytest
+from conftest import make_trace
+
+from governor.clock import VirtualClock
+from governor.controllers.phase_model import PhaseModel, Probe, fit_kernel, fit_power
+from governor.sim.device import SimDevice
+from governor.sim.spec import load_spec
+
+
+def test_fit_kernel_recovers_a_plus_b_over_f():
+    fs = [1980.0, 1680.0, 1380.0]
+    a, b = fit_kernel(fs, [0.2 + 900.0 / f for f in fs])
+    assert a == pytest.approx(0.2, abs=1e-9) and b == pytest.approx(900.0, rel=1e-9)
+
+
+def test_fit_power_is_nonnegative_and_exact_on_its_own_form():
+    fs = [1980.0, 1500.0, 1100.0, 800.0]
+    p = [100 + 50 * (f / 1000) + 40 * (f / 1000) ** 3 for f in fs]
+    c = fit_power(fs, p)
+    assert all(c >= 0) and c == pytest.approx([100, 50, 40], rel=1e-6)
+
+
+def synthetic_phase(kind, cb=0.8, busy=0.6, f_ref=1980.0):
+    """Readings a GPU would give for a phase of this kind, at clock f (progress in work/s)."""
+
+    def at(f):
+        k = cb * f_ref / f + (1 - cb)  # kernel time per unit of work (default-seconds)
+        if kind == "serial":
+            host = (1 - busy) / busy
+            t = k + host
+        else:
+            t = max(1 / busy, k)
+        util = k / t
+        return Probe(f=f, util=util, progress=40.0 / t, power=80 + 300 * (f / 1980) ** 3)
+
+    return at
+
+
+@pytest.mark.parametrize("kind", ["serial", "arrival"])
+def test_slack_kind_is_told_apart_and_slowdown_predicted(kind):
+    at = synthetic_phase(kind)
+    m = PhaseModel(ref=at(1980.0))
+    for f in (1680.0, 1380.0):
+        m.add(at(f))
+    assert m.kind == kind
+    for f in (1200.0, 1000.0):
+        truth = (1 / at(f).progress) / (1 / at(1980.0).progress) - 1
+        if kind == "arrival":
+            truth = max(truth, 0.0)
+            assert m.slowdown(f) >= truth - 1e-6  # arrival plans headroom, never less than the truth
+        else:
+            assert m.slowdown(f) == pytest.approx(truth, rel=1e-3)
+
+
+def test_without_progress_proxy_the_model_is_cautious():
+    m = PhaseModel(ref=Probe(f=1980.0, util=0.5, progress=0.0, power=200.0))
+    assert not m.has_proxy
+    assert m.slowdown(990.0) == pytest.approx(0.5)  # all busy time assumed clock-bound and serial
+
+
+def test_dram_progress_is_proportional_to_true_work_rate_on_the_simulator(tmp_path):
+    """The proxy's assumption: DRAM activity tracks work done, at any clock."""
+    rates = []
+    for i, f in enumerate((1980, 1200, 705)):
+        clock = VirtualClock()
+        trace = make_trace({"seconds": 60.0, "busy": 0.7, "clock_bound": 0.6, "intensity": 0.6, "dram": 0.4})
+        dev = SimDevice(load_spec("h100-sxm"), i, clock, tmp_path / str(i), trace=trace)
+        dev.set_locked_clocks(345, f)
+        clock.sleep_until(5.0)
+        w0 = dev.gpu.workload.work_done
+        readings = []
+        for k in range(1, 51):
+            clock.sleep_until(5.0 + 0.2 * k)
+            readings.append(dev.sample().dram_bw_pct)
+        work_rate = (dev.gpu.workload.work_done - w0) / 10.0
+        rates.append(sum(readings) / len(readings) / work_rate)
+    assert max(rates) / min(rates) < 1.03

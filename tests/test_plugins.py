@@ -1,0 +1,52 @@
+"""Third-party controllers register through the `govd.controllers` entry-point group."""
+
+import sys
+import textwrap
+
+from conftest import PHASE, make_trace
+
+from governor.policy import policy_from_dict
+from governor.sim.spec import load_spec
+from governor.simulate import run_trace
+
+
+def test_a_plugin_controller_is_found_and_runs(tmp_path, monkeypatch):
+    pkg = tmp_path / "tinyctl.py"
+    pkg.write_text(textwrap.dedent('''
+        from governor.controllers.base import Controller
+        from governor.schema import Key
+        from governor.vocabulary import Setpoint
+
+        class HalfClock(Controller):
+            name = "half-clock"
+            PARAMS = {"fraction": Key(float, 0.5, lo=0.1, hi=1.0)}
+
+            def decide(self, sample):
+                f = self.limits.snap_clock(self.limits.sm_clock_max_mhz * self.params["fraction"])
+                return Setpoint(sm_clock_min_mhz=self.limits.sm_clock_min_mhz, sm_clock_max_mhz=f)
+    '''))
+    dist = tmp_path / "tinyctl-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tinyctl\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[govd.controllers]\nhalf-clock = tinyctl:HalfClock\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    policy = policy_from_dict({"name": "half", "controller": "half-clock", "params": {"fraction": 0.5}}, "test")
+    trace = make_trace({**PHASE, "seconds": 5.0})
+    result = run_trace(load_spec("h100-sxm"), trace, policy)
+    assert result.writes >= 1
+    assert result.seconds > 7.0  # a compute-bound phase at half clock takes about twice as long
+    sys.modules.pop("tinyctl", None)
+
+
+def test_a_broken_plugin_is_a_config_error(tmp_path, monkeypatch):
+    import pytest
+
+    from governor.errors import ConfigError
+
+    dist = tmp_path / "broken-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[govd.controllers]\nbroken = no_such_module:Thing\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match="failed to load"):
+        policy_from_dict({"name": "b", "controller": "broken"}, "test")
