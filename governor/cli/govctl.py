@@ -26,8 +26,8 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def cmd_simulate(args, paths) -> int:
-    result = simulate(args.gpu, args.trace, args.policy or ["performance"], budget=args.budget,
-                      config_dir=paths.config_dir)
+    result = simulate(args.gpu, args.trace, args.policy or ["balanced"], budget=args.budget,
+                      config_dir=paths.config_dir, peers=args.peers)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -71,8 +71,9 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="run a trace under default settings and under policies; report savings")
     s.add_argument("--gpu", required=True, help=f"simulated GPU: {', '.join(BUILTIN)} or a spec .toml")
     s.add_argument("--trace", required=True, help=f"trace file or built-in: {', '.join(builtin_traces())}")
-    s.add_argument("--policy", action="append", help="policy name or .toml path (repeat for several)")
+    s.add_argument("--policy", action="append", help="policy name or .toml path (repeat for several; default balanced)")
     s.add_argument("--budget", type=float, metavar="FRACTION", help="slowdown budget, e.g. 0.03")
+    s.add_argument("--peers", action="store_true", help="also run the peers: ondemand, zeus-pl, geopm-activity")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_simulate)
     r = sub.add_parser("restore", help="offline: restore every GPU listed in originals.json (as govd --restore)")
