@@ -15,7 +15,7 @@ def write(path, text):
 def test_defaults_without_files(tmp_path):
     cfg = load_config(tmp_path / "govd.toml", tmp_path / "conf.d")
     assert cfg.get("daemon", "period_ms") == 200
-    assert cfg.get("daemon", "policy") == "performance"
+    assert cfg.get("daemon", "policy") == "balanced"
     assert cfg.files == []
 
 

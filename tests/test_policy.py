@@ -37,5 +37,5 @@ def test_bad_policy_is_refused_with_file_key_and_allowed(tmp_path, text, match):
 
 
 def test_unknown_policy_lists_the_available_ones():
-    with pytest.raises(ConfigError, match="unknown policy; available: performance"):
+    with pytest.raises(ConfigError, match="unknown policy; available: balanced, max-savings, performance"):
         load_policy("turbo")

@@ -48,7 +48,7 @@ def test_govctl_simulate_cli_json(tmp_path):
 def test_govctl_simulate_human_output_and_errors(tmp_path):
     r = subprocess.run([sys.executable, "-m", "governor.cli.govctl", "--root", str(tmp_path), "simulate", "--gpu",
                         "h100-sxm", "--trace", "idle"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and "saved" in r.stdout and "performance" in r.stdout
+    assert r.returncode == 0 and "saved" in r.stdout and "balanced" in r.stdout
     r = subprocess.run([sys.executable, "-m", "governor.cli.govctl", "simulate", "--gpu", "x100", "--trace", "idle"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "unknown simulated GPU" in r.stderr and "Traceback" not in r.stderr
