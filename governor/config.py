@@ -22,6 +22,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "period_ms": Key(int, 200, lo=20, hi=10000, doc="control period of each GPU loop"),
         "dry_run": Key(bool, False, doc="decide and log, never write to a GPU"),
         "log_level": Key(str, "info", choices=("debug", "info", "warning", "error"), doc="log verbosity"),
+        "status_log_s": Key(float, 60.0, lo=0.0, hi=86400.0,
+                            doc="log one status line per GPU this often (0: never)"),
         "call_timeout_s": Key(float, 10.0, lo=0.5, hi=600.0,
                               doc="a GPU whose loop has not finished a tick in this long is marked degraded"),
     },

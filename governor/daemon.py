@@ -118,18 +118,34 @@ class Daemon:
             self.start_loops()
             deadline = None if self.options.duration_s is None else self.clock.now() + self.options.duration_s
             log.info("govd running: %d GPU(s)", len(self.workers))
+            next_status = self.clock.now() + self.config.get("daemon", "status_log_s")
             while not self.stop_event.is_set():
                 self.stop_event.wait(0.2)
                 if self.reload_requested.is_set():
                     self.reload_requested.clear()
                     self.reload()
                 self.check_health()
+                every = self.config.get("daemon", "status_log_s")
+                if every > 0 and self.clock.now() >= next_status:
+                    next_status = self.clock.now() + every
+                    self.log_status()
                 if deadline is not None and self.clock.now() >= deadline:
                     log.info("duration reached; stopping")
                     break
             return 0
         finally:
             self.shutdown()
+
+    def log_status(self) -> None:
+        """One line per GPU: what it is doing and what govd has measured so far."""
+        for w in self.workers:
+            s = w.last_sample
+            if s is None:
+                continue
+            target = w.target.sm_clock_max_mhz if w.target and w.target.sm_clock_max_mhz else "-"
+            log.info("GPU %d: %s, policy %s, SM %d MHz (ceiling %s), %.0f W (limit %.0f W), %.0f C, util %.0f%%, "
+                     "%.1f kJ since start", w.info.index, w.state, w.policy.name, s.sm_clock_mhz, target, s.power_w,
+                     s.power_limit_w, s.temp_c, s.gpu_util_pct, w.stats.energy_j / 1000.0)
 
     def check_health(self) -> bool:
         """True when every loop is making progress; a loop stuck in a call is reported once."""

@@ -35,6 +35,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, metavar="S", help="stop cleanly after S seconds (of simulated time)")
     p.add_argument("--speed", type=float, default=1.0, metavar="X",
                    help="simulated GPUs run X times faster than real time (default 1)")
+    p.add_argument("--status-every", type=float, metavar="S",
+                   help="log a status line per GPU every S seconds (overrides daemon.status_log_s)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity")
     p.add_argument("--restore", action="store_true",
                    help="offline: put every GPU in originals.json back to its original settings, then exit")
@@ -85,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         options = DaemonOptions(config_file=args.config, policy=args.policy, dry_run=args.dry_run,
                                 duration_s=args.duration)
         daemon = Daemon(paths, options, devices, clock)
+        if args.status_every is not None:
+            daemon.config.values["daemon"]["status_log_s"] = args.status_every
         if args.log_level is None:
             setup_logging(daemon.config.get("daemon", "log_level"))
         return daemon.run()
