@@ -27,6 +27,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "call_timeout_s": Key(float, 10.0, lo=0.5, hi=600.0,
                               doc="a GPU whose loop has not finished a tick in this long is marked degraded"),
     },
+    "socket": {
+        "enabled": Key(bool, True, doc="serve the control socket (govctl) in the runtime folder"),
+        "group": Key(str, "govd", doc="group owning the socket; its members may read status"),
+        "admin_group": Key(str, "", doc="group whose members may change things (root always may)"),
+        "mode": Key(str, "0660", choices=("0600", "0660", "0666"), doc="socket file permissions"),
+    },
     "envelope": {
         "thermal_margin_c": Key(float, 5.0, lo=0.0, hi=30.0,
                                 doc="the thermal guard engages this far below the GPU's slowdown temperature"),

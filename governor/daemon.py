@@ -11,23 +11,44 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import platform
 import signal
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import __version__
 from .clock import Clock
 from .config import Config, load_config
+from .control_server import ControlServer, Peer
 from .device import Device
 from .errors import ConfigError, GovdError
 from .originals import OriginalsFile, owner_alive
 from .paths import Paths
 from .policy import Policy, load_policy
+from .protocol import COMMANDS, Command, ProtocolError
 from .restore import restore_from_originals
 from .worker import GpuWorker
 
 log = logging.getLogger("govd")
+
+
+class _LogTail(logging.Handler):
+    """The last lines of the daemon's log, for `govctl snapshot`."""
+
+    def __init__(self, size: int = 500):
+        super().__init__(logging.DEBUG)
+        self.lines: deque = deque(maxlen=size)
+        self.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(levelname)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # noqa: BLE001 - logging must never raise
+            pass
 
 
 @dataclass
@@ -37,6 +58,7 @@ class DaemonOptions:
     dry_run: bool = False
     duration_s: float | None = None  # stop after this much clock time
     join_timeout_s: float = 5.0
+    driver_version: str | None = None  # NVML's, for snapshots
     extra: dict = field(default_factory=dict)
 
 
@@ -53,6 +75,11 @@ class Daemon:
         self.originals = OriginalsFile(paths.originals)
         self.config = self._load_config()
         self.started_wall = time.time()
+        self.server: ControlServer | None = None
+        self.trials: dict[int, tuple[float, Policy]] = {}  # GPU index -> (end time, policy to return to)
+        self.last_reload_error: str | None = None
+        self.log_tail = _LogTail()
+        log.addHandler(self.log_tail)
 
     # ----- config and policies -----------------------------------------------------------------
     def _load_config(self) -> Config:
@@ -116,6 +143,7 @@ class Daemon:
         try:
             self.setup()
             self.start_loops()
+            self.start_server()
             deadline = None if self.options.duration_s is None else self.clock.now() + self.options.duration_s
             log.info("govd running: %d GPU(s)", len(self.workers))
             next_status = self.clock.now() + self.config.get("daemon", "status_log_s")
@@ -125,6 +153,7 @@ class Daemon:
                     self.reload_requested.clear()
                     self.reload()
                 self.check_health()
+                self.end_trials()
                 every = self.config.get("daemon", "status_log_s")
                 if every > 0 and self.clock.now() >= next_status:
                     next_status = self.clock.now() + every
@@ -169,7 +198,9 @@ class Daemon:
             policies = [self._policy_for(config, w.device, cache) for w in self.workers]
         except (ConfigError, GovdError) as exc:
             log.error("reload refused, keeping the running config: %s", exc)
+            self.last_reload_error = str(exc)
             return False
+        self.last_reload_error = None
         self.config = config
         for w, policy in zip(self.workers, policies, strict=True):
             w.set_config(config)
@@ -182,6 +213,9 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop every loop, then restore every GPU govd changed, last-changed GPU first."""
         self.stop_event.set()
+        if self.server is not None:
+            with contextlib.suppress(Exception):
+                self.server.stop()
         for t in self.threads:
             t.join(timeout=self.options.join_timeout_s)
         for w, t in reversed(list(zip(self.workers, self.threads or [None] * len(self.workers), strict=False))):
@@ -197,7 +231,125 @@ class Daemon:
             with contextlib.suppress(Exception):  # closing: nothing useful to do with an error
                 d.close()
         log.info("govd stopped")
+        log.removeHandler(self.log_tail)
+
+    # ----- control socket ----------------------------------------------------------------------
+    def start_server(self) -> None:
+        sock = self.config.values["socket"]
+        if not sock["enabled"]:
+            return
+        self.server = ControlServer(self.paths.socket, self.handle, mode=int(sock["mode"], 8), group=sock["group"],
+                                    admin_group=sock["admin_group"])
+        self.server.start()
+        log.info("control socket %s", self.paths.socket)
+
+    def _selected(self, args: dict) -> list[GpuWorker]:
+        if "gpu" not in args:
+            return list(self.workers)
+        chosen = [w for w in self.workers if w.info.index == args["gpu"]]
+        if not chosen:
+            raise ProtocolError("no_such_gpu", f"no GPU with index {args['gpu']}; GPUs: "
+                                               f"{', '.join(str(w.info.index) for w in self.workers)}")
+        return chosen
+
+    def _policy(self, name: str) -> Policy:
+        try:
+            return load_policy(name, self.paths.config_dir)
+        except (ConfigError, GovdError) as exc:
+            raise ProtocolError("bad_policy", str(exc)) from None
+
+    def end_trials(self) -> None:
+        """`govctl try`: return each GPU to its previous policy when its trial is over."""
+        now = self.clock.now()
+        for index, (end, previous) in list(self.trials.items()):
+            if now >= end:
+                del self.trials[index]
+                for w in self.workers:
+                    if w.info.index == index:
+                        w.set_policy(previous)
+                        log.info("GPU %d: trial over, back to policy %s", index, previous.name)
+
+    def handle(self, command: Command, args: dict, peer: Peer):
+        name = command.name
+        if name == "ping":
+            return {"govd": __version__, "protocol": 1, "pid": os.getpid()}
+        if name == "status":
+            return self.status()
+        if name == "policy.list":
+            from .policy import policy_names  # noqa: PLC0415 - small, used here only
+
+            return [load_policy(n, self.paths.config_dir).to_dict() for n in policy_names(self.paths.config_dir)]
+        if name == "policy.show":
+            return self._policy(args["name"]).to_dict()
+        if name == "config.show":
+            if args.get("effective"):
+                return {"files": self.config.files, "values": self.config.effective()}
+            return {"files": self.config.files, "values": self.config.values, "gpu": self.config.gpus}
+        if name == "snapshot":
+            return self.snapshot()
+        if name in ("policy.set", "try"):
+            policy = self._policy(args["name"])
+            if name == "try" and args["seconds"] <= 0:
+                raise ProtocolError("bad_args", "try: seconds must be > 0")
+            changed = []
+            for w in self._selected(args):
+                if name == "try":
+                    previous = self.trials.get(w.info.index, (0, w.policy))[1]
+                    self.trials[w.info.index] = (self.clock.now() + args["seconds"], previous)
+                else:
+                    self.trials.pop(w.info.index, None)
+                w.set_policy(policy)
+                changed.append(w.info.index)
+                log.info("GPU %d: policy now %s (by uid %d)", w.info.index, policy.name, peer.uid)
+            return {"gpus": changed, "policy": policy.name,
+                    "until_s": args.get("seconds") if name == "try" else None}
+        if name == "pause":
+            done = {}
+            for w in self._selected(args):
+                done[w.info.index] = [r.to_dict() for r in w.pause()]
+            return {"paused": done}
+        if name == "resume":
+            selected = self._selected(args)
+            for w in selected:
+                w.resume()
+            return {"resumed": [w.info.index for w in selected]}
+        if name == "reload":
+            if not self.reload():
+                raise ProtocolError("reload_refused", f"reload refused, the running config stays: "
+                                                      f"{self.last_reload_error}")
+            return {"files": self.config.files}
+        raise ProtocolError("unknown_command", f"{name} is not handled")  # COMMANDS and handle() disagree
 
     def status(self) -> dict:
-        return {"gpus": [w.status() for w in self.workers], "config_files": self.config.files,
-                "uptime_s": round(time.time() - self.started_wall, 1)}
+        import psutil  # noqa: PLC0415
+
+        proc = psutil.Process()
+        cpu = proc.cpu_times()
+        uptime = max(1e-6, time.time() - self.started_wall)
+        return {
+            "daemon": {"version": __version__, "pid": os.getpid(), "uptime_s": round(uptime, 1),
+                       "cpu_s": round(cpu.user + cpu.system, 3),
+                       "cpu_core_share": round((cpu.user + cpu.system) / uptime, 5),
+                       "rss_mb": round(proc.memory_info().rss / 2**20, 1),
+                       "healthy": all(w.state != "degraded" for w in self.workers),
+                       "default_policy": self.options.policy or self.config.get("daemon", "policy")},
+            "gpus": [w.status() for w in self.workers],
+            "config_files": self.config.files,
+            "other_writers": [{"gpu": w.info.index, "what": w.reason} for w in self.workers
+                              if w.state == "backed-off"],
+            "trials": {str(i): {"until_s": round(end - self.clock.now(), 1), "then": p.name}
+                       for i, (end, p) in self.trials.items()},
+            "commands": sorted(COMMANDS),
+        }
+
+    def snapshot(self) -> dict:
+        """A bug-report bundle: everything an engineer needs, nothing secret."""
+        return {
+            "versions": {"govd": __version__, "python": platform.python_version(), "platform": platform.platform(),
+                         "driver": self.options.driver_version},
+            "status": self.status(),
+            "gpus": [{"info": w.info.__dict__, "limits": w.limits.to_dict(), "policy": w.policy.to_dict(),
+                      "recent_decisions": list(w.decisions)} for w in self.workers],
+            "config": self.config.effective(),
+            "log": list(self.log_tail.lines),
+        }

@@ -288,6 +288,7 @@ class GpuWorker:
     def pause(self) -> list[KnobResult]:
         with self._lock:
             results = self.hand_back()
+            self.target = None
             if self.state not in ("degraded",):
                 self.state, self.reason = "paused", "paused by operator"
             return results

@@ -1,19 +1,30 @@
-"""`govctl`: the operator's command line. This module holds the offline commands (simulate,
-restore, policy list/show); commands that talk to a running daemon use the control socket."""
+"""`govctl`: the operator's command line.
+
+Most commands talk to a running govd over its control socket (governor/protocol.py); `simulate`
+and `restore` work offline, and `policy list|show` fall back to the files when no daemon runs.
+
+Exit codes: 0 done; 1 the daemon refused or failed (the message says why); 2 bad command line;
+3 govd is not running.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+import time
+from pathlib import Path
 
 from .. import __version__
+from ..control_client import CommandFailed, NotRunning, call
 from ..errors import GovdError
 from ..paths import resolve_paths
 from ..policy import load_policy, policy_names
 from ..sim.spec import BUILTIN
 from ..sim.trace import builtin_traces
 from ..simulate import simulate
+from ..vocabulary import reason_names
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -44,28 +55,152 @@ def cmd_restore(args, paths) -> int:
     return do_restore(args, paths)
 
 
+def _socket(args, paths) -> Path:
+    return Path(args.socket) if args.socket else paths.socket
+
+
+def _gpu_args(args) -> dict:
+    return {"gpu": args.gpu} if getattr(args, "gpu", None) is not None else {}
+
+
 def cmd_policy(args, paths) -> int:
-    if args.action == "list":
-        names = policy_names(paths.config_dir)
-        if args.json:
-            print(json.dumps([load_policy(n, paths.config_dir).to_dict() for n in names], indent=2))
-        else:
-            rows = []
-            for n in names:
-                p = load_policy(n, paths.config_dir)
-                rows.append([n, p.controller, p.description])
-            print(_table(rows, ["policy", "controller", "description"]))
+    sock = _socket(args, paths)
+    if args.action == "set":
+        if not args.name:
+            raise GovdError("govctl policy set needs a policy NAME")
+        result = call(sock, "policy.set", name=args.name, **_gpu_args(args))
+        print(f"policy {result['policy']} on GPU {', '.join(map(str, result['gpus']))}")
         return 0
-    if not args.name:
+    if args.action == "show" and not args.name:
         raise GovdError("govctl policy show needs a policy NAME")
-    p = load_policy(args.name, paths.config_dir)
-    print(json.dumps(p.to_dict(), indent=2))
+    try:
+        policies = call(sock, "policy.list") if args.action == "list" else [call(sock, "policy.show", name=args.name)]
+    except NotRunning:  # the files are enough to list and show
+        names = policy_names(paths.config_dir) if args.action == "list" else [args.name]
+        policies = [load_policy(n, paths.config_dir).to_dict() for n in names]
+    if args.json or args.action == "show":
+        print(json.dumps(policies if args.action == "list" else policies[0], indent=2))
+    else:
+        print(_table([[p["name"], p["controller"], p["description"]] for p in policies],
+                     ["policy", "controller", "description"]))
+    return 0
+
+
+def _mhz(v) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
+def render_status(st: dict) -> str:
+    d = st["daemon"]
+    up = int(d["uptime_s"])
+    lines = [f"govd {d['version']}, pid {d['pid']}, up {up // 3600}h{up % 3600 // 60:02d}m{up % 60:02d}s, "
+             f"{'healthy' if d['healthy'] else 'DEGRADED'}, CPU {100 * d['cpu_core_share']:.2f}% of a core, "
+             f"RSS {d['rss_mb']:.0f} MB", ""]
+    rows = []
+    for g in st["gpus"]:
+        s = g["sample"] or {}
+        target = (g["target"] or {}).get("sm_clock_max_mhz") or g["limits"]["sm_clock_max_mhz"]
+        lim = g["limits"]
+        pl = s.get("power_limit_w")
+        rows.append([
+            str(g["index"]), g["name"], g["state"], g["policy"],
+            f"{_mhz(target)}/{_mhz(s.get('sm_clock_mhz'))} MHz",
+            f"{s.get('power_w', 0):.0f} W" if s else "-",
+            f"{_mhz(pl)} W ({lim['power_limit_min_w']:.0f}-{lim['power_limit_max_w']:.0f}, "
+            f"default {lim['power_limit_default_w']:.0f})" if s else "-",
+            f"{s.get('temp_c', 0):.0f} C" if s else "-",
+            f"{s.get('gpu_util_pct', 0):.0f}%" if s else "-",
+            ",".join(reason_names(s.get("clock_event_reasons", 0))) or "-" if s else "-",
+            f"{g['energy_since_start_j'] / 1000:.1f} kJ",
+        ])
+    lines.append(_table(rows, ["GPU", "name", "state", "policy", "SM target/actual", "power", "limit (range)",
+                               "temp", "util", "clock events", "energy"]))
+    lines.append("")
+    for g in st["gpus"]:
+        c = g["controller_state"]
+        detail = ", ".join(f"{k} {v}" for k, v in c.items() if not isinstance(v, dict))
+        lines.append(f"GPU {g['index']} {g['uuid']}: {g['controller']}: {detail}")
+        if g["reason"]:
+            lines.append(f"  why {g['state']}: {g['reason']}")
+    lines.append("")
+    lines.append("config: " + (", ".join(st["config_files"]) or "defaults only"))
+    writers = st["other_writers"]
+    lines.append("other programs writing clocks: " + ("; ".join(f"GPU {w['gpu']}: {w['what']}" for w in writers)
+                                                    if writers else "none seen"))
+    if st["trials"]:
+        lines.append("trials: " + "; ".join(f"GPU {i}: {t['until_s']:.0f} s left, then {t['then']}"
+                                             for i, t in st["trials"].items()))
+    return "\n".join(lines)
+
+
+def cmd_status(args, paths) -> int:
+    st = call(_socket(args, paths), "status")
+    print(json.dumps(st, indent=2) if args.json else render_status(st))
+    return 0
+
+
+def cmd_watch(args, paths) -> int:
+    n = 0
+    try:
+        while args.count is None or n < args.count:
+            st = call(_socket(args, paths), "status")
+            print("\x1b[H\x1b[2J" + render_status(st), flush=True)
+            n += 1
+            if args.count is None or n < args.count:
+                time.sleep(args.interval)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_pause_resume(args, paths) -> int:
+    result = call(_socket(args, paths), args.command, **_gpu_args(args))
+    print(json.dumps(result, indent=2) if args.json else f"{args.command}d: {result}")
+    return 0
+
+
+def cmd_reload(args, paths) -> int:
+    result = call(_socket(args, paths), "reload")
+    print("reloaded: " + (", ".join(result["files"]) or "defaults only"))
+    return 0
+
+
+def cmd_config(args, paths) -> int:
+    result = call(_socket(args, paths), "config.show", effective=args.effective)
+    if args.json or not args.effective:
+        print(json.dumps(result, indent=2))
+    else:
+        print(_table([[r["key"], json.dumps(r["value"]), r["source"]] for r in result["values"]],
+                     ["key", "value", "from"]))
+    return 0
+
+
+def parse_duration(text: str) -> float:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*", text)
+    if not m:
+        raise GovdError(f"--for {text!r}: a duration like 90s, 15m, 2h or plain seconds")
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2) or "s"]
+
+
+def cmd_try(args, paths) -> int:
+    seconds = parse_duration(args.duration)
+    result = call(_socket(args, paths), "try", name=args.name, seconds=seconds, **_gpu_args(args))
+    print(f"trying {result['policy']} on GPU {', '.join(map(str, result['gpus']))} for {seconds:g} s; "
+          "then back to the previous policy")
+    return 0
+
+
+def cmd_snapshot(args, paths) -> int:
+    bundle = call(_socket(args, paths), "snapshot")
+    Path(args.file).write_text(json.dumps(bundle, indent=2) + "\n")
+    print(f"snapshot written to {args.file}")
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="govctl", description="Inspect and steer govd; simulate policies offline.")
     p.add_argument("--root", help="talk to / act on a govd started with --root DIR")
+    p.add_argument("--socket", help="control socket path (default: RUNTIME_DIR/govd.sock)")
     p.add_argument("--version", action="version", version=f"govctl {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("simulate", help="run a trace under default settings and under policies; report savings")
@@ -80,11 +215,40 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true")
     r.add_argument("--force", action="store_true")
     r.set_defaults(func=cmd_restore)
-    pol = sub.add_parser("policy", help="list or show policies")
-    pol.add_argument("action", choices=("list", "show"))
+    pol = sub.add_parser("policy", help="list, show or set policies")
+    pol.add_argument("action", choices=("list", "show", "set"))
     pol.add_argument("name", nargs="?")
+    pol.add_argument("--gpu", type=int, help="set: only this GPU index")
     pol.add_argument("--json", action="store_true")
     pol.set_defaults(func=cmd_policy)
+    st = sub.add_parser("status", help="what each GPU is doing, why, and from which config")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+    w = sub.add_parser("watch", help="status, refreshed in place")
+    w.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    w.add_argument("--count", type=int, help="stop after N refreshes")
+    w.set_defaults(func=cmd_watch)
+    for name, text in (("pause", "hand GPUs back to their original settings and stop steering them"),
+                       ("resume", "steer paused GPUs again")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("--gpu", type=int, help="only this GPU index")
+        c.add_argument("--json", action="store_true")
+        c.set_defaults(func=cmd_pause_resume)
+    rl = sub.add_parser("reload", help="reload config and policies (a bad config is refused)")
+    rl.set_defaults(func=cmd_reload)
+    cf = sub.add_parser("config", help="show the config in effect")
+    cf.add_argument("action", choices=("show",))
+    cf.add_argument("--effective", action="store_true", help="every value with the file it came from")
+    cf.add_argument("--json", action="store_true")
+    cf.set_defaults(func=cmd_config)
+    tr = sub.add_parser("try", help="run a policy for a while, then return to the previous one")
+    tr.add_argument("name")
+    tr.add_argument("--for", dest="duration", required=True, help="how long: 90s, 15m, 2h")
+    tr.add_argument("--gpu", type=int, help="only this GPU index")
+    tr.set_defaults(func=cmd_try)
+    sn = sub.add_parser("snapshot", help="write a bug-report bundle (versions, config, decisions, log)")
+    sn.add_argument("file")
+    sn.set_defaults(func=cmd_snapshot)
     return p
 
 
@@ -93,6 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         paths = resolve_paths(args.root)
         return args.func(args, paths)
+    except NotRunning as exc:
+        print(f"govctl: {exc}", file=sys.stderr)
+        return 3
+    except CommandFailed as exc:
+        print(f"govctl: {exc} [{exc.code}]", file=sys.stderr)
+        return 1
     except GovdError as exc:
         print(f"govctl: {exc}", file=sys.stderr)
         return 1

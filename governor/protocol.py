@@ -1,0 +1,118 @@
+"""The control protocol, shared by the daemon and govctl: JSON lines over a Unix socket.
+
+One request object per line, one reply per request, in order. Version 1:
+
+    request  {"v": 1, "id": <any JSON>, "cmd": "<command>", "args": {...}}
+    reply    {"v": 1, "id": <same>, "ok": true,  "result": {...}}
+             {"v": 1, "id": <same>, "ok": false, "error": {"code": "<code>", "message": "<text>"}}
+
+Keeping the whole schema here (commands, their arguments, which ones change anything, limits)
+means the daemon validates exactly what the CLI sends, and docs/api.md is written from one place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+VERSION = 1
+MAX_LINE_BYTES = 65536  # a longer request line is refused and the connection closed
+MAX_CLIENTS = 32  # connections beyond this are refused at once
+IDLE_TIMEOUT_S = 30.0  # a connection silent for this long is closed
+MAX_PENDING_REPLY_BYTES = 4 * 1024 * 1024  # a client that does not read its replies is dropped
+
+
+@dataclass(frozen=True)
+class Arg:
+    kind: type
+    required: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    mutating: bool  # needs root or the admin group
+    args: dict[str, Arg]
+    doc: str
+
+
+COMMANDS: dict[str, Command] = {c.name: c for c in (
+    Command("ping", False, {}, "liveness and versions"),
+    Command("status", False, {}, "every GPU's state, the config in effect, the daemon's own cost"),
+    Command("policy.list", False, {}, "policies available to `policy.set`"),
+    Command("policy.show", False, {"name": Arg(str, True, "policy name or path")}, "one policy, resolved"),
+    Command("config.show", False, {"effective": Arg(bool, False, "every value with the file it came from")},
+            "the config in effect"),
+    Command("snapshot", False, {}, "a bug-report bundle: versions, driver, capabilities, config, decisions, log"),
+    Command("policy.set", True, {"name": Arg(str, True, "policy name or path"),
+                                 "gpu": Arg(int, False, "GPU index; absent: every GPU")},
+            "switch policy (bumpless)"),
+    Command("pause", True, {"gpu": Arg(int, False, "GPU index; absent: every GPU")},
+            "hand the GPU back to its original settings and stop steering it"),
+    Command("resume", True, {"gpu": Arg(int, False, "GPU index; absent: every GPU")}, "steer a paused GPU again"),
+    Command("reload", True, {}, "reload config and policies (as SIGHUP); a bad config is refused"),
+    Command("try", True, {"name": Arg(str, True, "policy name or path"),
+                          "seconds": Arg(float, True, "how long, then back to the previous policy"),
+                          "gpu": Arg(int, False, "GPU index; absent: every GPU")},
+            "run a policy for a while, then return to the previous one by itself"),
+)}
+
+
+class ProtocolError(Exception):
+    """A request that cannot be served; code is one of the error codes in docs/api.md."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+def parse_request(line: bytes) -> tuple[Any, Command, dict]:
+    """Validate one request line; returns (id, command, args) or raises ProtocolError."""
+    try:
+        req = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError("bad_json", f"request is not valid JSON: {exc}") from None
+    if not isinstance(req, dict):
+        raise ProtocolError("bad_request", "request must be a JSON object")
+    if req.get("v", VERSION) != VERSION:
+        raise ProtocolError("bad_version", f"protocol version {req.get('v')!r} not supported; this daemon speaks "
+                                           f"{VERSION}")
+    cmd = req.get("cmd")
+    if not isinstance(cmd, str):
+        raise ProtocolError("bad_request", "request needs \"cmd\": a string")
+    if cmd not in COMMANDS:
+        raise ProtocolError("unknown_command", f"unknown command {cmd!r}; known: {', '.join(COMMANDS)}")
+    command = COMMANDS[cmd]
+    args = req.get("args", {})
+    if not isinstance(args, dict):
+        raise ProtocolError("bad_request", "\"args\" must be an object")
+    for key, value in args.items():
+        spec = command.args.get(key)
+        if spec is None:
+            raise ProtocolError("bad_args", f"{cmd}: unknown argument {key!r}; allowed: "
+                                            f"{', '.join(command.args) or 'none'}")
+        ok = isinstance(value, spec.kind) and not (spec.kind is not bool and isinstance(value, bool))
+        if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise ProtocolError("bad_args", f"{cmd}: argument {key!r} must be {spec.kind.__name__}, got "
+                                            f"{type(value).__name__}")
+    for key, spec in command.args.items():
+        if spec.required and key not in args:
+            raise ProtocolError("bad_args", f"{cmd}: missing argument {key!r} ({spec.doc})")
+    return req.get("id"), command, args
+
+
+def reply_ok(req_id: Any, result: Any) -> bytes:
+    return (json.dumps({"v": VERSION, "id": req_id, "ok": True, "result": result}) + "\n").encode()
+
+
+def reply_error(req_id: Any, code: str, message: str) -> bytes:
+    return (json.dumps({"v": VERSION, "id": req_id, "ok": False,
+                        "error": {"code": code, "message": message}}) + "\n").encode()
+
+
+def request(cmd: str, req_id: Any = 1, **args) -> bytes:
+    return (json.dumps({"v": VERSION, "id": req_id, "cmd": cmd, "args": args}) + "\n").encode()

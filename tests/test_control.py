@@ -1,0 +1,267 @@
+"""The control socket and govctl against a running daemon on simulated GPUs."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from governor import control_server, protocol
+from governor.backends import open_sim_devices
+from governor.clock import RealClock
+from governor.control_client import CommandFailed, NotRunning, call
+from governor.daemon import Daemon, DaemonOptions
+from governor.paths import resolve_paths
+from governor.sim.trace import load_trace
+
+CAP = 'name = "cap"\ncontroller = "static"\n[params]\nsm_clock_max_mhz = 1200\n'
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    root = Path(tempfile.mkdtemp(prefix="govd-ctl-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    (root / "etc" / "policies").mkdir(parents=True)
+    (root / "etc" / "policies" / "cap.toml").write_text(CAP)
+    (root / "etc" / "govd.toml").write_text('[socket]\nmode = "0666"\n[daemon]\npolicy = "performance"\n')
+    paths = resolve_paths(root)
+    paths.ensure()
+    os.chmod(paths.runtime_dir, 0o755)
+    clock = RealClock(speed=5)
+    devices = open_sim_devices(["h100-sxm", "a100-sxm4"], clock, paths.runtime_dir, load_trace("decode"))
+    d = Daemon(paths, DaemonOptions(), devices, clock)
+    t = threading.Thread(target=d.run, daemon=True)
+    t.start()
+    end = time.monotonic() + 20
+    while not paths.socket.exists() and time.monotonic() < end:
+        time.sleep(0.05)
+    yield d, paths
+    d.stop_event.set()
+    t.join(20)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def raw(path, payload: bytes, read=True, timeout=5.0, half_close=False) -> bytes:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(str(path))
+    s.sendall(payload)
+    if half_close:  # no more requests: the daemon answers what it got, then closes
+        s.shutdown(socket.SHUT_WR)
+    out = b""
+    if read:
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+                if not half_close and out.count(b"\n") >= payload.count(b"\n") and payload.endswith(b"\n"):
+                    break
+        except TimeoutError:
+            pass
+    s.close()
+    return out
+
+
+def govctl(paths, *args, timeout=30):
+    return subprocess.run([sys.executable, "-m", "governor.cli.govctl", "--socket", str(paths.socket), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_status_has_what_an_operator_needs(daemon):
+    _, paths = daemon
+    time.sleep(0.5)
+    st_ = call(paths.socket, "status")
+    assert {g["name"] for g in st_["gpus"]} == {"NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB"}
+    g = st_["gpus"][0]
+    for key in ("index", "uuid", "policy", "controller_state", "target", "sample", "limits", "state", "reason",
+                "energy_since_start_j", "clock_event_reasons"):
+        assert key in g
+    assert st_["daemon"]["rss_mb"] > 0 and "cpu_core_share" in st_["daemon"]
+    assert st_["other_writers"] == [] and st_["config_files"]
+    r = govctl(paths, "status")
+    assert r.returncode == 0 and "NVIDIA H100" in r.stdout and "SM target/actual" in r.stdout
+    r = govctl(paths, "status", "--json")
+    assert json.loads(r.stdout)["gpus"][1]["index"] == 1
+
+
+def test_policy_set_pause_resume_try(daemon):
+    d, paths = daemon
+    call(paths.socket, "policy.set", name="cap", gpu=0)
+    assert d.workers[0].policy.name == "cap" and d.workers[1].policy.name == "performance"
+    time.sleep(0.5)
+    state = json.loads((paths.runtime_dir / "sim" / "gpu0.json").read_text())
+    assert state["locked_clocks_mhz"] == [345, 1200]
+    r = govctl(paths, "pause", "--gpu", "0")
+    assert r.returncode == 0 and d.workers[0].state == "paused"
+    state = json.loads((paths.runtime_dir / "sim" / "gpu0.json").read_text())
+    assert state["locked_clocks_mhz"] is None  # pause hands the GPU back
+    assert govctl(paths, "resume", "--gpu", "0").returncode == 0 and d.workers[0].state == "managed"
+    r = govctl(paths, "try", "cap", "--for", "2s", "--gpu", "1")  # 2 simulated seconds at speed 5
+    assert r.returncode == 0 and d.workers[1].policy.name == "cap"
+    end = time.monotonic() + 10
+    while d.workers[1].policy.name != "performance" and time.monotonic() < end:
+        time.sleep(0.05)
+    assert d.workers[1].policy.name == "performance"
+    call(paths.socket, "policy.set", name="performance")
+
+
+def test_reload_config_show_and_snapshot(daemon, tmp_path):
+    d, paths = daemon
+    r = govctl(paths, "config", "show", "--effective")
+    assert r.returncode == 0 and "socket.mode" in r.stdout and "govd.toml" in r.stdout
+    good = paths.config_file.read_text()
+    paths.config_file.write_text(good + "[envelope]\nthermal_margin_c = 'hot'\n")
+    r = govctl(paths, "reload")
+    assert r.returncode == 1 and "envelope.thermal_margin_c" in r.stderr and "reload_refused" in r.stderr
+    paths.config_file.write_text(good)
+    assert govctl(paths, "reload").returncode == 0
+    out = tmp_path / "snap.json"
+    assert govctl(paths, "snapshot", str(out)).returncode == 0
+    snap = json.loads(out.read_text())
+    assert snap["versions"]["govd"] and snap["gpus"][0]["limits"]["sm_clocks_mhz"] and snap["log"]
+    assert any(r["key"] == "daemon.period_ms" for r in snap["config"])
+
+
+def test_policy_errors_are_replies(daemon):
+    _, paths = daemon
+    with pytest.raises(CommandFailed, match="unknown policy") as e:
+        call(paths.socket, "policy.set", name="turbo")
+    assert e.value.code == "bad_policy"
+    with pytest.raises(CommandFailed) as e:
+        call(paths.socket, "pause", gpu=7)
+    assert e.value.code == "no_such_gpu"
+
+
+def test_bad_input_gets_an_error_and_the_connection_stays_usable(daemon):
+    _, paths = daemon
+    lines = [b"this is not json\n", b"[1,2]\n", b'{"cmd": 5}\n', b'{"cmd": "launch"}\n',
+             b'{"cmd": "policy.set", "args": {"name": 3}}\n', b'{"cmd": "pause", "args": {"gpu": "0", "x": 1}}\n',
+             b'{"v": 9, "cmd": "ping"}\n', b'{"cmd": "ping", "id": "last"}\n']
+    out = raw(paths.socket, b"".join(lines)).splitlines()
+    replies = [json.loads(x) for x in out]
+    codes = [r.get("error", {}).get("code") for r in replies]
+    assert codes[:7] == ["bad_json", "bad_request", "bad_request", "unknown_command", "bad_args", "bad_args",
+                         "bad_version"]
+    assert replies[7]["ok"] and replies[7]["id"] == "last"
+
+
+def test_oversized_line_is_refused_and_closed(daemon):
+    _, paths = daemon
+    out = raw(paths.socket, b"x" * (protocol.MAX_LINE_BYTES + 10))
+    assert b"line_too_long" in out
+
+
+def test_idle_clients_are_dropped(daemon, monkeypatch):
+    _, paths = daemon
+    monkeypatch.setattr(control_server, "IDLE_TIMEOUT_S", 0.5)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(str(paths.socket))
+    data = s.recv(4096)
+    assert b"idle_timeout" in data
+    assert s.recv(4096) == b""  # closed
+    s.close()
+
+
+def test_too_many_clients_are_refused(daemon):
+    _, paths = daemon
+    socks = []
+    try:
+        for _ in range(protocol.MAX_CLIENTS):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(str(paths.socket))
+            socks.append(s)
+        time.sleep(0.3)
+        extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        extra.settimeout(5)
+        extra.connect(str(paths.socket))
+        assert b"busy" in extra.recv(4096)
+        extra.close()
+    finally:
+        for s in socks:
+            s.close()
+    time.sleep(0.3)
+    assert call(paths.socket, "ping")["protocol"] == 1
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(junk=st.one_of(
+    st.binary(max_size=300),
+    st.builds(lambda cmd, args: json.dumps({"cmd": cmd, "args": args}).encode() + b"\n",
+              st.sampled_from([*protocol.COMMANDS, "nope", ""]),
+              st.dictionaries(st.sampled_from(["gpu", "name", "seconds", "effective", "zzz"]),
+                              st.one_of(st.integers(-5, 50), st.text(max_size=8), st.floats(allow_nan=True),
+                                        st.booleans(), st.none(), st.lists(st.integers(), max_size=2)),
+                              max_size=3)),
+))
+def test_fuzz_never_breaks_the_daemon(daemon, junk):
+    d, paths = daemon
+    try:
+        raw(paths.socket, junk + b"\n", timeout=2.0, half_close=True)
+    except OSError:
+        pass
+    assert call(paths.socket, "status")["gpus"]
+    assert all(t.is_alive() for t in d.threads)
+
+
+def test_fuzz_aftermath_daemon_still_serves_and_restores_policy(daemon):
+    d, paths = daemon
+    call(paths.socket, "policy.set", name="performance")
+    call(paths.socket, "resume")
+    assert call(paths.socket, "status")["daemon"]["healthy"]
+
+
+CLIENT = r"""
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.settimeout(10); s.connect(sys.argv[1])
+s.sendall((json.dumps({"v": 1, "id": 1, "cmd": sys.argv[2], "args": json.loads(sys.argv[3])}) + "\n").encode())
+buf = b""
+while b"\n" not in buf:
+    buf += s.recv(65536)
+print(buf.decode().strip())
+"""
+
+
+def as_nobody(paths, cmd, args):
+    def drop():
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+
+    r = subprocess.run(["/usr/bin/python3", "-c", CLIENT, str(paths.socket), cmd, json.dumps(args)],
+                       capture_output=True, text=True, timeout=30, preexec_fn=drop)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a client as another user (uid 65534)")
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="needs /usr/bin/python3 for the other user")
+def test_unprivileged_peers_may_read_but_not_change(daemon):
+    d, paths = daemon
+    assert as_nobody(paths, "status", {})["ok"]
+    for cmd, args in (("policy.set", {"name": "cap"}), ("pause", {}), ("reload", {}),
+                      ("try", {"name": "cap", "seconds": 5})):
+        reply = as_nobody(paths, cmd, args)
+        assert not reply["ok"] and reply["error"]["code"] == "forbidden" and "uid 65534" in reply["error"]["message"]
+    assert all(w.policy.name == "performance" and w.state == "managed" for w in d.workers)
+    assert call(paths.socket, "pause", gpu=1)["paused"]  # root may
+    call(paths.socket, "resume", gpu=1)
+
+
+def test_not_running_is_one_line_and_exit_3(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "governor.cli.govctl", "--root", str(tmp_path), "status"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 3 and "govd is not running" in r.stderr and r.stderr.count("\n") == 1
+    with pytest.raises(NotRunning):
+        call(tmp_path / "nope.sock", "ping")
