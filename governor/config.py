@@ -33,6 +33,24 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "admin_group": Key(str, "", doc="group whose members may change things (root always may)"),
         "mode": Key(str, "0660", choices=("0600", "0660", "0666"), doc="socket file permissions"),
     },
+    "ledger": {
+        "enabled": Key(bool, True, doc="keep the energy ledger (STATE_DIR/ledger.db)"),
+        "price_per_kwh": Key(float, 0.15, lo=0.0, hi=100.0, doc="electricity price per kWh"),
+        "currency": Key(str, "USD", doc="currency of price_per_kwh"),
+        "carbon_g_per_kwh": Key(float, 400.0, lo=0.0, hi=5000.0, doc="grid carbon intensity, g CO2e per kWh"),
+        "carbon_hourly": Key(list, None, lo=0.0, hi=5000.0, length=24, optional=True,
+                             doc="24 hourly carbon intensities (local time, hour 0 first), instead of one value",
+                             example=[300.0] * 7 + [450.0] * 12 + [350.0] * 5),
+        "control_share": Key(float, 0.02, lo=0.0, hi=0.5,
+                             doc="share of time at default settings to measure the counterfactual"),
+        "control_window_s": Key(float, 3.0, lo=0.5, hi=600.0, doc="length of one control window"),
+        "model_error": Key(float, 0.03, lo=0.0, hi=1.0, doc="relative error floor of the counterfactual"),
+        "drift_per_min": Key(float, 0.005, lo=0.0, hi=1.0,
+                             doc="relative error added per minute since the last control window"),
+        "min_progress_pct": Key(float, 2.0, lo=0.0, hi=100.0, doc="least DRAM activity for the progress proxy"),
+        "retention_days": Key(float, 90.0, lo=1.0, hi=3650.0, doc="keep per-minute rows this long"),
+        "log_every_s": Key(float, 300.0, lo=0.0, hi=86400.0, doc="log the savings per GPU this often (0: never)"),
+    },
     "envelope": {
         "thermal_margin_c": Key(float, 5.0, lo=0.0, hi=30.0,
                                 doc="the thermal guard engages this far below the GPU's slowdown temperature"),
@@ -152,6 +170,10 @@ def example_config() -> str:
         for name, key in keys.items():
             lines.append(f"# {key.doc} ({key.allowed()})")
             value = key.default
+            if value is None:
+                if key.example is None:
+                    continue
+                value = key.example
             text = ("true" if value else "false") if isinstance(value, bool) else (
                 f'"{value}"' if isinstance(value, str) else str(value))
             lines.append(f"#{name} = {text}")

@@ -25,10 +25,15 @@ class Key:
     choices: tuple[str, ...] | None = None
     doc: str = ""
     optional: bool = False  # None allowed (the key may be absent with no default)
+    length: int | None = None  # lists: exact number of items (each a number within lo..hi)
+    example: Any = None  # shown in the example config where the default is None
 
     def allowed(self) -> str:
         if self.choices:
             return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.kind is list:
+            n = f"{self.length} " if self.length else ""
+            return f"a list of {n}numbers" + (f" in [{self.lo}, {self.hi}]" if self.lo is not None else "")
         name = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[self.kind]
         if self.lo is not None and self.hi is not None:
             return f"{name} in [{self.lo}, {self.hi}]"
@@ -46,6 +51,13 @@ def suggest(key: str, known) -> str:
 
 def check_value(key: Key, value: Any, source: str, path: str) -> Any:
     kind = key.kind
+    if kind is list:
+        ok = isinstance(value, list) and (key.length is None or len(value) == key.length) and all(
+            isinstance(v, int | float) and not isinstance(v, bool)
+            and (key.lo is None or v >= key.lo) and (key.hi is None or v <= key.hi) for v in value)
+        if not ok:
+            raise ConfigError(source, path, f"got {value!r}; allowed: {key.allowed()}")
+        return [float(v) for v in value]
     ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value, ok = float(value), True

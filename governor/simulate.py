@@ -33,6 +33,9 @@ class RunResult:
     writes: int
     ticks: int
     reversals: int = 0
+    ledger_saved_j: float = 0.0  # the ledger's own estimate of the saving, and its interval
+    ledger_saved_lo_j: float = 0.0
+    ledger_saved_hi_j: float = 0.0
 
     def to_dict(self, reference: RunResult | None = None) -> dict:
         d = {"policy": self.policy, "energy_j": round(self.energy_j, 3), "seconds": round(self.seconds, 4),
@@ -40,6 +43,10 @@ class RunResult:
         if reference is not None:
             d["saved"] = round(1.0 - self.energy_j / reference.energy_j, 6)
             d["slowdown"] = round(self.seconds / reference.seconds - 1.0, 6)
+            d["true_saved_j"] = round(reference.energy_j - self.energy_j, 3)
+        d["ledger_saved_j"] = round(self.ledger_saved_j, 3)
+        d["ledger_saved_lo_j"] = round(self.ledger_saved_lo_j, 3)
+        d["ledger_saved_hi_j"] = round(self.ledger_saved_hi_j, 3)
         return d
 
 
@@ -62,10 +69,13 @@ def run_trace(spec: GpuSpec, trace: Trace, policy: Policy, config: Config | None
                 raise GovdError(f"{trace.name} under {policy.name} did not finish within {limit:.0f} simulated s")
             clock.sleep_until(t)
         truth = device.gpu.truth()
+        ledger = worker.ledger.since_start
+        lo, hi = ledger.bounds()
         worker.hand_back()
     return RunResult(policy=policy.name, energy_j=truth["end_energy_j"], seconds=truth["end_time_s"],
                      max_temp_c=truth["max_temp_c"], writes=worker.stats.writes, ticks=worker.stats.ticks,
-                     reversals=worker.stats.reversals)
+                     reversals=worker.stats.reversals, ledger_saved_j=ledger.saved_j, ledger_saved_lo_j=lo,
+                     ledger_saved_hi_j=hi)
 
 
 _FE_CACHE: dict[str, int] = {}

@@ -26,6 +26,7 @@ from .config import Config
 from .controllers import Controller, controller_class
 from .device import UNKNOWN_LOCK, Device
 from .envelope import Envelope
+from .ledger import GpuLedger
 from .errors import ConfigError, DeviceError, GpuLostError
 from .originals import OriginalsFile
 from .policy import Policy
@@ -43,9 +44,7 @@ class LoopStats:
     tick_started_wall: float | None = None  # set while a tick runs (hang detection)
     last_tick_end_wall: float | None = None
     durations_s: deque = field(default_factory=lambda: deque(maxlen=2000))
-    energy_j: float = 0.0  # measured since govd took the GPU, across counter resets
     reversals: int = 0  # setpoint direction changes (up after down or down after up): flapping shows here
-    _last_counter_mj: int | None = None
     _last_level: float | None = None
     _last_direction: int = 0
 
@@ -62,19 +61,6 @@ class LoopStats:
             return None
         values = sorted(self.durations_s)
         return 1000.0 * values[min(len(values) - 1, int(q * len(values)))]
-
-    def count_energy(self, counter_mj: int | None) -> bool:
-        """Add the energy since the last reading; True when the counter went backwards (reset)."""
-        if counter_mj is None:
-            return False
-        last, self._last_counter_mj = self._last_counter_mj, counter_mj
-        if last is None:
-            return False
-        if counter_mj >= last:
-            self.energy_j += (counter_mj - last) / 1000.0
-            return False
-        self.energy_j += counter_mj / 1000.0  # driver reload: the counter restarted from zero
-        return True
 
 
 def make_controller(policy: Policy, limits: Limits) -> Controller:
@@ -108,6 +94,10 @@ class GpuWorker:
         self.started = False
         self.backoff_until: float | None = None
         self.stats = LoopStats()
+        self.ledger = GpuLedger(dict(config.values["ledger"]), seed=self.info.index)
+        self.last_write_t = float("-inf")
+        # readings settle after a write: the clock in ~25 ms, utilization in 1/6 s, a 1 s power average in 1 s
+        self.settle_s = 0.5 if self.limits.capabilities.has_instant_power else 1.2
         self.decisions: deque = deque(maxlen=200)
         self._lock = threading.RLock()
 
@@ -143,7 +133,10 @@ class GpuWorker:
             self._error(now, f"sample failed: {exc}")
             return
         self.last_sample = sample
-        counter_reset = self.stats.count_energy(sample.energy_mj)
+        at_default = self.dry_run or self.applied is None or self.applied.is_default
+        counter_reset = self.ledger.meter.update_seen_reset(sample)
+        self.ledger.observe(sample, at_default, settled=now - self.last_write_t >= self.settle_s,
+                            reference=None if at_default else self.controller.reference())
         if self.state in ("degraded", "paused", "watching"):
             return
         if self.state == "backed-off":
@@ -156,9 +149,12 @@ class GpuWorker:
             self.started = True
         if self.applied is not None and not self.dry_run and self._changed_behind_our_back(sample, counter_reset):
             return
-        if self.app_progress is not None and hasattr(self.controller, "observe_progress"):
-            self.controller.observe_progress(self.app_progress())
-        proposal = self.controller.decide(sample)
+        if self.state == "managed" and not self.controller.measures_reference and self.ledger.wants_default(now):
+            proposal = Setpoint()  # a control window for the ledger: the controller is not consulted
+        else:
+            if self.app_progress is not None and hasattr(self.controller, "observe_progress"):
+                self.controller.observe_progress(self.app_progress())
+            proposal = self.controller.decide(sample)
         decision = self.envelope.check(sample, proposal, self.applied if not self.dry_run else self.target, now)
         self.target = decision.setpoint
         if decision.notes and decision.safety:
@@ -193,6 +189,7 @@ class GpuWorker:
             return
         results = apply_setpoint(self.device, self.limits, setpoint, self.applied)
         self.envelope.record_write(now)
+        self.last_write_t = now
         self.stats.writes += 1
         failed = [r for r in results if not r.ok]
         if failed:
@@ -358,5 +355,6 @@ class GpuWorker:
                      "errors": self.stats.errors, "reversals": self.stats.reversals,
                      "tick_p50_ms": self.stats.percentile_ms(0.5),
                      "tick_p99_ms": self.stats.percentile_ms(0.99), "period_ms": self.period_s * 1000.0},
-            "energy_since_start_j": round(self.stats.energy_j, 3),
+            "energy_since_start_j": round(self.ledger.meter.joules, 3),
+            "ledger": self.ledger.since_start.to_dict(),
         }

@@ -88,10 +88,10 @@ def test_lost_gpu_is_degraded_without_crashing_and_stays_listed_for_restore(sim,
 def test_driver_reload_keeps_energy_monotonic_and_reapplies(sim, clock, originals, config):
     w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200), config, originals, clock)
     run(w, clock, 5)
-    energy_before = w.stats.energy_j
+    energy_before = w.ledger.meter.joules
     sim.faults = SimFaults(driver_reload_at_s=clock.now() + 1.0)
     run(w, clock, 5)
-    assert w.stats.energy_j > energy_before + 5 * 300  # kept counting across the counter reset
+    assert w.ledger.meter.joules > energy_before + 5 * 300  # kept counting across the counter reset
     assert w.state == "managed"
     assert driver_state(sim)["locked_clocks_mhz"] == [345, 1200]  # re-applied after the reload
 

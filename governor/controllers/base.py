@@ -19,6 +19,9 @@ class Controller(ABC):
 
     name: ClassVar[str] = ""
     PARAMS: ClassVar[dict[str, Key]] = {}
+    # True when the controller itself runs each phase at default settings now and then and reports
+    # it through reference(): the ledger then forces no control windows of its own
+    measures_reference: ClassVar[bool] = False
 
     def __init__(self, params: dict[str, Any], limits: Limits):
         self.params = {**defaults(self.PARAMS), **params}
@@ -35,6 +38,11 @@ class Controller(ABC):
     @abstractmethod
     def decide(self, sample: Sample) -> Setpoint:
         """The setpoint for this tick, from this sample and what came before."""
+
+    def reference(self) -> tuple[float, float] | None:
+        """(power W, DRAM progress) of the current phase at default settings, if the controller
+        measured it; the ledger then needs no control windows of its own."""
+        return None
 
     def status(self) -> dict[str, Any]:
         """Controller state for `govctl status`: what it is doing and why."""

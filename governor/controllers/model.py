@@ -48,6 +48,7 @@ class _Cusum:
 
 class ModelController(Controller):
     name = "model"
+    measures_reference = True
     PARAMS = {
         "objective": Key(str, "min_energy", choices=("min_energy", "min_edp", "power_cap"),
                          doc="what to minimize within the budget"),
@@ -462,6 +463,11 @@ class ModelController(Controller):
         if self._residual(m, mean) > self.params["composite_tolerance"]:
             self._start_reference(now, "composite phase changed")
         return self.setpoint
+
+    def reference(self) -> tuple[float, float] | None:
+        if self.state != "hold" or self.current is None:
+            return None
+        return self.current.ref.power, self.current.ref.progress
 
     def status(self) -> dict:
         m = self.current

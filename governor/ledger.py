@@ -1,0 +1,247 @@
+"""Energy accounting for one GPU: energy used (measured) and energy saved (estimated, with bounds).
+
+Measured energy comes from NVML's total-energy counter, corrected for counter resets (a driver
+reload starts it from zero) and, on GPUs without the counter, from integrating power readings.
+
+Saved energy is a counterfactual: what the same work would have cost at default settings, minus
+what it cost. The estimate is built only from samples:
+- Control windows. Now and then (a small, randomized share of time, `control_share`) the GPU runs
+  at default settings for `control_window_s`; any other time it is at default anyway (performance
+  policy, a controller's reference measurement) counts too. In a settled window the ledger
+  measures power P_def and the DRAM progress rate R_def (the same progress proxy as the model
+  controller: DRAM traffic is part of the work, so it tracks work done at any clock).
+- Between windows, energy per unit of progress at default, P_def / R_def, times the progress
+  actually made, is the counterfactual energy; for work that arrives over time (R unchanged by the
+  clock) this reduces to P_def x time. Where a phase moves too little DRAM data for the proxy, the
+  counterfactual is P_def x time (the same time at default power: no slowdown credited).
+- A shift in the readings at the same settings (a new phase) asks for a new window soon.
+- Uncertainty: the relative standard error of P_def / R_def over the window's readings, plus a
+  floor for what the model cannot see (`model_error`), plus drift growing with the age of the
+  window. Saved energy is reported with its interval; nothing is claimed outside it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+from .vocabulary import Sample
+
+
+@dataclass
+class EnergyMeter:
+    """Energy since govd took the GPU, across counter resets; integrates power without a counter."""
+
+    joules: float = 0.0
+    resets: int = 0
+    _last_mj: int | None = None
+    _last_t: float | None = None
+    _last_w: float | None = None
+
+    def update_seen_reset(self, sample: Sample) -> bool:
+        """Whether this sample's counter went backwards (a reset), without adding anything yet."""
+        return sample.energy_mj is not None and self._last_mj is not None and sample.energy_mj < self._last_mj
+
+    def update(self, sample: Sample) -> tuple[float, bool]:
+        """Add this sample's energy; returns (joules added, counter reset seen)."""
+        added, reset = 0.0, False
+        if sample.energy_mj is not None:
+            if self._last_mj is not None:
+                if sample.energy_mj >= self._last_mj:
+                    added = (sample.energy_mj - self._last_mj) / 1000.0
+                else:  # driver reload (or a wrap): the counter restarted from zero
+                    added = sample.energy_mj / 1000.0
+                    reset = True
+                    self.resets += 1
+            self._last_mj = sample.energy_mj
+        elif self._last_t is not None and self._last_w is not None:
+            added = 0.5 * (self._last_w + sample.power_w) * max(0.0, sample.time_s - self._last_t)
+        self._last_t, self._last_w = sample.time_s, sample.power_w
+        self.joules += added
+        return added, reset
+
+
+@dataclass
+class Totals:
+    measured_j: float = 0.0
+    counterfactual_j: float = 0.0
+    counterfactual_var: float = 0.0  # sum of squared absolute uncertainties (independent minutes)
+    counterfactual_abs_u: float = 0.0  # sum of absolute uncertainties (fully correlated, conservative)
+    time_s: float = 0.0
+    default_time_s: float = 0.0  # how long the same work would have taken at default
+
+    def add(self, measured: float, cf: float, u_rel: float, dt: float, dt_default: float) -> None:
+        self.measured_j += measured
+        self.counterfactual_j += cf
+        self.counterfactual_abs_u += cf * u_rel
+        self.counterfactual_var += (cf * u_rel) ** 2
+        self.time_s += dt
+        self.default_time_s += dt_default
+
+    @property
+    def saved_j(self) -> float:
+        return self.counterfactual_j - self.measured_j
+
+    def bounds(self) -> tuple[float, float]:
+        """Saved energy interval: errors are partly shared between minutes (the same window serves
+        many), so the half-width sits between the independent and the fully correlated sums."""
+        half = 0.5 * (math.sqrt(self.counterfactual_var) + self.counterfactual_abs_u)
+        return self.saved_j - half, self.saved_j + half
+
+    @property
+    def slowdown(self) -> float:
+        return self.time_s / self.default_time_s - 1.0 if self.default_time_s > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        lo, hi = self.bounds()
+        return {"measured_j": round(self.measured_j, 3), "counterfactual_j": round(self.counterfactual_j, 3),
+                "saved_j": round(self.saved_j, 3), "saved_lo_j": round(lo, 3), "saved_hi_j": round(hi, 3),
+                "slowdown": round(self.slowdown, 5)}
+
+
+@dataclass
+class _Reference:
+    power_w: float
+    progress: float
+    rel_error: float
+    taken_at: float
+    util: float
+
+
+@dataclass
+class GpuLedger:
+    cfg: dict  # the [ledger] config section
+    seed: int = 0
+    meter: EnergyMeter = field(default_factory=EnergyMeter)
+    since_start: Totals = field(default_factory=Totals)
+    minute: Totals = field(default_factory=Totals)
+    ref: _Reference | None = None
+    window_start: float | None = None  # start of a settled stretch at default settings
+    window: list = field(default_factory=list)
+    next_window_at: float = 0.0
+    forcing_until: float | None = None
+    _last_t: float | None = None
+    _slow: float | None = None
+    _fast: float | None = None
+    controller_ref_at: float = float("-inf")
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.next_window_at = self._interval()  # no savings are claimed before the first window
+
+    # ----- control windows ---------------------------------------------------------------------
+    def _interval(self) -> float:
+        share = self.cfg["control_share"]
+        if share <= 0:
+            return float("inf")
+        mean = self.cfg["control_window_s"] / share
+        return mean * self.rng.uniform(0.5, 1.5)
+
+    def wants_default(self, now: float) -> bool:
+        """True while the ledger needs the GPU at default settings for a control window.
+
+        Never while the controller supplies its own measurement at default settings (the model
+        controller measures each phase's reference and refreshes it): those are control windows too.
+        """
+        if now - self.controller_ref_at < 1.0:
+            return False
+        if self.forcing_until is not None:
+            if now < self.forcing_until:
+                return True
+            self.forcing_until = None
+        if now >= self.next_window_at and self.cfg["control_share"] > 0:
+            self.forcing_until = now + self.cfg["control_window_s"]
+            self.next_window_at = now + self._interval()
+            return True
+        return False
+
+    @staticmethod
+    def _progress(s: Sample) -> float:
+        return s.dram_bw_pct if s.dram_bw_pct is not None else s.mem_util_pct
+
+    @staticmethod
+    def _power(s: Sample) -> float:
+        return s.power_instant_w if s.power_instant_w is not None else s.power_w
+
+    def _close_window(self) -> None:
+        w = self.window
+        if len(w) >= 3:
+            p = [self._power(s) for s in w]
+            r = [self._progress(s) for s in w]
+            n = len(w)
+            mean_p, mean_r = sum(p) / n, sum(r) / n
+            e = [pi / ri for pi, ri in zip(p, r, strict=True) if ri > 0]
+            if len(e) == n and mean_r >= self.cfg["min_progress_pct"]:
+                mean_e = sum(e) / n
+                var = sum((x - mean_e) ** 2 for x in e) / max(1, n - 1)
+                rel = math.sqrt(var / n) / mean_e if mean_e > 0 else 1.0
+            else:
+                var = sum((x - mean_p) ** 2 for x in p) / max(1, n - 1)
+                rel = math.sqrt(var / n) / mean_p if mean_p > 0 else 1.0
+            self.ref = _Reference(power_w=mean_p, progress=mean_r, rel_error=rel, taken_at=w[-1].time_s,
+                                  util=sum(s.gpu_util_pct for s in w) / n)
+            self.next_window_at = max(self.next_window_at, w[-1].time_s + self._interval())
+            self._slow = self._fast = None
+        self.window = []
+
+    # ----- per sample --------------------------------------------------------------------------
+    def observe(self, sample: Sample, at_default: bool, settled: bool,
+                reference: tuple[float, float] | None = None) -> None:
+        """Account one sample. at_default: the GPU holds default settings; settled: long enough to
+        measure; reference: the controller's own measurement of this phase at default settings
+        (power, progress), used instead of the ledger's window when given."""
+        now = sample.time_s
+        added, _ = self.meter.update(sample)
+        dt = 0.0 if self._last_t is None else max(0.0, now - self._last_t)
+        self._last_t = now
+        if at_default and settled:
+            self.window.append(sample)
+            if len(self.window) >= 3 and self.forcing_until is None:
+                self._close_window()  # an unforced default stretch: keep the reference fresh
+        elif self.window:
+            self._close_window()
+        if dt <= 0:
+            return
+        if at_default or self.ref is None:
+            # at default the counterfactual is what was measured; before any reference there is no
+            # evidence of a saving, so none is claimed
+            u = 0.0 if at_default else self.cfg["model_error"]
+            self._add(added, added, u, dt, dt)
+            return
+        ref = self.ref
+        if reference is not None:
+            ref = _Reference(power_w=reference[0], progress=reference[1], rel_error=0.0, taken_at=now, util=0.0)
+            self.controller_ref_at = now
+        progress = self._progress(sample)
+        if ref.progress >= self.cfg["min_progress_pct"] and progress > 0:
+            work_ratio = progress / ref.progress  # seconds of default time this second of work is worth
+        else:
+            work_ratio = 1.0
+        cf = ref.power_w * dt * work_ratio
+        age = max(0.0, now - ref.taken_at)
+        u = ref.rel_error + self.cfg["model_error"] + self.cfg["drift_per_min"] * age / 60.0
+        self._add(added, cf, u, dt, dt * work_ratio)
+        if reference is None:
+            self._watch_shift(sample, progress)
+
+    def _watch_shift(self, sample: Sample, progress: float) -> None:
+        """A lasting jump in the readings at unchanged settings means a new phase: measure soon."""
+        if self._slow is None:
+            self._slow = self._fast = progress
+            return
+        self._fast += 0.3 * (progress - self._fast)
+        self._slow += 0.03 * (progress - self._slow)
+        base = max(self._slow, self.cfg["min_progress_pct"])
+        if abs(self._fast - self._slow) / base > 0.5 and self.forcing_until is None:
+            self.next_window_at = min(self.next_window_at, sample.time_s + self.cfg["control_window_s"])
+            self._slow = self._fast
+
+    def _add(self, measured: float, cf: float, u: float, dt: float, dt_default: float) -> None:
+        self.since_start.add(measured, cf, u, dt, dt_default)
+        self.minute.add(measured, cf, u, dt, dt_default)
+
+    def take_minute(self) -> Totals:
+        """The totals since the last call (for the per-minute store), reset to zero."""
+        done, self.minute = self.minute, Totals()
+        return done

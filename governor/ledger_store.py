@@ -1,0 +1,173 @@
+"""The persistent ledger: SQLite in the state folder, one row per GPU per minute, plus lifetime totals.
+
+WAL mode and a commit every minute, so a crash loses at most the last minute. Lifetime totals are
+the sums of the rows ever written (kept in their own table, so retention never shrinks them). A
+corrupt or unreadable database is moved aside with a warning and a new one started: the ledger
+must never take the daemon down.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("govd")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS minutes (
+    gpu_uuid TEXT NOT NULL,
+    minute INTEGER NOT NULL,          -- unix time of the minute's start
+    gpu_index INTEGER,
+    policy TEXT,
+    measured_j REAL NOT NULL,
+    counterfactual_j REAL NOT NULL,
+    saved_j REAL NOT NULL,
+    saved_lo_j REAL NOT NULL,
+    saved_hi_j REAL NOT NULL,
+    slowdown REAL NOT NULL,
+    PRIMARY KEY (gpu_uuid, minute)
+);
+CREATE TABLE IF NOT EXISTS lifetime (
+    gpu_uuid TEXT PRIMARY KEY,
+    gpu_index INTEGER,
+    measured_j REAL NOT NULL,
+    saved_j REAL NOT NULL,
+    saved_lo_j REAL NOT NULL,
+    saved_hi_j REAL NOT NULL,
+    first_minute INTEGER NOT NULL,
+    last_minute INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+VERSION = "1"
+
+
+@dataclass(frozen=True)
+class MinuteRow:
+    gpu_uuid: str
+    gpu_index: int
+    minute: int
+    policy: str
+    measured_j: float
+    counterfactual_j: float
+    saved_j: float
+    saved_lo_j: float
+    saved_hi_j: float
+    slowdown: float
+
+
+class LedgerStore:
+    def __init__(self, path: Path, retention_days: float = 90.0):
+        self.path = Path(path)
+        self.retention_days = retention_days
+        self._last_prune = 0.0
+        self.db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as exc:
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            log.warning("ledger %s is unreadable (%s); moved aside to %s, starting a new one", self.path, exc, aside)
+            for suffix in ("", "-wal", "-shm"):
+                p = Path(str(self.path) + suffix)
+                if p.exists():
+                    p.rename(Path(str(aside) + suffix))
+            return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), timeout=5.0, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            row = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('version', ?)", (VERSION,))
+            elif row[0] != VERSION:
+                raise sqlite3.DatabaseError(f"ledger version {row[0]}, expected {VERSION}")
+            db.execute("PRAGMA quick_check").fetchone()
+            db.commit()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def write(self, rows: list[MinuteRow]) -> None:
+        """Add minute rows (a minute already present is added to) and fold them into lifetime totals."""
+        if not rows:
+            return
+        try:
+            with self.db:
+                for r in rows:
+                    self.db.execute(
+                        """INSERT INTO minutes VALUES (?,?,?,?,?,?,?,?,?,?)
+                           ON CONFLICT(gpu_uuid, minute) DO UPDATE SET
+                             measured_j = measured_j + excluded.measured_j,
+                             counterfactual_j = counterfactual_j + excluded.counterfactual_j,
+                             saved_j = saved_j + excluded.saved_j,
+                             saved_lo_j = saved_lo_j + excluded.saved_lo_j,
+                             saved_hi_j = saved_hi_j + excluded.saved_hi_j,
+                             slowdown = excluded.slowdown, policy = excluded.policy""",
+                        (r.gpu_uuid, r.minute, r.gpu_index, r.policy, r.measured_j, r.counterfactual_j, r.saved_j,
+                         r.saved_lo_j, r.saved_hi_j, r.slowdown))
+                    self.db.execute(
+                        """INSERT INTO lifetime VALUES (?,?,?,?,?,?,?,?)
+                           ON CONFLICT(gpu_uuid) DO UPDATE SET
+                             gpu_index = excluded.gpu_index,
+                             measured_j = measured_j + excluded.measured_j,
+                             saved_j = saved_j + excluded.saved_j,
+                             saved_lo_j = saved_lo_j + excluded.saved_lo_j,
+                             saved_hi_j = saved_hi_j + excluded.saved_hi_j,
+                             last_minute = excluded.last_minute""",
+                        (r.gpu_uuid, r.gpu_index, r.measured_j, r.saved_j, r.saved_lo_j, r.saved_hi_j, r.minute,
+                         r.minute))
+            self._prune()
+        except sqlite3.DatabaseError as exc:
+            log.error("ledger write failed (%s); reopening", exc)
+            try:
+                self.db.close()
+            except sqlite3.Error:
+                pass
+            self.db = self._open()
+
+    def _prune(self) -> None:
+        now = time.time()
+        if now - self._last_prune < 3600:
+            return
+        self._last_prune = now
+        cutoff = int(now - self.retention_days * 86400)
+        with self.db:
+            self.db.execute("DELETE FROM minutes WHERE minute < ?", (cutoff,))
+
+    def prune_now(self, now: float | None = None) -> int:
+        cutoff = int((time.time() if now is None else now) - self.retention_days * 86400)
+        with self.db:
+            cur = self.db.execute("DELETE FROM minutes WHERE minute < ?", (cutoff,))
+        return cur.rowcount
+
+    def lifetime(self) -> dict[str, dict]:
+        rows = self.db.execute("SELECT gpu_uuid, gpu_index, measured_j, saved_j, saved_lo_j, saved_hi_j, first_minute, "
+                               "last_minute FROM lifetime").fetchall()
+        keys = ("gpu_uuid", "gpu_index", "measured_j", "saved_j", "saved_lo_j", "saved_hi_j", "first_minute",
+                "last_minute")
+        return {r[0]: dict(zip(keys, r, strict=True)) for r in rows}
+
+    def minutes(self, since: float | None = None, gpu_index: int | None = None) -> list[MinuteRow]:
+        q = "SELECT gpu_uuid, gpu_index, minute, policy, measured_j, counterfactual_j, saved_j, saved_lo_j, " \
+            "saved_hi_j, slowdown FROM minutes WHERE minute >= ?"
+        args: list = [int(since or 0)]
+        if gpu_index is not None:
+            q += " AND gpu_index = ?"
+            args.append(gpu_index)
+        return [MinuteRow(*r) for r in self.db.execute(q + " ORDER BY minute, gpu_index", args).fetchall()]
+
+    def close(self) -> None:
+        try:
+            self.db.close()
+        except sqlite3.Error:
+            pass
