@@ -48,6 +48,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "drift_per_min": Key(float, 0.005, lo=0.0, hi=1.0,
                              doc="relative error added per minute since the last control window"),
         "min_progress_pct": Key(float, 2.0, lo=0.0, hi=100.0, doc="least DRAM activity for the progress proxy"),
+        "flush_s": Key(float, 60.0, lo=1.0, hi=3600.0, doc="write the ledger this often (a crash loses at most this)"),
         "retention_days": Key(float, 90.0, lo=1.0, hi=3650.0, doc="keep per-minute rows this long"),
         "log_every_s": Key(float, 300.0, lo=0.0, hi=86400.0, doc="log the savings per GPU this often (0: never)"),
     },

@@ -26,9 +26,11 @@ from .config import Config, load_config
 from .control_server import ControlServer, Peer
 from .device import Device
 from .errors import ConfigError, GovdError
+from .ledger_store import LedgerStore, MinuteRow
 from .originals import OriginalsFile, owner_alive
 from .paths import Paths
 from .policy import Policy, load_policy
+from .pricing import Pricing
 from .protocol import COMMANDS, Command, ProtocolError
 from .restore import restore_from_originals
 from .worker import GpuWorker
@@ -78,6 +80,9 @@ class Daemon:
         self.server: ControlServer | None = None
         self.trials: dict[int, tuple[float, Policy]] = {}  # GPU index -> (end time, policy to return to)
         self.last_reload_error: str | None = None
+        self.store: LedgerStore | None = None
+        self._next_flush = 0.0
+        self._next_ledger_log = 0.0
         self.log_tail = _LogTail()
         log.addHandler(self.log_tail)
 
@@ -115,6 +120,10 @@ class Daemon:
     def setup(self) -> None:
         self.paths.ensure()
         self.recover_crash_leftovers()
+        ledger = self.config.values["ledger"]
+        if ledger["enabled"]:
+            self.store = LedgerStore(self.paths.state_dir / "ledger.db", ledger["retention_days"])
+        self._next_ledger_log = self.clock.now() + ledger["log_every_s"]
         cache: dict[str, Policy] = {}
         dry_run = self.options.dry_run or bool(self.config.get("daemon", "dry_run"))
         for device in self.devices:
@@ -154,6 +163,10 @@ class Daemon:
                     self.reload()
                 self.check_health()
                 self.end_trials()
+                if time.time() >= self._next_flush:
+                    self._next_flush = 0.0
+                    self.flush_ledger()
+                self.log_ledger()
                 every = self.config.get("daemon", "status_log_s")
                 if every > 0 and self.clock.now() >= next_status:
                     next_status = self.clock.now() + every
@@ -230,8 +243,60 @@ class Daemon:
         for d in self.devices:
             with contextlib.suppress(Exception):  # closing: nothing useful to do with an error
                 d.close()
+        if self.store is not None:
+            try:
+                self.flush_ledger()
+            except Exception:  # noqa: BLE001 - the GPUs are restored; a ledger failure is only logged
+                log.exception("ledger: final flush failed")
+            self.store.close()
         log.info("govd stopped")
         log.removeHandler(self.log_tail)
+
+    # ----- ledger ------------------------------------------------------------------------------
+    def flush_ledger(self) -> None:
+        """Write each GPU's last minute to the store (a crash loses at most this minute)."""
+        if self.store is None:
+            return
+        minute = int(time.time() // 60 * 60)
+        rows = []
+        for w in self.workers:
+            t = w.ledger.take_minute()
+            if t.time_s <= 0:
+                continue
+            lo, hi = t.bounds()
+            rows.append(MinuteRow(gpu_uuid=w.info.uuid, gpu_index=w.info.index, minute=minute, policy=w.policy.name,
+                                  measured_j=t.measured_j, counterfactual_j=t.counterfactual_j, saved_j=t.saved_j,
+                                  saved_lo_j=lo, saved_hi_j=hi, slowdown=t.slowdown))
+        self.store.write(rows)
+
+    def ledger_view(self, w: GpuWorker, lifetime: dict) -> dict:
+        pricing = Pricing.from_config(self.config.values["ledger"])
+        since = w.ledger.since_start.to_dict()
+        unflushed = w.ledger.minute
+        life = lifetime.get(w.info.uuid)
+        life_saved = (life["saved_j"] if life else 0.0) + unflushed.saved_j
+        life_lo = (life["saved_lo_j"] if life else 0.0) + unflushed.bounds()[0]
+        life_hi = (life["saved_hi_j"] if life else 0.0) + unflushed.bounds()[1]
+        return {"since_start": {**since, **pricing.describe(since["saved_j"], time.time())},
+                "lifetime": {"saved_j": round(life_saved, 3), "saved_lo_j": round(life_lo, 3),
+                             "saved_hi_j": round(life_hi, 3),
+                             "measured_j": round((life["measured_j"] if life else 0.0) + unflushed.measured_j, 3),
+                             **pricing.describe(life_saved, time.time())}}
+
+    def log_ledger(self) -> None:
+        every = self.config.get("ledger", "log_every_s")
+        if every <= 0 or self.clock.now() < self._next_ledger_log:
+            return
+        self._next_ledger_log = self.clock.now() + every
+        lifetime = self.store.lifetime() if self.store else {}
+        for w in self.workers:
+            v = self.ledger_view(w, lifetime)
+            s, life = v["since_start"], v["lifetime"]
+            log.info("GPU %d ledger: used %.1f kJ, saved %.1f kJ [%.1f, %.1f] since start (%.4f kWh, %.4f %s, "
+                     "%.4f kg CO2e); lifetime saved %.3f kWh", w.info.index, s["measured_j"] / 1000,
+                     s["saved_j"] / 1000, s["saved_lo_j"] / 1000, s["saved_hi_j"] / 1000, s["kwh"], s["money"],
+                     s["currency"], s["co2e_kg"], life["kwh"],
+                     extra={"GOVD_GPU": w.info.index, "GOVD_POLICY": w.policy.name, "GOVD_SAVED_J": s["saved_j"]})
 
     # ----- control socket ----------------------------------------------------------------------
     def start_server(self) -> None:
@@ -325,6 +390,7 @@ class Daemon:
 
         proc = psutil.Process()
         cpu = proc.cpu_times()
+        lifetime = self.store.lifetime() if self.store else {}
         uptime = max(1e-6, time.time() - self.started_wall)
         return {
             "daemon": {"version": __version__, "pid": os.getpid(), "uptime_s": round(uptime, 1),
@@ -333,7 +399,7 @@ class Daemon:
                        "rss_mb": round(proc.memory_info().rss / 2**20, 1),
                        "healthy": all(w.state != "degraded" for w in self.workers),
                        "default_policy": self.options.policy or self.config.get("daemon", "policy")},
-            "gpus": [w.status() for w in self.workers],
+            "gpus": [{**w.status(), "ledger": self.ledger_view(w, lifetime)} for w in self.workers],
             "config_files": self.config.files,
             "other_writers": [{"gpu": w.info.index, "what": w.reason} for w in self.workers
                               if w.state == "backed-off"],

@@ -214,10 +214,8 @@ class GpuLedger:
             ref = _Reference(power_w=reference[0], progress=reference[1], rel_error=0.0, taken_at=now, util=0.0)
             self.controller_ref_at = now
         progress = self._progress(sample)
-        if ref.progress >= self.cfg["min_progress_pct"] and progress > 0:
-            work_ratio = progress / ref.progress  # seconds of default time this second of work is worth
-        else:
-            work_ratio = 1.0
+        # seconds at default that this second's work is worth (1 without a usable proxy)
+        work_ratio = progress / ref.progress if ref.progress >= self.cfg["min_progress_pct"] and progress > 0 else 1.0
         cf = ref.power_w * dt * work_ratio
         age = max(0.0, now - ref.taken_at)
         u = ref.rel_error + self.cfg["model_error"] + self.cfg["drift_per_min"] * age / 60.0

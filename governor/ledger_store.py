@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,7 @@ class LedgerStore:
         self.path = Path(path)
         self.retention_days = retention_days
         self._last_prune = 0.0
+        self._lock = threading.Lock()  # the supervisor writes while the control thread reads
         self.db = self._open()
 
     def _open(self) -> sqlite3.Connection:
@@ -101,6 +103,10 @@ class LedgerStore:
         """Add minute rows (a minute already present is added to) and fold them into lifetime totals."""
         if not rows:
             return
+        with self._lock:
+            self._write(rows)
+
+    def _write(self, rows: list[MinuteRow]) -> None:
         try:
             with self.db:
                 for r in rows:
@@ -151,23 +157,41 @@ class LedgerStore:
         return cur.rowcount
 
     def lifetime(self) -> dict[str, dict]:
-        rows = self.db.execute("SELECT gpu_uuid, gpu_index, measured_j, saved_j, saved_lo_j, saved_hi_j, first_minute, "
-                               "last_minute FROM lifetime").fetchall()
-        keys = ("gpu_uuid", "gpu_index", "measured_j", "saved_j", "saved_lo_j", "saved_hi_j", "first_minute",
-                "last_minute")
-        return {r[0]: dict(zip(keys, r, strict=True)) for r in rows}
+        with self._lock:
+            return lifetime_rows(self.db)
 
     def minutes(self, since: float | None = None, gpu_index: int | None = None) -> list[MinuteRow]:
-        q = "SELECT gpu_uuid, gpu_index, minute, policy, measured_j, counterfactual_j, saved_j, saved_lo_j, " \
-            "saved_hi_j, slowdown FROM minutes WHERE minute >= ?"
-        args: list = [int(since or 0)]
-        if gpu_index is not None:
-            q += " AND gpu_index = ?"
-            args.append(gpu_index)
-        return [MinuteRow(*r) for r in self.db.execute(q + " ORDER BY minute, gpu_index", args).fetchall()]
+        with self._lock:
+            return minute_rows(self.db, since, gpu_index)
 
     def close(self) -> None:
-        try:
-            self.db.close()
-        except sqlite3.Error:
-            pass
+        with self._lock:
+            try:
+                self.db.close()
+            except sqlite3.Error:
+                pass
+
+
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """For `govctl ledger`: read while the daemon writes (WAL), never create or move anything."""
+    if not Path(path).exists():
+        raise FileNotFoundError(path)
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+
+
+def lifetime_rows(db: sqlite3.Connection) -> dict[str, dict]:
+    rows = db.execute("SELECT gpu_uuid, gpu_index, measured_j, saved_j, saved_lo_j, saved_hi_j, first_minute, "
+                      "last_minute FROM lifetime").fetchall()
+    keys = ("gpu_uuid", "gpu_index", "measured_j", "saved_j", "saved_lo_j", "saved_hi_j", "first_minute",
+            "last_minute")
+    return {r[0]: dict(zip(keys, r, strict=True)) for r in rows}
+
+
+def minute_rows(db: sqlite3.Connection, since: float | None = None, gpu_index: int | None = None) -> list[MinuteRow]:
+    q = ("SELECT gpu_uuid, gpu_index, minute, policy, measured_j, counterfactual_j, saved_j, saved_lo_j, "
+         "saved_hi_j, slowdown FROM minutes WHERE minute >= ?")
+    args: list = [int(since or 0)]
+    if gpu_index is not None:
+        q += " AND gpu_index = ?"
+        args.append(gpu_index)
+    return [MinuteRow(*r) for r in db.execute(q + " ORDER BY minute, gpu_index", args).fetchall()]

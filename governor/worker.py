@@ -26,8 +26,8 @@ from .config import Config
 from .controllers import Controller, controller_class
 from .device import UNKNOWN_LOCK, Device
 from .envelope import Envelope
-from .ledger import GpuLedger
 from .errors import ConfigError, DeviceError, GpuLostError
+from .ledger import GpuLedger
 from .originals import OriginalsFile
 from .policy import Policy
 from .vocabulary import Limits, Sample, Setpoint, reason_names

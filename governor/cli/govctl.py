@@ -190,6 +190,56 @@ def cmd_try(args, paths) -> int:
     return 0
 
 
+def cmd_ledger(args, paths) -> int:
+    """Read the ledger database directly (works with the daemon running or not)."""
+    import sqlite3  # noqa: PLC0415
+
+    from ..config import load_config  # noqa: PLC0415
+    from ..ledger_store import lifetime_rows, minute_rows, open_read_only  # noqa: PLC0415
+    from ..pricing import Pricing  # noqa: PLC0415
+
+    db_path = paths.state_dir / "ledger.db"
+    try:
+        db = open_read_only(db_path)
+    except FileNotFoundError:
+        raise GovdError(f"no ledger at {db_path}: govd has not recorded anything yet") from None
+    since = time.time() - parse_duration(args.since) if args.since else 0.0
+    try:
+        rows = minute_rows(db, since, args.gpu)
+        lifetime = lifetime_rows(db)
+    except sqlite3.DatabaseError as exc:
+        raise GovdError(f"{db_path}: unreadable ({exc})") from None
+    finally:
+        db.close()
+    pricing = Pricing.from_config(load_config(paths.config_file, paths.conf_d).values["ledger"])
+    per_gpu: dict[int, dict] = {}
+    for r in rows:
+        g = per_gpu.setdefault(r.gpu_index, {"gpu": r.gpu_index, "uuid": r.gpu_uuid, "minutes": 0, "measured_j": 0.0,
+                                             "saved_j": 0.0, "saved_lo_j": 0.0, "saved_hi_j": 0.0, "co2e_kg": 0.0})
+        g["minutes"] += 1
+        for key in ("measured_j", "saved_j", "saved_lo_j", "saved_hi_j"):
+            g[key] += getattr(r, key)
+        g["co2e_kg"] += pricing.carbon_kg(r.saved_j, r.minute)
+    for g in per_gpu.values():
+        g["kwh"] = pricing.kwh(g["saved_j"])
+        g["money"] = pricing.money(g["saved_j"])
+        g["currency"] = pricing.currency
+        life = lifetime.get(g["uuid"])
+        g["lifetime_saved_kwh"] = pricing.kwh(life["saved_j"]) if life else 0.0
+    result = {"since": since or None, "gpus": sorted(per_gpu.values(), key=lambda g: g["gpu"])}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    head = f"since {time.strftime('%Y-%m-%d %H:%M', time.localtime(since))}" if since else "all recorded"
+    print(f"energy saved, {head} (interval in brackets)")
+    print(_table([[str(g["gpu"]), f"{g['measured_j'] / 3.6e6:.3f} kWh", f"{g['kwh']:.3f} kWh",
+                   f"[{g['saved_lo_j'] / 3.6e6:.3f}, {g['saved_hi_j'] / 3.6e6:.3f}]",
+                   f"{g['money']:.2f} {g['currency']}", f"{g['co2e_kg']:.2f} kg", f"{g['lifetime_saved_kwh']:.3f} kWh"]
+                  for g in result["gpus"]],
+                 ["GPU", "used", "saved", "interval", "money", "CO2e", "lifetime saved"]))
+    return 0
+
+
 def cmd_snapshot(args, paths) -> int:
     bundle = call(_socket(args, paths), "snapshot")
     Path(args.file).write_text(json.dumps(bundle, indent=2) + "\n")
@@ -246,6 +296,11 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--for", dest="duration", required=True, help="how long: 90s, 15m, 2h")
     tr.add_argument("--gpu", type=int, help="only this GPU index")
     tr.set_defaults(func=cmd_try)
+    lg = sub.add_parser("ledger", help="energy used and saved, in kWh, money and CO2e (reads the ledger)")
+    lg.add_argument("--since", help="only this recent: 90m, 24h, 7d")
+    lg.add_argument("--gpu", type=int, help="only this GPU index")
+    lg.add_argument("--json", action="store_true")
+    lg.set_defaults(func=cmd_ledger)
     sn = sub.add_parser("snapshot", help="write a bug-report bundle (versions, config, decisions, log)")
     sn.add_argument("file")
     sn.set_defaults(func=cmd_snapshot)

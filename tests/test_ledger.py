@@ -1,0 +1,184 @@
+"""The energy ledger: measured energy, the counterfactual, persistence, money and carbon."""
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from governor.config import default_config
+from governor.ledger import EnergyMeter, GpuLedger
+from governor.ledger_store import LedgerStore, MinuteRow
+from governor.policy import load_policy
+from governor.pricing import Pricing
+from governor.sim.spec import load_spec
+from governor.sim.trace import load_trace
+from governor.simulate import DEFAULT_POLICY, run_trace
+from governor.vocabulary import Sample
+
+
+def s(t, energy=None, power=300.0, mem=40.0):
+    return Sample(time_s=t, gpu_util_pct=80, mem_util_pct=mem, power_w=power, temp_c=50, sm_clock_mhz=1500,
+                  mem_clock_mhz=2619, power_limit_w=700, energy_mj=energy)
+
+
+def test_meter_survives_a_counter_reset():
+    m = EnergyMeter()
+    for t, e in ((0, 1_000_000), (1, 1_300_000), (2, 1_600_000), (3, 250_000), (4, 550_000)):
+        m.update(s(t, energy=e))
+    assert m.joules == pytest.approx(300 + 300 + 250 + 300)
+    assert m.resets == 1
+
+
+def test_meter_integrates_power_without_a_counter():
+    m = EnergyMeter()
+    for t in range(11):
+        m.update(s(float(t), power=200.0 + 10 * t))
+    assert m.joules == pytest.approx(sum(0.5 * (200 + 10 * t + 200 + 10 * (t + 1)) for t in range(10)))
+
+
+def ledger_cfg(**kw):
+    return {**default_config().values["ledger"], **kw}
+
+
+def test_counterfactual_from_a_reference_serial_and_arrival():
+    led = GpuLedger(ledger_cfg(model_error=0.0, drift_per_min=0.0))
+    # at default: 400 W, progress 40 %/s; then a lower clock: 250 W, progress 32 %/s (serial: less work per second)
+    e = 0
+    for i in range(10):
+        led.observe(s(i * 0.2, energy=e, power=400, mem=40), at_default=True, settled=True)
+        e += 80_000
+    led.observe(s(2.0, energy=e, power=250, mem=32), at_default=False, settled=False)
+    before = led.since_start.counterfactual_j
+    for i in range(11, 61):
+        e += 50_000
+        led.observe(s(i * 0.2, energy=e, power=250, mem=32), at_default=False, settled=True)
+    cf = led.since_start.counterfactual_j - before
+    assert cf == pytest.approx(400 * 10.0 * 32 / 40, rel=0.01)  # the same work at default: 0.8 of the time
+    assert led.since_start.slowdown > 0.15
+
+
+def test_no_saving_is_claimed_before_any_reference():
+    led = GpuLedger(ledger_cfg())
+    e = 0
+    for i in range(50):
+        e += 50_000
+        led.observe(s(i * 0.2, energy=e, power=250), at_default=False, settled=True)
+    assert led.since_start.saved_j == 0.0
+
+
+def test_pricing_money_and_carbon_with_an_hourly_table():
+    p = Pricing(price_per_kwh=0.20, currency="EUR", carbon_g_per_kwh=400.0)
+    assert p.kwh(3.6e6) == 1.0 and p.money(7.2e6) == pytest.approx(0.40)
+    assert p.carbon_kg(3.6e6) == pytest.approx(0.4)
+    hourly = tuple(float(h * 10) for h in range(24))
+    ph = Pricing(0.2, "EUR", 400.0, carbon_hourly=hourly)
+    t = time.mktime((2026, 11, 28, 13, 30, 0, 0, 0, -1))
+    assert ph.carbon_kg(3.6e6, t) == pytest.approx(0.13)
+    assert ph.describe(3.6e6, t)["co2e_kg"] == pytest.approx(0.13)
+
+
+def row(minute, saved=100.0, uuid="GPU-x", index=0):
+    return MinuteRow(gpu_uuid=uuid, gpu_index=index, minute=minute, policy="balanced", measured_j=1000.0,
+                     counterfactual_j=1000.0 + saved, saved_j=saved, saved_lo_j=saved - 10, saved_hi_j=saved + 10,
+                     slowdown=0.01)
+
+
+def test_store_lifetime_survives_reopen_and_retention_keeps_it(tmp_path):
+    path = tmp_path / "ledger.db"
+    st = LedgerStore(path, retention_days=30)
+    old = int(time.time()) - 3 * 86400
+    st.write([row(old), row(old + 60)])
+    st.write([row(int(time.time()) // 60 * 60)])
+    st.close()
+    st = LedgerStore(path, retention_days=1)
+    assert st.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert st.prune_now() == 2
+    assert len(st.minutes()) == 1
+    assert st.lifetime()["GPU-x"]["saved_j"] == pytest.approx(300.0)  # retention never shrinks lifetime
+
+
+def test_corrupt_database_is_moved_aside_and_a_new_one_started(tmp_path, caplog):
+    path = tmp_path / "ledger.db"
+    path.write_bytes(b"this is not a database" * 100)
+    st = LedgerStore(path)
+    st.write([row(60)])
+    assert st.lifetime()["GPU-x"]["saved_j"] == 100.0
+    assert list(tmp_path.glob("ledger.db.corrupt-*"))
+    assert "moved aside" in caplog.text
+
+
+def test_sigkill_and_restart_keep_lifetime_totals(tmp_path):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "govd.toml").write_text("[ledger]\nflush_s = 1.0\n")
+
+    def start():
+        return subprocess.Popen([sys.executable, "-m", "governor.cli.govd", "--root", str(tmp_path), "--sim",
+                                 "h100-sxm", "--trace", "decode", "--speed", "10"], stderr=subprocess.PIPE, text=True)
+
+    db = tmp_path / "state" / "ledger.db"
+
+    def lifetime():
+        if not db.exists():
+            return 0.0
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            r = con.execute("SELECT measured_j FROM lifetime").fetchone()
+        except sqlite3.OperationalError:
+            r = None
+        con.close()
+        return r[0] if r else 0.0
+
+    p = start()
+    end = time.monotonic() + 30
+    while lifetime() <= 0 and time.monotonic() < end:
+        time.sleep(0.2)
+    time.sleep(1.5)
+    p.send_signal(signal.SIGKILL)
+    p.wait(10)
+    first = lifetime()
+    assert first > 0
+    subprocess.run([sys.executable, "-m", "governor.cli.govd", "--root", str(tmp_path), "--restore"], timeout=30)
+    p = start()
+    end = time.monotonic() + 30
+    while lifetime() <= first and time.monotonic() < end:
+        time.sleep(0.2)
+    p.terminate()
+    p.wait(20)
+    assert lifetime() > first  # the second run added to the first run's total
+    r = subprocess.run([sys.executable, "-m", "governor.cli.govctl", "--root", str(tmp_path), "ledger", "--json"],
+                       capture_output=True, text=True, timeout=30)
+    assert json.loads(r.stdout)["gpus"][0]["measured_j"] > 0
+
+
+@pytest.mark.parametrize("trace", ["decode", "idle", "pipeline-bubbles"])
+def test_estimate_tracks_the_true_saving_where_phases_are_steady(trace):
+    spec = load_spec("h100-sxm")
+    ref = run_trace(spec, load_trace(trace), DEFAULT_POLICY)
+    run = run_trace(spec, load_trace(trace), load_policy("balanced"))
+    true_saved = ref.energy_j - run.energy_j
+    assert abs(run.ledger_saved_j - true_saved) <= max(0.10 * true_saved, 0.005 * ref.energy_j)
+    assert run.ledger_saved_lo_j <= true_saved <= run.ledger_saved_hi_j
+
+
+def test_counter_reset_mid_run_in_the_worker(tmp_path):
+    from governor.clock import VirtualClock
+    from governor.originals import OriginalsFile
+    from governor.sim.device import SimDevice, SimFaults
+    from governor.worker import GpuWorker
+
+    clock = VirtualClock()
+    dev = SimDevice(spec := load_spec("h100-sxm"), 0, clock, tmp_path, trace=load_trace("decode"),
+                    faults=SimFaults(driver_reload_at_s=20.0))
+    w = GpuWorker(dev, DEFAULT_POLICY, default_config(), OriginalsFile(tmp_path / "o.json"), clock)
+    t = 0.0
+    while t < 40:
+        w.tick()
+        t += 0.2
+        clock.sleep_until(t)
+    assert w.ledger.meter.resets == 1
+    assert w.ledger.meter.joules == pytest.approx(dev.gpu.energy_true_j, rel=0.02)
+    assert spec.key == "h100-sxm"
