@@ -43,6 +43,6 @@ def test_balanced_keeps_its_promise_on_every_trace(results, gpu):
 
 
 def test_memory_bound_and_idle_work_saves_much(results):
-    for name, least in (("decode", 0.15), ("idle", 0.15), ("pipeline-bubbles", 0.25), ("llm-serving", 0.15)):
+    for name, least in (("decode", 0.15), ("idle", 0.15), ("pipeline-bubbles", 0.25), ("bursty-inference", 0.25)):
         ref, run = results["h100-sxm", name]
         assert 1 - run.energy_j / ref.energy_j >= least, name

@@ -73,7 +73,8 @@ class ModelController(Controller):
                                 doc="arrival phases: most busy share planned for (headroom for backlogs)"),
         "power_margin": Key(float, 0.03, lo=0.0, hi=0.5, doc="power_cap: limit above the predicted power"),
         "fast_changes": Key(int, 4, lo=2, hi=100,
-                            doc="phase changes within 30 s after which the mix is treated as one phase"),
+                            doc="changes to an unknown phase (or unmeasurable windows) within 30 s after which "
+                                "the mix is treated as one phase"),
         "composite_measure_s": Key(float, 4.0, lo=1.0, hi=120.0,
                                    doc="measuring window while phases change too fast to tell apart"),
         "composite_budget_share": Key(float, 0.5, lo=0.0, hi=1.0,
@@ -106,6 +107,8 @@ class ModelController(Controller):
         self.last_change: str = "start"
         self._curve_cache: dict = {}
         self._tick_s = 0.2
+        self._charges: dict = {}  # (phase model id, probe clock) -> [seconds, slowdown seconds charged]
+        self._min_progress_ref = p["min_progress_pct"]
         self.changes: deque = deque()  # times of phase changes and unmeasurable windows
         self.change_interval_s = 0.0
         self.composite = False  # phases change faster than they can be measured: treat the mix as one
@@ -276,7 +279,25 @@ class ModelController(Controller):
         f = self.limits.snap_clock(ref.f * frac)
         return float(f), Setpoint(sm_clock_min_mhz=self.limits.sm_clock_min_mhz, sm_clock_max_mhz=f)
 
+    def _recharge_probes(self) -> None:
+        """A probe is charged with the slowdown the model predicted before it was measured (all busy
+        time clock-bound: the worst case). For a mix of phases, whose probes are long, that worst case
+        would eat the whole budget; once the mix is identified its probes are charged with what the
+        fitted model says they cost. Single phases keep the cautious charge."""
+        if not self.composite:
+            return
+        m = self.current
+        for (model_id, f), charge in self._charges.items():
+            if model_id != id(m):
+                continue
+            s = max(0.0, m.slowdown(f))
+            fair = charge[0] * s / (1.0 + s)
+            self.extra += fair - charge[1]
+            charge[1] = fair
+        self.extra = max(0.0, self.extra)
+
     def _hold(self, now: float, why: str) -> None:
+        self._recharge_probes()
         plan = self._allocate()
         f = plan[id(self.current)]
         self.held_f = f
@@ -342,6 +363,9 @@ class ModelController(Controller):
         probe_slow = 0.0
         if self.state == "probe" and self.current is not None and not self.use_power:
             probe_slow = self.current.slowdown(self.probe_target)
+            charge = self._charges.setdefault((id(self.current), self.probe_target), [0.0, 0.0])
+            charge[0] += dt
+            charge[1] += dt * max(0.0, probe_slow) / (1.0 + max(0.0, probe_slow))
         self._account(dt, probe_slow)
         if settled:
             self.window.append(sample)
@@ -377,6 +401,7 @@ class ModelController(Controller):
                 self.current = known
                 self._hold(now, "known phase")
                 return self.setpoint
+            self._min_progress_ref = self._min_progress(sample)
             m = PhaseModel(ref=obs, min_progress=self._min_progress(sample),
                            util_max=self.params["arrival_util_max"])
             self.models.append(m)
@@ -385,10 +410,29 @@ class ModelController(Controller):
             self.current = m
             self._next_probe(now)
             return self.setpoint
-        # a probe finished
+        # a probe finished: keep it only if it can be the same phase at a lower clock
+        if not self._consistent(self.current.ref, obs):
+            if self._fast_change(now):
+                self._start_reference(now, "phases change too fast: measuring the mix")
+            else:
+                self._start_reference(now, "phase changed while probing")
+            return self.setpoint
         self.current.add(obs)
         self._next_probe(now)
         return self.setpoint
+
+    def _consistent(self, ref: Probe, obs: Probe) -> bool:
+        """Physics a probe must obey if the phase did not change: a lower clock never makes the GPU
+        less busy, never speeds progress up, and slows it at most in proportion to the clock."""
+        if self.composite or self.use_power:
+            return True  # a mix varies by nature; under a power cap the clock is the firmware's choice
+        if obs.util < ref.util - 0.1:
+            return False
+        if ref.progress >= self._min_progress_ref:
+            ratio = obs.progress / ref.progress
+            if ratio > 1.15 or ratio < 0.8 * obs.f / max(ref.f, 1.0):
+                return False
+        return True
 
     def _back_to_known(self, now: float) -> bool:
         """If the latest readings match a known phase, hold it at once (no need to measure again)."""
@@ -426,11 +470,11 @@ class ModelController(Controller):
         alarm = any(c.update(r) for c, r in zip(self.cusums, residuals, strict=True))
         if alarm:
             other = self._match(self._mean_obs(list(self.recent)), m)
-            if self._fast_change(now):
-                self._start_reference(now, "phases change too fast: measuring the mix")
-            elif other is not None:
+            if other is not None:  # switching between known phases is cheap, however often it happens
                 self.current = other
                 self._hold(now, "phase change: known phase")
+            elif self._fast_change(now):
+                self._start_reference(now, "phases change too fast: measuring the mix")
             else:
                 self._start_reference(now, "phase change: new phase")
             return self.setpoint

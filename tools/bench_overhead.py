@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""The daemon's own cost: govd with N simulated GPUs at a control rate, for a fixed wall time.
+
+Reports the governor's CPU time as a share of one core with the simulator's own cost taken out
+(the time spent inside the simulated device's calls, which on real GPUs is NVML's), peak RSS of the
+process (simulator included), and tick latency p50/p99 excluding the device calls.
+
+    python tools/bench_overhead.py                      # 1, 8 and 64 GPUs, 10 Hz, 20 s each
+    python tools/bench_overhead.py --gpus 8 --seconds 30 --json
+
+Each configuration runs in its own process so that peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def run_one(gpus: int, hz: float, seconds: float) -> dict:
+    import psutil
+
+    from governor.backends import open_sim_devices
+    from governor.clock import RealClock
+    from governor.daemon import Daemon, DaemonOptions
+    from governor.logsetup import setup_logging
+    from governor.paths import resolve_paths
+    from governor.sim.device import SimDevice
+    from governor.sim.trace import load_trace
+
+    setup_logging("error")
+    device_cpu = {"s": 0.0}
+    tick_device_wall: dict[int, float] = {}
+    lock = threading.Lock()
+
+    def timed(method):
+        def wrapper(self, *a, **kw):
+            c0, w0 = time.thread_time(), time.perf_counter()
+            try:
+                return method(self, *a, **kw)
+            finally:
+                dc, dw = time.thread_time() - c0, time.perf_counter() - w0
+                with lock:
+                    device_cpu["s"] += dc
+                tid = threading.get_ident()
+                tick_device_wall[tid] = tick_device_wall.get(tid, 0.0) + dw
+        return wrapper
+
+    for name in ("sample", "get_power_limit_w", "get_locked_clocks", "set_locked_clocks", "reset_locked_clocks",
+                 "set_power_limit_w"):
+        setattr(SimDevice, name, timed(getattr(SimDevice, name)))
+
+    root = Path(tempfile.mkdtemp(prefix="govd-bench-"))
+    (root / "etc").mkdir()
+    (root / "etc" / "govd.toml").write_text(
+        f"[daemon]\nperiod_ms = {int(1000 / hz)}\nstatus_log_s = 0\n[socket]\nenabled = false\n"
+        "[ledger]\nlog_every_s = 0\n")
+    paths = resolve_paths(root)
+    paths.ensure()
+    clock = RealClock()
+    trace = load_trace("llm-serving")
+    devices = open_sim_devices(["h100-sxm"] * gpus, clock, paths.runtime_dir, trace)
+    daemon = Daemon(paths, DaemonOptions(duration_s=seconds, policy="balanced"), devices, clock)
+
+    latencies: list[float] = []
+    from governor.worker import GpuWorker
+
+    original_tick = GpuWorker.tick
+
+    def tick(self):
+        tid = threading.get_ident()
+        tick_device_wall[tid] = 0.0
+        w0 = time.perf_counter()
+        original_tick(self)
+        total = time.perf_counter() - w0
+        with lock:
+            latencies.append(total - tick_device_wall.get(tid, 0.0))
+
+    GpuWorker.tick = tick
+    proc = psutil.Process()
+    cpu0 = proc.cpu_times()
+    wall0 = time.perf_counter()
+    daemon.run()
+    wall = time.perf_counter() - wall0
+    cpu1 = proc.cpu_times()
+    total_cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    governor_cpu = max(0.0, total_cpu - device_cpu["s"])
+    latencies.sort()
+
+    def pct(q):
+        return 1000.0 * latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None
+
+    return {"gpus": gpus, "hz": hz, "seconds": round(wall, 2), "ticks": len(latencies),
+            "governor_cpu_core_share": round(governor_cpu / wall, 5),
+            "governor_cpu_core_share_per_gpu": round(governor_cpu / wall / gpus, 6),
+            "simulator_cpu_core_share": round(device_cpu["s"] / wall, 5),
+            "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+            "tick_p50_ms": round(pct(0.5), 3), "tick_p99_ms": round(pct(0.99), 3)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--gpus", type=int, help="one configuration: this many simulated GPUs")
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--hz", type=float, default=10.0)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.gpus, args.hz, args.seconds)))
+        return 0
+    results = []
+    for n in ([args.gpus] if args.gpus else [1, 8, 64]):
+        out = subprocess.run([sys.executable, __file__, "--one", "--gpus", str(n), "--seconds", str(args.seconds),
+                              "--hz", str(args.hz)], capture_output=True, text=True, env=os.environ)
+        if out.returncode != 0:
+            print(out.stderr, file=sys.stderr)
+            return 1
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print("| GPUs | Hz | governor CPU (share of one core) | per GPU | simulator CPU | peak RSS | tick p50 | tick p99 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['gpus']} | {r['hz']:g} | {100 * r['governor_cpu_core_share']:.2f}% | "
+              f"{100 * r['governor_cpu_core_share_per_gpu']:.3f}% | {100 * r['simulator_cpu_core_share']:.2f}% | "
+              f"{r['rss_mb']:.0f} MB | {r['tick_p50_ms']:.2f} ms | {r['tick_p99_ms']:.2f} ms |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Every trace of the public suite on h100-sxm and a100-sxm4, for the firmware default, every shipped
+policy and every peer, side by side: energy saved and slowdown per cell, and for `balanced` the
+ledger's own estimate of its saving next to the true one.
+
+    python tools/bench_policies.py            # prints markdown (what docs/benchmarks.md holds)
+    python tools/bench_policies.py --json
+
+Not yet here: the oracles (phase, static, power) that bound what is possible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from governor.policy import load_policy  # noqa: E402
+from governor.sim.spec import load_spec  # noqa: E402
+from governor.sim.trace import builtin_traces, load_trace  # noqa: E402
+from governor.simulate import DEFAULT_POLICY, peer_policies, run_trace  # noqa: E402
+
+POLICIES = ["balanced", "max-savings", "pid-util", "thermal"]
+GPUS = ["h100-sxm", "a100-sxm4"]
+
+
+def measure(gpus: list[str], traces: list[str]) -> list[dict]:
+    rows = []
+    for gpu in gpus:
+        spec = load_spec(gpu)
+        policies = [load_policy(p) for p in POLICIES] + peer_policies(spec)
+        for name in traces:
+            trace = load_trace(name)
+            ref = run_trace(spec, trace, DEFAULT_POLICY)
+            for policy in policies:
+                r = run_trace(spec, trace, policy)
+                rows.append({"gpu": gpu, "trace": name, "policy": policy.name,
+                             "saved": 1 - r.energy_j / ref.energy_j, "slowdown": r.seconds / ref.seconds - 1,
+                             "true_saved_j": ref.energy_j - r.energy_j, "default_energy_j": ref.energy_j,
+                             "ledger_saved_j": r.ledger_saved_j, "ledger_lo_j": r.ledger_saved_lo_j,
+                             "ledger_hi_j": r.ledger_saved_hi_j, "reversals": r.reversals})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    out = []
+    names = list(dict.fromkeys(r["policy"] for r in rows))
+    for gpu in dict.fromkeys(r["gpu"] for r in rows):
+        out.append(f"### {gpu}: energy saved / slowdown against the firmware default\n")
+        out.append("| trace | " + " | ".join(names) + " |")
+        out.append("|---|" + "---|" * len(names))
+        for trace in dict.fromkeys(r["trace"] for r in rows if r["gpu"] == gpu):
+            cells = []
+            for p in names:
+                r = next(x for x in rows if x["gpu"] == gpu and x["trace"] == trace and x["policy"] == p)
+                cells.append(f"{100 * r['saved']:+.1f}% / {100 * r['slowdown']:+.2f}%")
+            out.append(f"| {trace} | " + " | ".join(cells) + " |")
+        out.append("")
+    out.append("### The ledger's estimate for `balanced` against the true saving\n")
+    out.append("| GPU | trace | true saving | ledger estimate [interval] | error, % of the saving | error, % of "
+               "default energy | truth inside |")
+    out.append("|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r["policy"] != "balanced":
+            continue
+        err = r["ledger_saved_j"] - r["true_saved_j"]
+        rel = 100 * err / r["true_saved_j"] if abs(r["true_saved_j"]) > 1 else float("nan")
+        inside = r["ledger_lo_j"] <= r["true_saved_j"] <= r["ledger_hi_j"]
+        interval = f"[{r['ledger_lo_j'] / 1000:.1f}, {r['ledger_hi_j'] / 1000:.1f}]"
+        out.append(f"| {r['gpu']} | {r['trace']} | {r['true_saved_j'] / 1000:.1f} kJ | "
+                   f"{r['ledger_saved_j'] / 1000:.1f} kJ {interval} | "
+                   f"{rel:+.1f}% | {100 * err / r['default_energy_j']:+.2f}% | {'yes' if inside else 'no'} |")
+    return "\n".join(out)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--gpu", action="append", help="only this GPU (repeatable)")
+    p.add_argument("--trace", action="append", help="only this trace (repeatable)")
+    args = p.parse_args()
+    traces = args.trace or [t for t in builtin_traces() if t not in ("demo", "gemm", "attention")]
+    rows = measure(args.gpu or GPUS, traces)
+    print(json.dumps(rows, indent=2) if args.json else markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
