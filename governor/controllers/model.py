@@ -509,7 +509,8 @@ class ModelController(Controller):
         return self.setpoint
 
     def reference(self) -> tuple[float, float] | None:
-        if self.state != "hold" or self.current is None:
+        # while probing, the phase is the one whose reference was just measured
+        if self.state == "reference" or self.current is None:
             return None
         return self.current.ref.power, self.current.ref.progress
 
