@@ -121,6 +121,8 @@ class ControlServer:
             except KeyError:
                 log.warning("socket group %r does not exist; %s is root-only (create it with `groupadd %s`)",
                             self.group, self.path, self.group)
+            except OSError as exc:
+                log.warning("cannot give %s to group %r (%s); it is root-only", self.path, self.group, exc)
         sock.listen(16)
         sock.setblocking(False)
         self._listener = sock

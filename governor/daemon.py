@@ -33,6 +33,7 @@ from .policy import Policy, load_policy
 from .pricing import Pricing
 from .protocol import COMMANDS, Command, ProtocolError
 from .restore import restore_from_originals
+from .systemd_integration import Notifier
 from .worker import GpuWorker
 
 log = logging.getLogger("govd")
@@ -60,6 +61,7 @@ class DaemonOptions:
     dry_run: bool = False
     duration_s: float | None = None  # stop after this much clock time
     join_timeout_s: float = 5.0
+    notifier: Notifier | None = None  # systemd's notify protocol; None: from the environment
     driver_version: str | None = None  # NVML's, for snapshots
     extra: dict = field(default_factory=dict)
 
@@ -83,6 +85,7 @@ class Daemon:
         self.store: LedgerStore | None = None
         self._next_flush = 0.0
         self._next_ledger_log = 0.0
+        self.notifier = options.notifier or Notifier()
         self.log_tail = _LogTail()
         log.addHandler(self.log_tail)
 
@@ -153,6 +156,8 @@ class Daemon:
             self.setup()
             self.start_loops()
             self.start_server()
+            self.wait_first_ticks()
+            self.notifier.ready(self.one_line_status())
             deadline = None if self.options.duration_s is None else self.clock.now() + self.options.duration_s
             log.info("govd running: %d GPU(s)", len(self.workers))
             next_status = self.clock.now() + self.config.get("daemon", "status_log_s")
@@ -161,7 +166,7 @@ class Daemon:
                 if self.reload_requested.is_set():
                     self.reload_requested.clear()
                     self.reload()
-                self.check_health()
+                self.notifier.watchdog(self.check_health())
                 self.end_trials()
                 if time.time() >= self._next_flush:
                     self._next_flush = 0.0
@@ -171,12 +176,28 @@ class Daemon:
                 if every > 0 and self.clock.now() >= next_status:
                     next_status = self.clock.now() + every
                     self.log_status()
+                    self.notifier.status(self.one_line_status())
                 if deadline is not None and self.clock.now() >= deadline:
                     log.info("duration reached; stopping")
                     break
             return 0
         finally:
             self.shutdown()
+
+    def wait_first_ticks(self, timeout_s: float = 30.0) -> None:
+        """READY=1 only once every GPU is set up: each loop has read its GPU at least once."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and not self.stop_event.is_set():
+            if all(w.stats.ticks > 0 or w.state == "degraded" for w in self.workers):
+                return
+            time.sleep(0.01)
+
+    def one_line_status(self) -> str:
+        managed = sum(1 for w in self.workers if w.state == "managed")
+        policies = sorted({w.policy.name for w in self.workers})
+        saved = sum(w.ledger.since_start.saved_j for w in self.workers)
+        return (f"{managed}/{len(self.workers)} GPUs managed, policy {', '.join(policies) or '-'}, "
+                f"saved {saved / 1000:.1f} kJ since start")
 
     def log_status(self) -> None:
         """One line per GPU: what it is doing and what govd has measured so far."""
@@ -205,6 +226,13 @@ class Daemon:
 
     def reload(self) -> bool:
         """SIGHUP: load config and policies anew; a bad one is refused and the old one keeps running."""
+        self.notifier.reloading()
+        try:
+            return self._reload()
+        finally:
+            self.notifier.ready(self.one_line_status())
+
+    def _reload(self) -> bool:
         try:
             config = self._load_config()
             cache: dict[str, Policy] = {}
@@ -225,6 +253,7 @@ class Daemon:
 
     def shutdown(self) -> None:
         """Stop every loop, then restore every GPU govd changed, last-changed GPU first."""
+        self.notifier.stopping()
         self.stop_event.set()
         if self.server is not None:
             with contextlib.suppress(Exception):

@@ -25,13 +25,18 @@ log = logging.getLogger("govd")
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="govd", description="GPU DVFS governor daemon: saves GPU energy by setting "
                                 "SM clocks and power limits within safe bounds.")
+    p.add_argument("action", nargs="?", choices=("run", "install", "uninstall"), default="run",
+                   help="run (default); install or uninstall the systemd service")
+    p.add_argument("--prefix", type=Path, default=Path("/"),
+                   help="install/uninstall: place files under this folder and run no commands")
     p.add_argument("--config", type=Path, help="config file (default: CONFIG_DIR/govd.toml, plus conf.d/*.toml)")
     p.add_argument("--root", help="put config, state and runtime folders under DIR (run unprivileged)")
     p.add_argument("--sim", metavar="GPU[,GPU...]",
                    help="use simulated GPUs instead of NVML: h100-sxm, a100-sxm4, h200, v100-sxm2 or spec files")
     p.add_argument("--trace", help="workload trace for simulated GPUs (a file or a built-in name); it loops")
     p.add_argument("--policy", help="policy for every GPU without its own (a name or a .toml path)")
-    p.add_argument("--dry-run", action="store_true", help="decide and log, never write to a GPU")
+    p.add_argument("--dry-run", action="store_true",
+                   help="decide and log, never write to a GPU; with install/uninstall: print the plan only")
     p.add_argument("--duration", type=float, metavar="S", help="stop cleanly after S seconds (of simulated time)")
     p.add_argument("--speed", type=float, default=1.0, metavar="X",
                    help="simulated GPUs run X times faster than real time (default 1)")
@@ -68,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_example_config:
         print(example_config())
         return 0
+    if args.action in ("install", "uninstall"):
+        from ..install import install, uninstall  # noqa: PLC0415
+
+        return (install if args.action == "install" else uninstall)(args.prefix, args.dry_run)
     setup_logging(args.log_level or "info")
     try:
         paths = resolve_paths(args.root)
