@@ -52,8 +52,8 @@ class SystemdNamespace:
         (units / "govd.service.d").mkdir(parents=True)
         (units / "govd.service").write_text(unit_text)
         (units / "govd.service.d" / "test.conf").write_text(dropin)
-        (units / "govd-test.target").write_text("[Unit]\nDescription=govd test\nWants=govd.service systemd-journald.socket\n"
-                                                "After=govd.service\n")
+        (units / "govd-test.target").write_text(
+            "[Unit]\nDescription=govd test\nWants=govd.service systemd-journald.socket\nAfter=govd.service\n")
         files_dir = self.tmp / "files"
         files_dir.mkdir()
         for name, text in files.items():
