@@ -208,7 +208,8 @@ class Daemon:
             target = w.target.sm_clock_max_mhz if w.target and w.target.sm_clock_max_mhz else "-"
             log.info("GPU %d: %s, policy %s, SM %d MHz (ceiling %s), %.0f W (limit %.0f W), %.0f C, util %.0f%%, "
                      "%.1f kJ since start", w.info.index, w.state, w.policy.name, s.sm_clock_mhz, target, s.power_w,
-                     s.power_limit_w, s.temp_c, s.gpu_util_pct, w.ledger.meter.joules / 1000.0)
+                     s.power_limit_w, s.temp_c, s.gpu_util_pct, w.ledger.meter.joules / 1000.0,
+                     extra={"GOVD_GPU": w.info.index, "GOVD_POLICY": w.policy.name})
 
     def check_health(self) -> bool:
         """True when every loop is making progress; a loop stuck in a call is reported once."""

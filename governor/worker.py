@@ -94,6 +94,8 @@ class GpuWorker:
         self.started = False
         self.backoff_until: float | None = None
         self.stats = LoopStats()
+        # journald gets GOVD_GPU and GOVD_POLICY with every line this GPU's loop logs
+        self.log = logging.LoggerAdapter(log, {"GOVD_GPU": self.info.index, "GOVD_POLICY": policy.name})
         self.ledger = GpuLedger(dict(config.values["ledger"]), seed=self.info.index)
         self.last_write_t = float("-inf")
         # readings settle after a write: the clock in ~25 ms, utilization in 1/6 s, a 1 s power average in 1 s
@@ -142,7 +144,7 @@ class GpuWorker:
         if self.state == "backed-off":
             if self.backoff_until is not None and now < self.backoff_until:
                 return
-            log.info("GPU %d: back-off over; taking the GPU again from its current settings", self.info.index)
+            self.log.info("GPU %d: back-off over; taking the GPU again from its current settings", self.info.index)
             self.state, self.reason, self.applied, self.started = "managed", None, None, False
         if not self.started:
             self.controller.start(sample, self._current_setpoint())
@@ -158,13 +160,13 @@ class GpuWorker:
         decision = self.envelope.check(sample, proposal, self.applied if not self.dry_run else self.target, now)
         self.target = decision.setpoint
         if decision.notes and decision.safety:
-            log.debug("GPU %d: %s", self.info.index, "; ".join(decision.notes))
+            self.log.debug("GPU %d: %s", self.info.index, "; ".join(decision.notes))
         if not decision.write:
             return
         self.decisions.append({"t": round(now, 3), "setpoint": decision.setpoint.to_dict(),
                                "notes": list(decision.notes), "dry_run": self.dry_run})
         if self.dry_run:
-            log.info("GPU %d: dry run, would apply %s", self.info.index, decision.setpoint.to_dict())
+            self.log.info("GPU %d: dry run, would apply %s", self.info.index, decision.setpoint.to_dict())
             self.envelope.record_write(now)
             return
         self._write(decision.setpoint, now)
@@ -235,13 +237,13 @@ class GpuWorker:
         if not seen:
             return False
         if counter_reset:
-            log.warning("GPU %d: driver reload detected (energy counter reset, settings at defaults); "
+            self.log.warning("GPU %d: driver reload detected (energy counter reset, settings at defaults); "
                         "re-applying", self.info.index)
             self.applied = None
             return False
         what = "; ".join(seen)
         backoff = self.config.get("envelope", "external_backoff_s")
-        log.warning("GPU %d: another program changed it (%s); backing off for %.0f s and leaving its settings",
+        self.log.warning("GPU %d: another program changed it (%s); backing off for %.0f s and leaving its settings",
                     self.info.index, what, backoff)
         self.state, self.reason = "backed-off", f"changed by another program: {what}"
         self.backoff_until = self.clock.now() + backoff
@@ -251,7 +253,7 @@ class GpuWorker:
 
     def _error(self, now: float, message: str) -> None:
         self.stats.errors += 1
-        log.warning("GPU %d: %s", self.info.index, message)
+        self.log.warning("GPU %d: %s", self.info.index, message)
         if self.envelope.record_error(now, message):
             self._degrade(f"error budget spent ({self.config.get('envelope', 'error_budget')} errors within "
                           f"{self.config.get('envelope', 'error_window_s'):g} s); last: {message}", restore=True)
@@ -259,7 +261,7 @@ class GpuWorker:
     def _degrade(self, reason: str, restore: bool) -> None:
         if self.state == "degraded":
             return
-        log.error("GPU %d: degraded: %s", self.info.index, reason)
+        self.log.error("GPU %d: degraded: %s", self.info.index, reason)
         if restore:
             self.hand_back()
         self.state, self.reason = "degraded", reason
@@ -276,9 +278,9 @@ class GpuWorker:
             results = restore_settings(self.device, saved, self.limits)
             if all(r.ok for r in results):
                 self.originals.forget(self.info.uuid)
-                log.info("GPU %d: restored to its original settings", self.info.index)
+                self.log.info("GPU %d: restored to its original settings", self.info.index)
             else:
-                log.error("GPU %d: restore incomplete (%s); originals.json keeps it for `govd --restore`",
+                self.log.error("GPU %d: restore incomplete (%s); originals.json keeps it for `govd --restore`",
                           self.info.index, "; ".join(f"{r.action}: {r.error}" for r in results if not r.ok))
             return results
 
@@ -306,6 +308,7 @@ class GpuWorker:
             else:
                 self.started = False
             self.policy, self.controller = policy, controller
+            self.log.extra["GOVD_POLICY"] = policy.name
             self.envelope.bounds = dict(policy.bounds)
 
     def set_config(self, config: Config) -> None:
@@ -321,7 +324,7 @@ class GpuWorker:
             try:
                 self.tick()
             except Exception:  # a bug in one tick must not kill the loop; count it against the budget
-                log.exception("GPU %d: unexpected error in control loop", self.info.index)
+                self.log.exception("GPU %d: unexpected error in control loop", self.info.index)
                 with self._lock:
                     self._error(self.clock.now(), "unexpected error in control loop (see log)")
             next_t += self.period_s
