@@ -125,7 +125,8 @@ def test_a_second_govd_on_the_same_root_is_refused_and_touches_nothing(root):
 def test_sighup_with_a_bad_config_keeps_the_old_one_and_a_good_one_switches(root):
     p = govd(root, "--sim", "h100-sxm", "--speed", "5")
     try:
-        time.sleep(1.0)
+        # signals are handled once the daemon runs (as systemd sends reloads only after READY)
+        assert wait_for(lambda: (root / "run" / "govd.sock").exists())
         (root / "etc" / "govd.toml").write_text("[daemon]\nperiod_ms = 'often'\n")
         p.send_signal(signal.SIGHUP)
         time.sleep(1.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -69,6 +70,8 @@ def do_restore(args, paths) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # a reload asked for while starting up must not kill the daemon; the config is read at start anyway
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     args = parser().parse_args(argv)
     if args.print_example_config:
         print(example_config())
