@@ -19,6 +19,7 @@ from .policy import Policy, load_policy
 from .sim.device import SimDevice
 from .sim.spec import GpuSpec, load_spec
 from .sim.trace import Trace, load_trace
+from .vocabulary import Setpoint
 from .worker import GpuWorker
 
 DEFAULT_POLICY = Policy(name="default", controller="default", description="firmware default", source="builtin")
@@ -51,14 +52,15 @@ class RunResult:
 
 
 def run_trace(spec: GpuSpec, trace: Trace, policy: Policy, config: Config | None = None,
-              max_factor: float = 20.0) -> RunResult:
+              max_factor: float = 20.0, controller_factory=None) -> RunResult:
     """Run one trace to its end under one policy on the virtual clock."""
     config = config or default_config()
     clock = VirtualClock()
     with tempfile.TemporaryDirectory(prefix="govd-sim-") as tmp:
         device = SimDevice(spec, 0, clock, Path(tmp), trace=trace)
+        controller = controller_factory(device.limits()) if controller_factory else None
         worker = GpuWorker(device, policy, config, OriginalsFile(Path(tmp) / "originals.json"), clock,
-                           app_progress=lambda: device.gpu.workload.work_done)
+                           app_info=device.gpu.truth, controller=controller)
         period = worker.period_s
         limit = trace.default_seconds * max_factor + 600.0
         t = 0.0
@@ -109,8 +111,68 @@ def peer_policies(spec: GpuSpec) -> list[Policy]:
     ]
 
 
+ORACLES = ("oracle", "oracle_static", "oracle_power")
+
+
+def _oracle_config() -> Config:
+    """Oracles switch at phase boundaries "for free": a fast loop and no write-rate limit."""
+    config = default_config()
+    config.values["daemon"]["period_ms"] = 25
+    config.values["envelope"]["min_write_interval_ms"] = 0
+    config.values["envelope"]["max_writes_per_minute"] = 6000
+    config.values["ledger"]["control_share"] = 0.0
+    return config
+
+
+def run_oracle(spec: GpuSpec, trace: Trace, reference: RunResult, budget: float, kind: str) -> RunResult:
+    """Plan with the oracle's model, run the plan on the simulator, and keep the best plan whose run
+    keeps the budget. The model's budget is bisected, because the steady-state model can be off
+    either way (backlogs absorbed by later phases, firmware boost over a mix of phases)."""
+    from .oracle import ScheduleController, phase_curves, solve  # noqa: PLC0415
+
+    curves = phase_curves(spec, trace, "power" if kind == "oracle_power" else "clock")
+    config = _oracle_config()
+
+    def measured(target: float) -> RunResult:
+        idx = solve(curves, target, same_for_all=kind == "oracle_static")
+        plan = {}
+        for c, i in zip(curves, idx, strict=True):
+            setting = c.settings[i]
+            if setting is None or i == len(c.clocks) - 1:
+                plan[c.phase.name] = Setpoint()
+            elif kind == "oracle_power":
+                plan[c.phase.name] = Setpoint(power_limit_w=max(spec.power_limit_min_w, float(setting)))
+            else:
+                plan[c.phase.name] = Setpoint(sm_clock_min_mhz=spec.f_min, sm_clock_max_mhz=int(setting))
+        policy = Policy(name=kind, controller="oracle-schedule", source="oracle")
+        return run_trace(spec, trace, policy, config=config,
+                         controller_factory=lambda limits: ScheduleController({"plan": plan}, limits))
+
+    best = reference
+    lo, hi = 0.0, min(1.0, 3.0 * budget + 0.01)
+    for step in range(8):
+        target = budget if step == 0 else 0.5 * (lo + hi)
+        result = measured(target)
+        if result.seconds / reference.seconds - 1.0 <= budget + 0.001:
+            if result.energy_j < best.energy_j:
+                best = result
+            lo = target
+        else:
+            hi = target
+        if step > 0 and hi - lo < 0.002:
+            break
+    return best
+
+
+def oracle_runs(spec: GpuSpec, trace: Trace, reference: RunResult, budget: float) -> dict[str, RunResult]:
+    runs = {kind: run_oracle(spec, trace, reference, budget, kind) for kind in ORACLES}
+    if runs["oracle_static"].energy_j < runs["oracle"].energy_j:  # one clock is also a per-phase plan
+        runs["oracle"] = runs["oracle_static"]
+    return runs
+
+
 def simulate(gpu: str, trace_name: str, policy_names: list[str], budget: float | None = None,
-             config_dir: Path | None = None, peers: bool = False) -> dict:
+             config_dir: Path | None = None, peers: bool = False, oracles: bool = True) -> dict:
     """`govctl simulate`: the default run, then one run per policy, with savings against default."""
     spec = load_spec(gpu)
     trace = load_trace(trace_name)
@@ -124,4 +186,12 @@ def simulate(gpu: str, trace_name: str, policy_names: list[str], budget: float |
     if budget is None:
         budgets = [p.params.get("slowdown_budget") for p in policies if p.params.get("slowdown_budget") is not None]
         budget = budgets[0] if budgets else None
-    return {"gpu": spec.key, "trace": trace.name, "trace_source": trace.source, "budget": budget, "runs": runs}
+    out = {"gpu": spec.key, "trace": trace.name, "trace_source": trace.source, "budget": budget, "runs": runs}
+    if oracles:
+        for kind, result in oracle_runs(spec, trace, reference, budget or 0.0).items():
+            r = result.to_dict(reference)
+            out[kind] = {k: r[k] for k in ("energy_j", "seconds", "saved", "slowdown")}
+        best = out["oracle"]["saved"]
+        for run in runs:
+            run["capture"] = round(run["saved"] / best, 4) if best > 1e-9 else None
+    return out

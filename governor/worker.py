@@ -72,7 +72,8 @@ def make_controller(policy: Policy, limits: Limits) -> Controller:
 
 class GpuWorker:
     def __init__(self, device: Device, policy: Policy, config: Config, originals: OriginalsFile, clock: Clock,
-                 dry_run: bool = False, app_progress: Callable[[], float] | None = None):
+                 dry_run: bool = False, app_info: Callable[[], dict] | None = None,
+                 controller: Controller | None = None):
         self.device = device
         self.info = device.info
         self.clock = clock
@@ -83,8 +84,10 @@ class GpuWorker:
         self.manage = bool(config.gpu_value(self.info.index, self.info.uuid, "manage", True))
         self.period_s = config.get("daemon", "period_ms") / 1000.0
         self.policy = policy
-        self.app_progress = app_progress  # the application's own progress, for peers that need it (zeus-pl)
-        self.controller = self._make_controller(policy)
+        # what the application itself knows (progress, phase), for the peers and oracles that are given
+        # it in evaluation (zeus-pl reads progress from the training loop); never used by govd's own
+        self.app_info = app_info
+        self.controller = controller if controller is not None else self._make_controller(policy)
         self.envelope = Envelope(self.limits, dict(config.values["envelope"]), dict(policy.bounds))
         self.state = "dry-run" if dry_run else ("managed" if self.manage else "watching")
         self.reason: str | None = None
@@ -105,7 +108,7 @@ class GpuWorker:
 
     def _make_controller(self, policy: Policy) -> Controller:
         controller = make_controller(policy, self.limits)
-        if getattr(controller, "needs_app_progress", False) and self.app_progress is None:
+        if getattr(controller, "needs_app_progress", False) and self.app_info is None:
             raise ConfigError(policy.source, "controller",
                               f"{policy.controller} needs the application's own progress (as Zeus reads it from "
                               "the training loop); it runs only in `govctl simulate`")
@@ -154,8 +157,12 @@ class GpuWorker:
         if self.state == "managed" and not self.controller.measures_reference and self.ledger.wants_default(now):
             proposal = Setpoint()  # a control window for the ledger: the controller is not consulted
         else:
-            if self.app_progress is not None and hasattr(self.controller, "observe_progress"):
-                self.controller.observe_progress(self.app_progress())
+            if self.app_info is not None:
+                info = self.app_info()
+                if hasattr(self.controller, "observe_progress"):
+                    self.controller.observe_progress(info["work_done_s"])
+                if hasattr(self.controller, "observe_truth"):
+                    self.controller.observe_truth(info)
             proposal = self.controller.decide(sample)
         decision = self.envelope.check(sample, proposal, self.applied if not self.dry_run else self.target, now)
         self.target = decision.setpoint

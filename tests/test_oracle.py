@@ -1,0 +1,70 @@
+"""Oracles: the Lagrangian plan is exact (checked against brute force), and the measured runs keep the budget."""
+
+import itertools
+
+import numpy as np
+import pytest
+from conftest import make_trace
+
+from governor.oracle import PhaseCurve, phase_curves, solve
+from governor.sim.spec import load_spec
+from governor.sim.trace import load_trace
+from governor.simulate import DEFAULT_POLICY, oracle_runs, run_trace, simulate
+
+
+def brute_force(curves, budget):
+    limit = (1 + budget) * sum(c.time[-1] for c in curves)
+    best_e = float("inf")
+    for idx in itertools.product(*(range(len(c.clocks)) for c in curves)):
+        t = sum(c.time[i] for c, i in zip(curves, idx, strict=True))
+        e = sum(c.energy[i] for c, i in zip(curves, idx, strict=True))
+        if t <= limit * (1 + 1e-12):
+            best_e = min(best_e, e)
+    return best_e
+
+
+@pytest.mark.parametrize("budget", [0.0, 0.03, 0.1, 0.3])
+def test_solve_matches_brute_force_on_a_small_trace(budget):
+    trace = make_trace(
+        {"name": "a", "seconds": 2.0, "busy": 0.9, "clock_bound": 0.9, "intensity": 0.9, "dram": 0.3},
+        {"name": "b", "seconds": 3.0, "busy": 0.7, "clock_bound": 0.2, "intensity": 0.2, "dram": 0.6},
+        {"name": "c", "seconds": 1.0, "busy": 0.5, "clock_bound": 0.5, "intensity": 0.5, "dram": 0.1,
+         "slack": "arrival"})
+    full = phase_curves(load_spec("a100-sxm4"), trace, "clock")
+    # thin the clock tables so brute force stays small: every 8th clock plus the default
+    curves = []
+    for c in full:
+        keep = sorted(set(range(0, len(c.clocks), 8)) | {len(c.clocks) - 1})
+        curves.append(PhaseCurve(c.phase, c.plays, c.clocks[keep], [c.settings[i] for i in keep], c.energy[keep],
+                                 c.time[keep]))
+    idx = solve(curves, budget)
+    energy = sum(c.energy[i] for c, i in zip(curves, idx, strict=True))
+    assert energy == pytest.approx(brute_force(curves, budget), rel=1e-9)
+
+
+def test_static_solution_uses_one_clock():
+    trace = load_trace("training-stalls")
+    curves = phase_curves(load_spec("h100-sxm"), trace, "clock")
+    idx = solve(curves, 0.03, same_for_all=True)
+    assert len({float(c.clocks[i]) for c, i in zip(curves, idx, strict=True)}) == 1
+
+
+@pytest.mark.parametrize("trace", ["decode", "training-stalls"])
+def test_oracle_runs_keep_the_budget_and_bound_the_policies(trace):
+    spec = load_spec("h100-sxm")
+    tr = load_trace(trace)
+    ref = run_trace(spec, tr, DEFAULT_POLICY)
+    runs = oracle_runs(spec, tr, ref, 0.03)
+    for kind, r in runs.items():
+        assert r.seconds / ref.seconds - 1 <= 0.031, kind
+        assert r.energy_j <= ref.energy_j, kind
+    assert runs["oracle"].energy_j <= runs["oracle_static"].energy_j
+
+
+def test_simulate_json_has_oracles_and_capture():
+    out = simulate("h100-sxm", "decode", ["balanced"])
+    for kind in ("oracle", "oracle_static", "oracle_power"):
+        assert set(out[kind]) == {"energy_j", "seconds", "saved", "slowdown"}
+    balanced = out["runs"][1]
+    assert balanced["capture"] == pytest.approx(balanced["saved"] / out["oracle"]["saved"], abs=1e-3)
+    assert np.isfinite(balanced["capture"])
