@@ -37,6 +37,7 @@ class RunResult:
     ledger_saved_j: float = 0.0  # the ledger's own estimate of the saving, and its interval
     ledger_saved_lo_j: float = 0.0
     ledger_saved_hi_j: float = 0.0
+    timeline: tuple = ()  # (t, SM clock MHz, power W, temperature C, true energy J) per tick, if asked for
 
     def to_dict(self, reference: RunResult | None = None) -> dict:
         d = {"policy": self.policy, "energy_j": round(self.energy_j, 3), "seconds": round(self.seconds, 4),
@@ -52,7 +53,7 @@ class RunResult:
 
 
 def run_trace(spec: GpuSpec, trace: Trace, policy: Policy, config: Config | None = None,
-              max_factor: float = 20.0, controller_factory=None) -> RunResult:
+              max_factor: float = 20.0, controller_factory=None, timeline: bool = False) -> RunResult:
     """Run one trace to its end under one policy on the virtual clock."""
     config = config or default_config()
     clock = VirtualClock()
@@ -64,8 +65,12 @@ def run_trace(spec: GpuSpec, trace: Trace, policy: Policy, config: Config | None
         period = worker.period_s
         limit = trace.default_seconds * max_factor + 600.0
         t = 0.0
+        points = []
         while not device.gpu.truth()["done"]:
             worker.tick()
+            if timeline and worker.last_sample is not None:
+                g = device.gpu
+                points.append((g.t, g.clock, g.power, g.temp_c, g.energy_true_j))
             t += period
             if t > limit:
                 raise GovdError(f"{trace.name} under {policy.name} did not finish within {limit:.0f} simulated s")
@@ -77,7 +82,7 @@ def run_trace(spec: GpuSpec, trace: Trace, policy: Policy, config: Config | None
     return RunResult(policy=policy.name, energy_j=truth["end_energy_j"], seconds=truth["end_time_s"],
                      max_temp_c=truth["max_temp_c"], writes=worker.stats.writes, ticks=worker.stats.ticks,
                      reversals=worker.stats.reversals, ledger_saved_j=ledger.saved_j, ledger_saved_lo_j=lo,
-                     ledger_saved_hi_j=hi)
+                     ledger_saved_hi_j=hi, timeline=tuple(points))
 
 
 _FE_CACHE: dict[str, int] = {}
@@ -171,18 +176,52 @@ def oracle_runs(spec: GpuSpec, trace: Trace, reference: RunResult, budget: float
     return runs
 
 
+def plot_runs(path: Path, title: str, runs: list[RunResult]) -> None:
+    """SM clock, power, temperature and cumulative energy over time, one line per run (matplotlib,
+    the optional extra govd[plot])."""
+    try:
+        import matplotlib  # noqa: PLC0415
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        raise GovdError("--plot needs matplotlib: pip install 'govd[plot]'") from None
+    fig, axes = plt.subplots(4, 1, figsize=(10, 9), sharex=True)
+    labels = ("SM clock (MHz)", "power (W)", "temperature (C)", "energy (kJ)")
+    for run in runs:
+        if not run.timeline:
+            continue
+        t, clock, power, temp, energy = zip(*run.timeline, strict=True)
+        for ax, series in zip(axes, (clock, power, temp, [e / 1000 for e in energy]), strict=True):
+            ax.plot(t, series, label=run.policy, linewidth=1.0)
+    for ax, label in zip(axes, labels, strict=True):
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right")
+    axes[0].set_title(title)
+    axes[-1].set_xlabel("time (s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def simulate(gpu: str, trace_name: str, policy_names: list[str], budget: float | None = None,
-             config_dir: Path | None = None, peers: bool = False, oracles: bool = True) -> dict:
+             config_dir: Path | None = None, peers: bool = False, oracles: bool = True,
+             plot: Path | None = None) -> dict:
     """`govctl simulate`: the default run, then one run per policy, with savings against default."""
     spec = load_spec(gpu)
     trace = load_trace(trace_name)
     policies = [load_policy(p, config_dir) for p in policy_names]
     if peers:
         policies += peer_policies(spec)
-    reference = run_trace(spec, trace, DEFAULT_POLICY)
+    reference = run_trace(spec, trace, DEFAULT_POLICY, timeline=plot is not None)
     runs = [reference.to_dict(reference)]
+    results = [reference]
     for policy in policies:
-        runs.append(run_trace(spec, trace, policy).to_dict(reference))
+        results.append(run_trace(spec, trace, policy, timeline=plot is not None))
+        runs.append(results[-1].to_dict(reference))
+    if plot is not None:
+        plot_runs(plot, f"{trace.name} on {spec.key}", results[:2])
     if budget is None:
         budgets = [p.params.get("slowdown_budget") for p in policies if p.params.get("slowdown_budget") is not None]
         budget = budgets[0] if budgets else None

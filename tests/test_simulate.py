@@ -52,3 +52,10 @@ def test_govctl_simulate_human_output_and_errors(tmp_path):
     r = subprocess.run([sys.executable, "-m", "governor.cli.govctl", "simulate", "--gpu", "x100", "--trace", "idle"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "unknown simulated GPU" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_plot_draws_a_png(tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib is the optional extra govd[plot]")
+    out = tmp_path / "run.png"
+    simulate("a100-sxm4", "attention", ["balanced"], oracles=False, plot=out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000

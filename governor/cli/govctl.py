@@ -38,7 +38,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 def cmd_simulate(args, paths) -> int:
     result = simulate(args.gpu, args.trace, args.policy or ["balanced"], budget=args.budget,
-                      config_dir=paths.config_dir, peers=args.peers)
+                      config_dir=paths.config_dir, peers=args.peers, plot=args.plot)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -259,6 +259,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--policy", action="append", help="policy name or .toml path (repeat for several; default balanced)")
     s.add_argument("--budget", type=float, metavar="FRACTION", help="slowdown budget, e.g. 0.03")
     s.add_argument("--peers", action="store_true", help="also run the peers: ondemand, zeus-pl, geopm-activity")
+    s.add_argument("--plot", type=Path, metavar="FILE.png",
+                   help="draw SM clock, power, temperature and energy over time: default against the first policy")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_simulate)
     r = sub.add_parser("restore", help="offline: restore every GPU listed in originals.json (as govd --restore)")
