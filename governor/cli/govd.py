@@ -91,13 +91,16 @@ def main(argv: list[str] | None = None) -> int:
             raise GovdError("--trace needs --sim GPU: traces drive simulated GPUs only")
         clock = RealClock(speed=args.speed)
         paths.ensure()
+        driver = None
         if args.sim:
             trace = load_trace(args.trace or "demo")
             devices = open_sim_devices([g for g in args.sim.split(",") if g], clock, paths.runtime_dir, trace)
+            driver = "simulated"
         else:
-            _, devices = open_nvml_devices()
+            system, devices = open_nvml_devices()
+            driver = system.driver_version()
         options = DaemonOptions(config_file=args.config, policy=args.policy, dry_run=args.dry_run,
-                                duration_s=args.duration)
+                                duration_s=args.duration, driver_version=driver)
         daemon = Daemon(paths, options, devices, clock)
         if args.status_every is not None:
             daemon.config.values["daemon"]["status_log_s"] = args.status_every
