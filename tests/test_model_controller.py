@@ -94,3 +94,16 @@ def test_power_cap_objective_uses_power_limits_only():
 def test_bad_probe_fracs_are_refused(bad):
     with pytest.raises(ValueError, match="probe_fracs"):
         ModelController({"probe_fracs": bad}, H100)
+
+
+def test_min_edp_trades_less_time_than_min_energy():
+    held = {}
+    for objective in ("min_energy", "min_edp"):
+        # a budget loose enough that the objective, not the budget, decides
+        c = ModelController({"slowdown_budget": 1.0, "objective": objective}, H100)
+        gpu = SyntheticGpu(cb=0.6, busy=1.0, dram=0.4)  # serial-like: slower clocks cost time
+        c.start(gpu.read(0), Setpoint())
+        sps = drive(c, gpu, 60)
+        assert c.state == "hold"
+        held[objective] = ceiling(sps[-1])
+    assert held["min_edp"] > held["min_energy"] + 100  # energy x delay values time: a higher clock
