@@ -35,6 +35,7 @@ class Envelope:
     _writes: deque = field(default_factory=deque)
     _errors: deque = field(default_factory=deque)
     last_write_s: float = float("-inf")
+    _last_check_s: float | None = None
     last_error: str | None = None
 
     # ----- clamping ----------------------------------------------------------------------------
@@ -75,7 +76,7 @@ class Envelope:
                         power_limit_w=watts)
 
     # ----- thermal guard -----------------------------------------------------------------------
-    def _thermal(self, sample: Sample, sp: Setpoint) -> tuple[Setpoint, str | None]:
+    def _thermal(self, sample: Sample, sp: Setpoint, dt: float) -> tuple[Setpoint, str | None]:
         engage_c = self.limits.temp_slowdown_c - self.cfg["thermal_margin_c"]
         release_c = engage_c - self.cfg["thermal_hysteresis_c"]
         if not self.limits.capabilities.can_lock_clocks:
@@ -85,8 +86,10 @@ class Envelope:
                 self.guard_engaged = True
                 self.guard_ceiling_mhz = self._floor_clock(sample.sm_clock_mhz)
             else:
+                # a rate, not a step per tick, so the guard acts the same at any control period
+                step = self.cfg["thermal_step_mhz_per_s"] * dt
                 self.guard_ceiling_mhz = self._floor_clock(
-                    max(self.limits.sm_clock_min_mhz, self.guard_ceiling_mhz - self.cfg["thermal_step_mhz"]))
+                    max(self.limits.sm_clock_min_mhz, self.guard_ceiling_mhz - step))
         elif self.guard_engaged and sample.temp_c < release_c:
             self.guard_engaged = False
             self.guard_ceiling_mhz = None
@@ -112,7 +115,9 @@ class Envelope:
         current is what the GPU holds from govd's last write (None before the first write).
         """
         sp = self.clamp(proposed)
-        sp, note = self._thermal(sample, sp)
+        dt = 0.0 if self._last_check_s is None else min(1.0, max(0.0, now - self._last_check_s))
+        self._last_check_s = now
+        sp, note = self._thermal(sample, sp, dt)
         safety = note is not None
         if safety:
             sp = self.clamp(sp)

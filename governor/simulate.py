@@ -66,9 +66,13 @@ def run_trace(spec: GpuSpec, trace: Trace, policy: Policy, config: Config | None
         limit = trace.default_seconds * max_factor + 600.0
         t = 0.0
         points = []
+        firmware_only = policy is DEFAULT_POLICY  # the reference: the GPU as it runs without govd at all
         while not device.gpu.truth()["done"]:
-            worker.tick()
-            if timeline and worker.last_sample is not None:
+            if firmware_only:
+                device.sample()  # only reads: no controller, no envelope, no writes
+            else:
+                worker.tick()
+            if timeline:
                 g = device.gpu
                 points.append((g.t, g.clock, g.power, g.temp_c, g.energy_true_j))
             t += period
@@ -122,7 +126,7 @@ ORACLES = ("oracle", "oracle_static", "oracle_power")
 def _oracle_config() -> Config:
     """Oracles switch at phase boundaries "for free": a fast loop and no write-rate limit."""
     config = default_config()
-    config.values["daemon"]["period_ms"] = 25
+    config.values["daemon"]["period_ms"] = 50
     config.values["envelope"]["min_write_interval_ms"] = 0
     config.values["envelope"]["max_writes_per_minute"] = 6000
     config.values["ledger"]["control_share"] = 0.0
