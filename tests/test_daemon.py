@@ -215,3 +215,19 @@ def test_module_runs_without_install(root):
     r = run_govd(root, "--version")
     assert r.returncode == 0 and r.stdout.startswith("govd ")
     assert os.path.exists(Path(__file__).parent.parent / "governor" / "cli" / "govd.py")
+
+
+def test_without_a_driver_govd_says_how_to_use_the_simulator(root):
+    import pytest as _pytest
+
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        pynvml.nvmlShutdown()
+        _pytest.skip("this machine has an NVIDIA driver")
+    except Exception:  # noqa: BLE001 - no driver (or no pynvml): the case under test
+        pass
+    r = run_govd(root, "--duration", "1")
+    assert r.returncode == 1 and "no NVIDIA driver found; run with --sim GPU" in r.stderr
+    assert "Traceback" not in r.stderr
