@@ -44,8 +44,14 @@ def cmd_simulate(args, paths) -> int:
         return 0
     print(f"{result['trace']} on {result['gpu']}" + (f", budget {result['budget']:.1%}" if result["budget"] else ""))
     rows = [[r["policy"], f"{r['energy_j'] / 1000:.2f} kJ", f"{r['seconds']:.2f} s", f"{r['saved']:+.1%}",
-             f"{r['slowdown']:+.2%}", f"{r['max_temp_c']:.0f} C"] for r in result["runs"]]
-    print(_table(rows, ["policy", "energy", "time", "saved", "slowdown", "max temp"]))
+             f"{r['slowdown']:+.2%}", f"{r['max_temp_c']:.0f} C",
+             f"{r['capture']:.0%}" if r.get("capture") is not None else "-"] for r in result["runs"]]
+    for kind in ("oracle", "oracle_static", "oracle_power"):
+        if kind in result:
+            o = result[kind]
+            rows.append([kind, f"{o['energy_j'] / 1000:.2f} kJ", f"{o['seconds']:.2f} s", f"{o['saved']:+.1%}",
+                         f"{o['slowdown']:+.2%}", "", ""])
+    print(_table(rows, ["policy", "energy", "time", "saved", "slowdown", "max temp", "capture"]))
     return 0
 
 
