@@ -39,10 +39,6 @@ class EnergyMeter:
     _last_t: float | None = None
     _last_w: float | None = None
 
-    def update_seen_reset(self, sample: Sample) -> bool:
-        """Whether this sample's counter went backwards (a reset), without adding anything yet."""
-        return sample.energy_mj is not None and self._last_mj is not None and sample.energy_mj < self._last_mj
-
     def update(self, sample: Sample) -> tuple[float, bool]:
         """Add this sample's energy; returns (joules added, counter reset seen)."""
         added, reset = 0.0, False
@@ -124,7 +120,6 @@ class GpuLedger:
     _last_t: float | None = None
     _slow: float | None = None
     _fast: float | None = None
-    controller_ref_at: float = float("-inf")
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -139,13 +134,8 @@ class GpuLedger:
         return mean * self.rng.uniform(0.5, 1.5)
 
     def wants_default(self, now: float) -> bool:
-        """True while the ledger needs the GPU at default settings for a control window.
-
-        Never while the controller supplies its own measurement at default settings (the model
-        controller measures each phase's reference and refreshes it): those are control windows too.
-        """
-        if now - self.controller_ref_at < 1.0:
-            return False
+        """True while the ledger needs the GPU at default settings for a control window. The worker
+        does not ask when the controller measures each phase at default settings itself."""
         if self.forcing_until is not None:
             if now < self.forcing_until:
                 return True
@@ -156,19 +146,11 @@ class GpuLedger:
             return True
         return False
 
-    @staticmethod
-    def _progress(s: Sample) -> float:
-        return s.dram_bw_pct if s.dram_bw_pct is not None else s.mem_util_pct
-
-    @staticmethod
-    def _power(s: Sample) -> float:
-        return s.power_instant_w if s.power_instant_w is not None else s.power_w
-
     def _close_window(self) -> None:
         w = self.window
         if len(w) >= 3:
-            p = [self._power(s) for s in w]
-            r = [self._progress(s) for s in w]
+            p = [s.power_now_w for s in w]
+            r = [s.progress_pct for s in w]
             n = len(w)
             mean_p, mean_r = sum(p) / n, sum(r) / n
             e = [pi / ri for pi, ri in zip(p, r, strict=True) if ri > 0]
@@ -187,12 +169,19 @@ class GpuLedger:
 
     # ----- per sample --------------------------------------------------------------------------
     def observe(self, sample: Sample, at_default: bool, settled: bool,
-                reference: tuple[float, float] | None = None) -> None:
-        """Account one sample. at_default: the GPU holds default settings; settled: long enough to
-        measure; reference: the controller's own measurement of this phase at default settings
-        (power, progress), used instead of the ledger's window when given."""
+                reference: tuple[float, float] | None = None) -> bool:
+        """Account one sample; returns True when the energy counter went backwards (a reset).
+
+        at_default: the GPU holds default settings; settled: long enough to measure; reference: the
+        controller's own measurement of this phase at default settings (power, progress), used
+        instead of the ledger's window when given."""
+        added, reset = self.meter.update(sample)
+        self._count(sample, added, at_default, settled, reference)
+        return reset
+
+    def _count(self, sample: Sample, added: float, at_default: bool, settled: bool,
+               reference: tuple[float, float] | None) -> None:
         now = sample.time_s
-        added, _ = self.meter.update(sample)
         dt = 0.0 if self._last_t is None else max(0.0, now - self._last_t)
         self._last_t = now
         if at_default and settled:
@@ -212,8 +201,7 @@ class GpuLedger:
         ref = self.ref
         if reference is not None:
             ref = _Reference(power_w=reference[0], progress=reference[1], rel_error=0.0, taken_at=now, util=0.0)
-            self.controller_ref_at = now
-        progress = self._progress(sample)
+        progress = sample.progress_pct
         # seconds at default that this second's work is worth (1 without a usable proxy)
         work_ratio = progress / ref.progress if ref.progress >= self.cfg["min_progress_pct"] and progress > 0 else 1.0
         cf = ref.power_w * dt * work_ratio

@@ -72,6 +72,17 @@ class Sample:
     sm_activity_pct: float | None = None  # GPM SM utilization (Hopper+)
     dram_bw_pct: float | None = None  # GPM DRAM bandwidth utilization (Hopper+)
 
+    @property
+    def progress_pct(self) -> float:
+        """DRAM activity, the progress proxy shared by the model controller and the ledger: GPM's
+        bandwidth where the GPU has it (finer), else NVML's memory utilization."""
+        return self.dram_bw_pct if self.dram_bw_pct is not None else self.mem_util_pct
+
+    @property
+    def power_now_w(self) -> float:
+        """The freshest power reading: the instant field where the driver has it, else the average."""
+        return self.power_instant_w if self.power_instant_w is not None else self.power_w
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -139,9 +139,8 @@ class GpuWorker:
             return
         self.last_sample = sample
         at_default = self.dry_run or self.applied is None or self.applied.is_default
-        counter_reset = self.ledger.meter.update_seen_reset(sample)
-        self.ledger.observe(sample, at_default, settled=now - self.last_write_t >= self.settle_s,
-                            reference=None if at_default else self.controller.reference())
+        counter_reset = self.ledger.observe(sample, at_default, settled=now - self.last_write_t >= self.settle_s,
+                                            reference=None if at_default else self.controller.reference())
         if self.state in ("degraded", "paused", "watching"):
             return
         if self.state == "backed-off":

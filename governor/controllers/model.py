@@ -108,7 +108,6 @@ class ModelController(Controller):
         self._curve_cache: dict = {}
         self._tick_s = 0.2
         self._charges: dict = {}  # (phase model id, probe clock) -> [seconds, slowdown seconds charged]
-        self._min_progress_ref = p["min_progress_pct"]
         self.changes: deque = deque()  # times of phase changes and unmeasurable windows
         self.change_interval_s = 0.0
         self.composite = False  # phases change faster than they can be measured: treat the mix as one
@@ -129,17 +128,9 @@ class ModelController(Controller):
         return fracs
 
     # ----- reading the window --------------------------------------------------------------------
-    @staticmethod
-    def _progress(s: Sample) -> float:
-        return s.dram_bw_pct if s.dram_bw_pct is not None else s.mem_util_pct
-
     def _min_progress(self, s: Sample) -> float:
         p = self.params
         return p["min_progress_gpm_pct"] if s.dram_bw_pct is not None else p["min_progress_pct"]
-
-    @staticmethod
-    def _power(s: Sample) -> float:
-        return s.power_instant_w if s.power_instant_w is not None else s.power_w
 
     def _measure_s(self) -> float:
         if not self.composite:
@@ -172,16 +163,15 @@ class ModelController(Controller):
 
     def _probe_from_window(self) -> Probe | None:
         """Mean readings over the settled window; None if the window mixes phases."""
-        w = self.window
-        if not w:
+        if not self.window:
             return None
-        util = np.array([s.gpu_util_pct for s in w]) / 100.0
-        prog = np.array([self._progress(s) for s in w])
+        obs = [self._last_obs(s) for s in self.window]
+        util = np.array([o.util for o in obs])
+        prog = np.array([o.progress for o in obs])
         mixed = np.ptp(util) > 0.25 or (np.mean(prog) > 5 and np.ptp(prog) > 0.3 * np.mean(prog))
         if mixed and not self.composite:
             return None
-        return Probe(f=float(np.mean([s.sm_clock_mhz for s in w])), util=float(np.mean(util)),
-                     progress=float(np.mean(prog)), power=float(np.mean([self._power(s) for s in w])))
+        return self._mean_obs(obs)
 
     # ----- budget ------------------------------------------------------------------------------
     def _budget_now(self) -> float:
@@ -401,7 +391,6 @@ class ModelController(Controller):
                 self.current = known
                 self._hold(now, "known phase")
                 return self.setpoint
-            self._min_progress_ref = self._min_progress(sample)
             m = PhaseModel(ref=obs, min_progress=self._min_progress(sample),
                            util_max=self.params["arrival_util_max"])
             self.models.append(m)
@@ -428,7 +417,7 @@ class ModelController(Controller):
             return True  # a mix varies by nature; under a power cap the clock is the firmware's choice
         if obs.util < ref.util - 0.1:
             return False
-        if ref.progress >= self._min_progress_ref:
+        if ref.progress >= self.current.min_progress:
             ratio = obs.progress / ref.progress
             if ratio > 1.15 or ratio < 0.8 * obs.f / max(ref.f, 1.0):
                 return False
@@ -454,7 +443,7 @@ class ModelController(Controller):
                      power=float(np.mean([o.power for o in obs])))
 
     def _last_obs(self, s: Sample) -> Probe:
-        return Probe(f=s.sm_clock_mhz, util=s.gpu_util_pct / 100.0, progress=self._progress(s), power=self._power(s))
+        return Probe(f=s.sm_clock_mhz, util=s.gpu_util_pct / 100.0, progress=s.progress_pct, power=s.power_now_w)
 
     def _decide_hold(self, sample: Sample, now: float, settled: bool) -> Setpoint:
         m = self.current

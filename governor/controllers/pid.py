@@ -59,7 +59,7 @@ class PidController(Controller):
             return s.gpu_util_pct
         if mode == "temp":
             return s.temp_c
-        return s.power_instant_w if s.power_instant_w is not None else s.power_w
+        return s.power_now_w
 
     def _error(self, measure: float) -> float:
         """Positive error means: raise the clock."""
