@@ -26,7 +26,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from .vocabulary import Sample
+from .vocabulary import DefaultReference, Sample
 
 
 @dataclass
@@ -169,18 +169,18 @@ class GpuLedger:
 
     # ----- per sample --------------------------------------------------------------------------
     def observe(self, sample: Sample, at_default: bool, settled: bool,
-                reference: tuple[float, float] | None = None) -> bool:
+                reference: DefaultReference | None = None) -> bool:
         """Account one sample; returns True when the energy counter went backwards (a reset).
 
         at_default: the GPU holds default settings; settled: long enough to measure; reference: the
-        controller's own measurement of this phase at default settings (power, progress), used
-        instead of the ledger's window when given."""
+        controller's own default-settings measurement of this sample's phase (used instead of the
+        ledger's windows when given; unknown: no saving is claimed for this sample)."""
         added, reset = self.meter.update(sample)
         self._count(sample, added, at_default, settled, reference)
         return reset
 
     def _count(self, sample: Sample, added: float, at_default: bool, settled: bool,
-               reference: tuple[float, float] | None) -> None:
+               reference: DefaultReference | None) -> None:
         now = sample.time_s
         dt = 0.0 if self._last_t is None else max(0.0, now - self._last_t)
         self._last_t = now
@@ -192,15 +192,17 @@ class GpuLedger:
             self._close_window()
         if dt <= 0:
             return
-        if at_default or self.ref is None:
-            # at default the counterfactual is what was measured; before any reference there is no
-            # evidence of a saving, so none is claimed
+        if at_default or (reference is None and self.ref is None) or (reference is not None and not reference.known):
+            # at default the counterfactual is what was measured; without a measurement of this
+            # work at default there is no evidence of a saving, so none is claimed
             u = 0.0 if at_default else self.cfg["model_error"]
             self._add(added, added, u, dt, dt)
             return
-        ref = self.ref
         if reference is not None:
-            ref = _Reference(power_w=reference[0], progress=reference[1], rel_error=0.0, taken_at=now, util=0.0)
+            ref = _Reference(power_w=reference.power_w, progress=reference.progress, rel_error=reference.rel_error,
+                             taken_at=now, util=0.0)
+        else:
+            ref = self.ref
         progress = sample.progress_pct
         # seconds at default that this second's work is worth (1 without a usable proxy)
         work_ratio = progress / ref.progress if ref.progress >= self.cfg["min_progress_pct"] and progress > 0 else 1.0

@@ -88,6 +88,25 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class DefaultReference:
+    """What a controller knows of a sample's work at default settings, for the ledger.
+
+    power_w and progress are the matching phase's mean power and DRAM progress measured at default
+    settings; rel_error is the relative standard error of their ratio. known=False means the
+    controller cannot tell what this sample's work would have cost at default (a phase change it
+    has not measured yet), so the ledger claims no saving for it.
+    """
+
+    power_w: float = 0.0
+    progress: float = 0.0
+    rel_error: float = 0.0
+    known: bool = True
+
+
+UNKNOWN_REFERENCE = DefaultReference(known=False)
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """Which knobs and sensors this GPU has; a missing knob is left alone, never faked."""
 

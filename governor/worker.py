@@ -140,7 +140,7 @@ class GpuWorker:
         self.last_sample = sample
         at_default = self.dry_run or self.applied is None or self.applied.is_default
         counter_reset = self.ledger.observe(sample, at_default, settled=now - self.last_write_t >= self.settle_s,
-                                            reference=None if at_default else self.controller.reference())
+                                            reference=None if at_default else self.controller.reference(sample))
         if self.state in ("degraded", "paused", "watching"):
             return
         if self.state == "backed-off":

@@ -17,7 +17,7 @@ from governor.pricing import Pricing
 from governor.sim.spec import load_spec
 from governor.sim.trace import load_trace
 from governor.simulate import DEFAULT_POLICY, run_trace
-from governor.vocabulary import Sample
+from governor.vocabulary import UNKNOWN_REFERENCE, DefaultReference, Sample
 
 
 def s(t, energy=None, power=300.0, mem=40.0):
@@ -182,3 +182,20 @@ def test_counter_reset_mid_run_in_the_worker(tmp_path):
     assert w.ledger.meter.resets == 1
     assert w.ledger.meter.joules == pytest.approx(dev.gpu.energy_true_j, rel=0.02)
     assert spec.key == "h100-sxm"
+
+
+def test_work_the_controller_cannot_price_gets_no_saving():
+    led = GpuLedger(ledger_cfg(model_error=0.0, drift_per_min=0.0))
+    e = 0
+    for i in range(50):
+        e += 50_000
+        led.observe(s(i * 0.2, energy=e, power=250, mem=32), at_default=False, settled=True,
+                    reference=DefaultReference(power_w=400.0, progress=40.0))
+    priced = led.since_start.saved_j
+    assert priced == pytest.approx(400 * 9.8 * 32 / 40 - 250 * 9.8, rel=0.01)
+    for i in range(50, 100):
+        e += 50_000
+        led.observe(s(i * 0.2, energy=e, power=250, mem=32), at_default=False, settled=True,
+                    reference=UNKNOWN_REFERENCE)
+    assert led.since_start.saved_j == pytest.approx(priced)  # the unknown stretch added energy, no saving
+    assert led.since_start.measured_j == pytest.approx(99 * 50.0)

@@ -107,3 +107,24 @@ def test_min_edp_trades_less_time_than_min_energy():
         assert c.state == "hold"
         held[objective] = ceiling(sps[-1])
     assert held["min_edp"] > held["min_energy"] + 100  # energy x delay values time: a higher clock
+
+
+def test_the_ledger_is_told_which_phase_a_sample_belongs_to_or_that_none_fits():
+    c = ModelController({"slowdown_budget": 0.05}, H100)
+    mem = SyntheticGpu(cb=0.1, busy=0.5, dram=0.5)
+    comp = SyntheticGpu(cb=0.9, busy=0.95, dram=0.2)
+    c.start(mem.read(0), Setpoint())
+    drive(c, mem, 40)
+    comp.f = mem.f
+    drive(c, comp, 40, t0=40)
+    mem.f = comp.f = c.limits.snap_clock(1200)
+    # each phase's reading is priced by its own default-settings measurement, whichever phase is held
+    for gpu in (mem, comp):
+        ref = c.reference(gpu.read(100.0))
+        model = min(c.models, key=lambda m: abs(m.ref.progress - ref.progress))
+        assert ref.known and ref.power_w == model.ref.power
+    assert c.reference(mem.read(100.0)).power_w != c.reference(comp.read(100.0)).power_w
+    # a reading no known phase explains (an idle gap) gets no price: the ledger claims no saving for it
+    idle = SyntheticGpu(cb=0.5, busy=0.02, dram=0.01)
+    idle.f = mem.f
+    assert not c.reference(idle.read(100.0)).known

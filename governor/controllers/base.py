@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from ..schema import Key, check_table, defaults
-from ..vocabulary import Limits, Sample, Setpoint
+from ..vocabulary import DefaultReference, Limits, Sample, Setpoint
 
 
 class Controller(ABC):
@@ -39,9 +39,10 @@ class Controller(ABC):
     def decide(self, sample: Sample) -> Setpoint:
         """The setpoint for this tick, from this sample and what came before."""
 
-    def reference(self) -> tuple[float, float] | None:
-        """(power W, DRAM progress) of the current phase at default settings, if the controller
-        measured it; the ledger then needs no control windows of its own."""
+    def reference(self, sample: Sample) -> DefaultReference | None:
+        """What this sample's work would cost at default settings, if the controller measured it
+        (the ledger then needs no control windows of its own); None: the controller has no opinion
+        and the ledger uses its own control windows."""
         return None
 
     def status(self) -> dict[str, Any]:

@@ -25,8 +25,9 @@ from collections import deque
 import numpy as np
 
 from ..schema import Key
-from ..vocabulary import Sample, Setpoint
+from ..vocabulary import UNKNOWN_REFERENCE, DefaultReference, Sample, Setpoint
 from .base import Controller
+from .mix import whole_cycles_mean
 from .phase_model import PhaseModel, Probe
 
 
@@ -81,6 +82,12 @@ class ModelController(Controller):
                                       doc="share of the budget planned for a mix of phases: DRAM progress "
                                           "weights memory-heavy phases more, so a mix's slowdown is "
                                           "underestimated"),
+        "ledger_match_tolerance": Key(float, 0.2, lo=0.01, hi=1.0,
+                                      doc="largest residual of one sample for the ledger to price it by a "
+                                          "known phase's reference (else no saving is claimed for it)"),
+        "mix_window_error": Key(float, 0.03, lo=0.0, hi=1.0,
+                                doc="least relative error of one default-settings window of a mix of phases "
+                                    "(beyond what the spread over its own cycles shows)"),
         "composite_tolerance": Key(float, 0.2, lo=0.01, hi=1.0,
                                    doc="largest window residual before a composite phase is re-measured"),
     }
@@ -112,6 +119,9 @@ class ModelController(Controller):
         self.change_interval_s = 0.0
         self.composite = False  # phases change faster than they can be measured: treat the mix as one
         self._last_plan_t = float("-inf")
+        self._mix_windows: list[tuple[Probe, float]] = []  # default-settings windows of the current mix, and
+        self._last_window_spread = 0.0                     # how far each may be off (mix.py)
+        self._mix_model: PhaseModel | None = None  # the model those windows belong to
 
     @staticmethod
     def _parse_fracs(text: str, budget: float) -> list[float]:
@@ -135,8 +145,8 @@ class ModelController(Controller):
     def _measure_s(self) -> float:
         if not self.composite:
             return self.params["measure_s"]
-        # a window of about three change intervals averages the mix well enough to compare windows
-        return min(30.0, max(self.params["composite_measure_s"], 3.0 * self.change_interval_s))
+        # five change intervals hold two cycles of a two-phase mix, so its period shows (mix.py)
+        return min(30.0, max(self.params["composite_measure_s"], 5.0 * self.change_interval_s))
 
     def _fast_change(self, now: float) -> bool:
         """Note a phase change; True when this one switches to composite mode.
@@ -151,6 +161,7 @@ class ModelController(Controller):
         if self.composite or len(self.changes) < self.params["fast_changes"]:
             return False
         self.composite = True
+        self._mix_windows = []
         times = list(self.changes)
         self.change_interval_s = (times[-1] - times[0]) / max(1, len(times) - 1)
         self.models.clear()
@@ -171,7 +182,12 @@ class ModelController(Controller):
         mixed = np.ptp(util) > 0.25 or (np.mean(prog) > 5 and np.ptp(prog) > 0.3 * np.mean(prog))
         if mixed and not self.composite:
             return None
-        return self._mean_obs(obs)
+        mean = self._mean_obs(obs)
+        if not self.composite:
+            return mean
+        cycles = whole_cycles_mean(np.array([o.power for o in obs]), prog)
+        self._last_window_spread = cycles.rel_spread
+        return Probe(f=mean.f, util=mean.util, progress=cycles.progress, power=cycles.power)
 
     # ----- budget ------------------------------------------------------------------------------
     def _budget_now(self) -> float:
@@ -213,6 +229,11 @@ class ModelController(Controller):
         by bisection until the weighted slowdown fits the budget.
         """
         budget = self._budget_now()
+        if budget <= 0.0:
+            # the budget is spent (probes, or a model that underestimated): run at full clocks until
+            # the spent share has fallen back, rather than trust a prediction of "no slowdown here"
+            top = float(self.limits.sm_clock_max_mhz)
+            return {id(m): top for m in self.models}
         curves = [self._curves(m) for m in self.models]
         weights = np.array([max(m.seen_s, 1.0) for m in self.models])
         weights = weights / weights.sum()
@@ -386,13 +407,20 @@ class ModelController(Controller):
         if self.state == "reference":
             known = self._match(obs, None)
             if known is not None:
-                known.ref = obs  # a fresh reference for a known phase
+                if self.composite and known is self._mix_model:
+                    # the same mix again: pool its windows, each caught it at another point of its cycle
+                    self._mix_windows.append((obs, self._last_window_spread))
+                    known.ref = self._mean_obs([w for w, _ in self._mix_windows])
+                else:
+                    known.ref = obs  # a fresh reference for a known phase
                 known.refit()
                 self.current = known
                 self._hold(now, "known phase")
                 return self.setpoint
             m = PhaseModel(ref=obs, min_progress=self._min_progress(sample),
                            util_max=self.params["arrival_util_max"])
+            self._mix_windows = [(obs, self._last_window_spread)] if self.composite else []
+            self._mix_model = m if self.composite else None
             self.models.append(m)
             if len(self.models) > self.params["max_phases"]:
                 self.models.pop(0)
@@ -485,6 +513,7 @@ class ModelController(Controller):
         self.window.append(obs)
         if now - self.state_start > self.params["refresh_s"]:
             self.composite = False  # look again whether the phases can now be told apart
+            self._mix_windows = []
             self.changes.clear()
             self.models.clear()
             self._start_reference(now, "refresh")
@@ -497,11 +526,40 @@ class ModelController(Controller):
             self._start_reference(now, "composite phase changed")
         return self.setpoint
 
-    def reference(self) -> tuple[float, float] | None:
-        # while probing, the phase is the one whose reference was just measured
-        if self.state == "reference" or self.current is None:
-            return None
-        return self.current.ref.power, self.current.ref.progress
+    def reference(self, sample: Sample) -> DefaultReference:
+        """The default-settings measurement of the phase this sample belongs to, for the ledger.
+
+        The ledger asks before decide() has seen the sample, and right after a phase change the
+        held phase's reference would price the new phase's work wrongly (an input stall priced as
+        compute by its DRAM traffic), so the sample is matched against every known phase at its own
+        clock; work no phase explains is unknown and no saving is claimed for it. A mix of phases
+        too fast to tell apart is priced by the mean of all its default-settings windows: single
+        windows catch the mix at different points of its cycle, the mean converges."""
+        if self.composite:
+            return self._pooled_reference()
+        if not self.models:
+            return UNKNOWN_REFERENCE
+        obs = self._last_obs(sample)
+        best = min(self.models, key=lambda m: self._residual(m, obs))
+        if self._residual(best, obs) > self.params["ledger_match_tolerance"]:
+            return UNKNOWN_REFERENCE
+        return DefaultReference(power_w=best.ref.power, progress=best.ref.progress)
+
+    def _pooled_reference(self) -> DefaultReference:
+        w = self._mix_windows
+        if not w:
+            return UNKNOWN_REFERENCE
+        n = len(w)
+        p = np.array([o.power for o, _ in w])
+        r = np.array([o.progress for o, _ in w])
+        mean_p, mean_r = float(p.mean()), float(r.mean())
+        # each window: what its own cycles show, at least the floor for what they cannot
+        single = float(np.mean([max(e, self.params["mix_window_error"]) for _, e in w]))
+        se = 0.0
+        if n >= 2 and mean_p > 0 and mean_r > 0:
+            # delta method for a ratio of means: the spread of P/P_mean - R/R_mean between windows
+            se = float(np.std(p / mean_p - r / mean_r, ddof=1) / np.sqrt(n))
+        return DefaultReference(power_w=mean_p, progress=mean_r, rel_error=max(se, single / float(np.sqrt(n))))
 
     def status(self) -> dict:
         m = self.current
