@@ -45,6 +45,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                              doc="share of time at default settings to measure the counterfactual"),
         "control_window_s": Key(float, 3.0, lo=0.5, hi=600.0, doc="length of one control window"),
         "model_error": Key(float, 0.03, lo=0.0, hi=1.0, doc="relative error floor of the counterfactual"),
+        "thermal_error": Key(float, 0.1, lo=0.0, hi=1.0,
+                             doc="relative error of the counterfactual while the GPU is at its thermal limit "
+                                 "(no saving is claimed there)"),
         "drift_per_min": Key(float, 0.005, lo=0.0, hi=1.0,
                              doc="relative error added per minute since the last control window"),
         "min_progress_pct": Key(float, 2.0, lo=0.0, hi=100.0, doc="least DRAM activity for the progress proxy"),
@@ -59,6 +62,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                     doc="the guard releases this far below its engage temperature"),
         "thermal_step_mhz_per_s": Key(float, 450.0, lo=15.0, hi=10000.0,
                                       doc="how fast the guard lowers the clock ceiling while hot (MHz per second)"),
+        "thermal_release_mhz_per_s": Key(float, 30.0, lo=1.0, hi=10000.0,
+                                         doc="how fast the guard raises the ceiling again once cooled (MHz per "
+                                             "second); it lets go at the highest clock"),
         "min_write_interval_ms": Key(int, 400, lo=0, hi=60000,
                                      doc="least time between two writes to one GPU (safety writes excepted)"),
         "max_writes_per_minute": Key(int, 60, lo=1, hi=6000, doc="most writes to one GPU in any minute"),

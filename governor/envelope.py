@@ -32,6 +32,7 @@ class Envelope:
     bounds: dict[str, Any] = field(default_factory=dict)  # the policy's [bounds]
     guard_engaged: bool = False
     guard_ceiling_mhz: int | None = None
+    _guard_level_mhz: float = 0.0  # the ceiling before snapping to a supported clock (rises in small steps)
     _writes: deque = field(default_factory=deque)
     _errors: deque = field(default_factory=deque)
     last_write_s: float = float("-inf")
@@ -90,14 +91,21 @@ class Envelope:
                 step = self.cfg["thermal_step_mhz_per_s"] * dt
                 self.guard_ceiling_mhz = self._floor_clock(
                     max(self.limits.sm_clock_min_mhz, self.guard_ceiling_mhz - step))
+            self._guard_level_mhz = float(self.guard_ceiling_mhz)
         elif self.guard_engaged and sample.temp_c < release_c:
-            self.guard_engaged = False
-            self.guard_ceiling_mhz = None
+            # cooled down: give the clock back slowly, so the ceiling settles where the cooling keeps
+            # up instead of jumping back to the controller's clock and heating up again (a sawtooth)
+            self._guard_level_mhz += self.cfg["thermal_release_mhz_per_s"] * dt
+            if self._guard_level_mhz >= self.limits.sm_clock_max_mhz:
+                self.guard_engaged = False
+                self.guard_ceiling_mhz = None
+            else:
+                self.guard_ceiling_mhz = self._floor_clock(self._guard_level_mhz)
         if not self.guard_engaged:
             return sp, None
         lo, hi = desired_lock(sp, self.limits) or (self.limits.sm_clock_min_mhz, self.limits.sm_clock_max_mhz)
         hi = min(hi, self.guard_ceiling_mhz)
-        note = f"thermal guard: {sample.temp_c:.0f} C >= {engage_c:.0f} C, SM clock ceiling {hi} MHz"
+        note = f"thermal guard: {sample.temp_c:.0f} C (engages at {engage_c:.0f} C), SM clock ceiling {hi} MHz"
         return Setpoint(sm_clock_min_mhz=self.limits.sm_clock_min_mhz, sm_clock_max_mhz=hi,
                         power_limit_w=sp.power_limit_w), note
 

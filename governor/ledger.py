@@ -169,18 +169,22 @@ class GpuLedger:
 
     # ----- per sample --------------------------------------------------------------------------
     def observe(self, sample: Sample, at_default: bool, settled: bool,
-                reference: DefaultReference | None = None) -> bool:
+                reference: DefaultReference | None = None, thermally_limited: bool = False) -> bool:
         """Account one sample; returns True when the energy counter went backwards (a reset).
 
         at_default: the GPU holds default settings; settled: long enough to measure; reference: the
         controller's own default-settings measurement of this sample's phase (used instead of the
-        ledger's windows when given; unknown: no saving is claimed for this sample)."""
+        ledger's windows when given; unknown: no saving is claimed for this sample);
+        thermally_limited: the GPU is at its thermal limit (govd's guard or the firmware holds it
+        there), where default settings would have been throttled by the firmware to about the heat
+        the cooling removes, so a short window at default cannot price them and no saving is
+        claimed, with the interval widened by `thermal_error`."""
         added, reset = self.meter.update(sample)
-        self._count(sample, added, at_default, settled, reference)
+        self._count(sample, added, at_default, settled, reference, thermally_limited)
         return reset
 
     def _count(self, sample: Sample, added: float, at_default: bool, settled: bool,
-               reference: DefaultReference | None) -> None:
+               reference: DefaultReference | None, thermally_limited: bool) -> None:
         now = sample.time_s
         dt = 0.0 if self._last_t is None else max(0.0, now - self._last_t)
         self._last_t = now
@@ -191,6 +195,9 @@ class GpuLedger:
         elif self.window:
             self._close_window()
         if dt <= 0:
+            return
+        if thermally_limited and not at_default:
+            self._add(added, added, self.cfg["thermal_error"], dt, dt)
             return
         if at_default or (reference is None and self.ref is None) or (reference is not None and not reference.known):
             # at default the counterfactual is what was measured; without a measurement of this
@@ -204,8 +211,10 @@ class GpuLedger:
         else:
             ref = self.ref
         progress = sample.progress_pct
-        # seconds at default that this second's work is worth (1 without a usable proxy)
-        work_ratio = progress / ref.progress if ref.progress >= self.cfg["min_progress_pct"] and progress > 0 else 1.0
+        # seconds at default that this second's work is worth (1 without a usable proxy). A reading
+        # with no progress is worth nothing: the reference prices the mix's quiet moments in its
+        # busy ones (a ratio of means), so pricing them again at full power would count them twice
+        work_ratio = progress / ref.progress if ref.progress >= self.cfg["min_progress_pct"] else 1.0
         cf = ref.power_w * dt * work_ratio
         age = max(0.0, now - ref.taken_at)
         u = ref.rel_error + self.cfg["model_error"] + self.cfg["drift_per_min"] * age / 60.0

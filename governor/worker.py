@@ -30,7 +30,7 @@ from .errors import ConfigError, DeviceError, GpuLostError
 from .ledger import GpuLedger
 from .originals import OriginalsFile
 from .policy import Policy
-from .vocabulary import Limits, Sample, Setpoint, reason_names
+from .vocabulary import THERMAL_REASONS, Limits, Sample, Setpoint, reason_names
 
 log = logging.getLogger("govd")
 
@@ -139,8 +139,10 @@ class GpuWorker:
             return
         self.last_sample = sample
         at_default = self.dry_run or self.applied is None or self.applied.is_default
+        thermal = self.envelope.guard_engaged or bool(sample.clock_event_reasons & THERMAL_REASONS)
         counter_reset = self.ledger.observe(sample, at_default, settled=now - self.last_write_t >= self.settle_s,
-                                            reference=None if at_default else self.controller.reference(sample))
+                                            reference=None if at_default else self.controller.reference(sample),
+                                            thermally_limited=thermal)
         if self.state in ("degraded", "paused", "watching"):
             return
         if self.state == "backed-off":

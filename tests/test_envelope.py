@@ -1,3 +1,5 @@
+import pytest
+
 from governor.config import default_config
 from governor.envelope import Envelope
 from governor.vocabulary import Capabilities, Limits, Sample, Setpoint
@@ -50,8 +52,30 @@ def test_thermal_guard_overrides_the_controller_with_hysteresis():
     assert d2.setpoint.sm_clock_max_mhz == 1710  # steps down while hot, even against the controller
     d3 = e.check(sample(temp=80, clock=1710), Setpoint(), d2.setpoint, 0.4)
     assert e.guard_engaged and d3.setpoint.sm_clock_max_mhz == 1710  # within hysteresis: holds
-    d4 = e.check(sample(temp=78, clock=1710), Setpoint(), d3.setpoint, 0.6)
-    assert not e.guard_engaged and d4.setpoint.is_default
+    # cooled below the release point: the ceiling rises slowly (30 MHz/s), and lets go at the top
+    d4 = e.check(sample(temp=78, clock=1710), Setpoint(), d3.setpoint, 1.4)
+    assert e.guard_engaged and d4.setpoint.sm_clock_max_mhz == 1740
+    t, d5 = 1.4, d4
+    while e.guard_engaged and t < 20:
+        t += 0.2
+        d5 = e.check(sample(temp=78, clock=d5.setpoint.sm_clock_max_mhz or 1980), Setpoint(), d5.setpoint, t)
+    assert not e.guard_engaged and d5.setpoint.is_default and t == pytest.approx(1.4 + (1980 - 1740) / 30, abs=0.3)
+
+
+def test_thermal_guard_finds_the_clock_the_cooling_sustains_instead_of_a_sawtooth():
+    e = env()
+    sp, t, temp, ceilings = None, 0.0, 86.0, []
+    for _ in range(3000):  # 10 minutes at 5 Hz of a toy GPU whose temperature follows its clock
+        d = e.check(sample(temp=temp, clock=sp.sm_clock_max_mhz if sp and sp.sm_clock_max_mhz else 1980),
+                    Setpoint(), sp, t)
+        sp = d.setpoint
+        clock = sp.sm_clock_max_mhz or 1980
+        temp += 0.2 * ((40.0 + 0.025 * clock) - temp) / 20.0  # steady 85 C at 1800 MHz, 20 s time constant
+        ceilings.append(clock)
+        t += 0.2
+    late = ceilings[-1500:]
+    assert max(late) - min(late) <= 120  # settles near the sustainable clock, no swings back to the top
+    assert 1650 <= sum(late) / len(late) <= 1800
 
 
 def test_rate_limit_holds_changes_but_not_safety():

@@ -381,7 +381,7 @@ class ModelController(Controller):
         if settled:
             self.window.append(sample)
             if self.state == "reference" and not self.composite and len(self.window) >= 2 \
-                    and self._back_to_known(now):
+                    and self.last_change != "refresh" and self._back_to_known(now):
                 return self.setpoint
         if in_state < self._settle() + self._measure_s():
             return self.setpoint
@@ -452,7 +452,8 @@ class ModelController(Controller):
         return True
 
     def _back_to_known(self, now: float) -> bool:
-        """If the latest readings match a known phase, hold it at once (no need to measure again)."""
+        """If the latest readings match a known phase, hold it at once (no need to measure again).
+        Not on a refresh, whose point is a new measurement (the GPU has warmed, the work drifted)."""
         tail = self.window[-2:]
         if not tail or not self.models:
             return False
