@@ -187,7 +187,7 @@ class ModelController(Controller):
             return mean
         cycles = whole_cycles_mean(np.array([o.power for o in obs]), prog)
         self._last_window_spread = cycles.rel_spread
-        return Probe(f=mean.f, util=mean.util, progress=cycles.progress, power=cycles.power)
+        return Probe(f=mean.f, util=mean.util, progress=cycles.progress, power=cycles.power, temp_c=mean.temp_c)
 
     # ----- budget ------------------------------------------------------------------------------
     def _budget_now(self) -> float:
@@ -469,10 +469,11 @@ class ModelController(Controller):
     def _mean_obs(obs: list[Probe]) -> Probe:
         return Probe(f=float(np.mean([o.f for o in obs])), util=float(np.mean([o.util for o in obs])),
                      progress=float(np.mean([o.progress for o in obs])),
-                     power=float(np.mean([o.power for o in obs])))
+                     power=float(np.mean([o.power for o in obs])), temp_c=float(np.mean([o.temp_c for o in obs])))
 
     def _last_obs(self, s: Sample) -> Probe:
-        return Probe(f=s.sm_clock_mhz, util=s.gpu_util_pct / 100.0, progress=s.progress_pct, power=s.power_now_w)
+        return Probe(f=s.sm_clock_mhz, util=s.gpu_util_pct / 100.0, progress=s.progress_pct, power=s.power_now_w,
+                     temp_c=s.temp_c)
 
     def _decide_hold(self, sample: Sample, now: float, settled: bool) -> Setpoint:
         m = self.current
@@ -544,7 +545,21 @@ class ModelController(Controller):
         best = min(self.models, key=lambda m: self._residual(m, obs))
         if self._residual(best, obs) > self.params["ledger_match_tolerance"]:
             return UNKNOWN_REFERENCE
-        return DefaultReference(power_w=best.ref.power, progress=best.ref.progress)
+        return DefaultReference(power_w=best.ref.power + self._warm_excess_w(best, obs), progress=best.ref.progress)
+
+    def _warm_excess_w(self, m: PhaseModel, obs: Probe) -> float:
+        """How many watts more the phase draws now than its model, fitted on a colder GPU, predicts.
+
+        A reference taken on a cold GPU (the first minute of a job) underprices default settings
+        once the GPU has warmed: leakage grows with temperature, and default settings would run at
+        least as warm as govd does. The excess at the held clock is added to the reference: in
+        watts, not as a ratio, since leakage is a larger share of a low clock's power (it is larger
+        still at default's higher voltage, so this errs low). Only when the GPU is warmer than at the
+        reference, and never negative, so a model's misfit on a cool GPU cannot inflate a saving."""
+        if obs.temp_c - m.ref.temp_c < 2.0 or obs.f <= 0:
+            return 0.0
+        m.warm_excess_w += 0.02 * (obs.power - m.power(obs.f) - m.warm_excess_w)
+        return max(0.0, min(0.2 * m.ref.power, m.warm_excess_w))
 
     def _pooled_reference(self) -> DefaultReference:
         w = self._mix_windows

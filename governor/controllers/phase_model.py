@@ -33,6 +33,7 @@ class Probe:
     util: float  # 0..1
     progress: float  # proxy rate (percent of DRAM bandwidth)
     power: float  # W
+    temp_c: float = 0.0  # mean GPU temperature, C (leakage power grows with it)
 
     @property
     def saturated(self) -> bool:
@@ -79,6 +80,7 @@ class PhaseModel:
     power_coef: np.ndarray = field(default_factory=lambda: np.zeros(3))
     has_proxy: bool = True
     version: int = 0  # bumped by every refit, so callers can cache predictions
+    warm_excess_w: float = 0.0  # measured - predicted power on a GPU warmer than at the reference (smoothed)
 
     def __post_init__(self) -> None:
         self.refit()
@@ -92,6 +94,7 @@ class PhaseModel:
 
     def refit(self) -> None:
         self.version += 1
+        self.warm_excess_w = 0.0
         pts = self.points()
         self.has_proxy = all(p.progress >= self.min_progress for p in pts)
         freqs = [p.f for p in pts]
