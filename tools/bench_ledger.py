@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""The energy ledger's accuracy over several seeds: its estimate of `balanced`'s saving against the true
+saving (the firmware-default run of the same trace and seed, read from the simulator's ground truth).
+
+    python tools/bench_ledger.py --seeds 5        # markdown, as in docs/benchmarks.md
+    python tools/bench_ledger.py --seeds 5 --json
+
+A seed changes the simulated sensors' noise. The issue's target: the estimate within 10% of the true
+saving, or within 0.5% of the default run's energy where the saving is small; the true saving inside
+the reported interval in at least 90% of runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from governor.policy import load_policy  # noqa: E402
+from governor.sim.spec import load_spec  # noqa: E402
+from governor.sim.trace import builtin_traces, load_trace  # noqa: E402
+from governor.simulate import DEFAULT_POLICY, run_trace  # noqa: E402
+
+GPUS = ["h100-sxm", "a100-sxm4"]
+
+
+def one(args: tuple[str, str, int, str]) -> dict:
+    gpu, name, seed, policy = args
+    spec = load_spec(gpu)
+    base = load_trace(name)
+    trace = dataclasses.replace(base, seed=base.seed + 1000 * seed)
+    ref = run_trace(spec, trace, DEFAULT_POLICY)
+    run = run_trace(spec, trace, load_policy(policy))
+    true = ref.energy_j - run.energy_j
+    err = run.ledger_saved_j - true
+    return {"gpu": gpu, "trace": name, "seed": seed, "policy": policy, "true_saved_j": round(true, 1),
+            "ledger_saved_j": round(run.ledger_saved_j, 1), "ledger_lo_j": round(run.ledger_saved_lo_j, 1),
+            "ledger_hi_j": round(run.ledger_saved_hi_j, 1), "default_energy_j": round(ref.energy_j, 1),
+            "error_of_saving": err / true if abs(true) > 1e-9 else None,
+            "error_of_default": err / ref.energy_j,
+            "within_target": abs(err) <= 0.10 * abs(true) or abs(err) <= 0.005 * ref.energy_j,
+            "inside": run.ledger_saved_lo_j <= true <= run.ledger_saved_hi_j}
+
+
+def markdown(rows: list[dict], seeds: int) -> str:
+    out = ["| GPU | trace | true saving (mean) | ledger error, % of the saving (min .. max) | "
+           "% of default energy (min .. max) | runs within target | truth inside interval |",
+           "|---|---|---|---|---|---|---|"]
+    cells: dict = {}
+    for r in rows:
+        cells.setdefault((r["gpu"], r["trace"]), []).append(r)
+    for (gpu, name), rs in cells.items():
+        es = [100 * r["error_of_saving"] for r in rs if r["error_of_saving"] is not None]
+        ed = [100 * r["error_of_default"] for r in rs]
+        mean_true = sum(r["true_saved_j"] for r in rs) / len(rs)
+        out.append(f"| {gpu} | {name} | {mean_true / 1000:.1f} kJ | {min(es):+.1f} .. {max(es):+.1f} | "
+                   f"{min(ed):+.2f} .. {max(ed):+.2f} | {sum(r['within_target'] for r in rs)}/{len(rs)} | "
+                   f"{sum(r['inside'] for r in rs)}/{len(rs)} |")
+    n = len(rows)
+    out.append("")
+    out.append(f"All {n} runs ({seeds} seeds): within target {sum(r['within_target'] for r in rows)}/{n}, "
+               f"true saving inside the interval {sum(r['inside'] for r in rows)}/{n}.")
+    return "\n".join(out)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--policy", default="balanced")
+    p.add_argument("--traces", default=",".join(t for t in builtin_traces() if t not in ("demo", "gemm", "attention")))
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    work = [(g, t, s, args.policy) for g in GPUS for t in args.traces.split(",") for s in range(args.seeds)]
+    with ProcessPoolExecutor(args.jobs) as ex:
+        rows = list(ex.map(one, work))
+    print(json.dumps(rows, indent=1) if args.json else markdown(rows, args.seeds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
