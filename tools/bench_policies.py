@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -29,31 +30,38 @@ POLICIES = ["balanced", "max-savings", "pid-util", "thermal"]
 GPUS = ["h100-sxm", "a100-sxm4"]
 
 
-def measure(gpus: list[str], traces: list[str]) -> list[dict]:
+def measure_cell(gpu: str, name: str) -> list[dict]:
+    """Default, the oracles, every policy and every peer on one trace of one GPU."""
     rows = []
-    for gpu in gpus:
-        spec = load_spec(gpu)
-        policies = [load_policy(p) for p in POLICIES] + peer_policies(spec)
-        for name in traces:
-            trace = load_trace(name)
-            ref = run_trace(spec, trace, DEFAULT_POLICY)
-            best = None
-            for kind, r in oracle_runs(spec, trace, ref, 0.03).items():
-                rows.append({"gpu": gpu, "trace": name, "policy": kind, "saved": 1 - r.energy_j / ref.energy_j,
-                             "slowdown": r.seconds / ref.seconds - 1, "true_saved_j": ref.energy_j - r.energy_j,
-                             "default_energy_j": ref.energy_j, "ledger_saved_j": 0.0, "ledger_lo_j": 0.0,
-                             "ledger_hi_j": 0.0, "reversals": r.reversals})
-                if kind == "oracle":
-                    best = 1 - r.energy_j / ref.energy_j
-            for policy in policies:
-                r = run_trace(spec, trace, policy)
-                rows.append({"gpu": gpu, "trace": name, "policy": policy.name,
-                             "saved": 1 - r.energy_j / ref.energy_j, "slowdown": r.seconds / ref.seconds - 1,
-                             "true_saved_j": ref.energy_j - r.energy_j, "default_energy_j": ref.energy_j,
-                             "ledger_saved_j": r.ledger_saved_j, "ledger_lo_j": r.ledger_saved_lo_j,
-                             "ledger_hi_j": r.ledger_saved_hi_j, "reversals": r.reversals,
-                             "capture": (1 - r.energy_j / ref.energy_j) / best if best and best > 1e-9 else None})
+    spec = load_spec(gpu)
+    policies = [load_policy(p) for p in POLICIES] + peer_policies(spec)
+    trace = load_trace(name)
+    ref = run_trace(spec, trace, DEFAULT_POLICY)
+    best = None
+    for kind, r in oracle_runs(spec, trace, ref, 0.03).items():
+        rows.append({"gpu": gpu, "trace": name, "policy": kind, "saved": 1 - r.energy_j / ref.energy_j,
+                     "slowdown": r.seconds / ref.seconds - 1, "true_saved_j": ref.energy_j - r.energy_j,
+                     "default_energy_j": ref.energy_j, "ledger_saved_j": 0.0, "ledger_lo_j": 0.0,
+                     "ledger_hi_j": 0.0, "reversals": r.reversals})
+        if kind == "oracle":
+            best = 1 - r.energy_j / ref.energy_j
+    for policy in policies:
+        r = run_trace(spec, trace, policy)
+        rows.append({"gpu": gpu, "trace": name, "policy": policy.name,
+                     "saved": 1 - r.energy_j / ref.energy_j, "slowdown": r.seconds / ref.seconds - 1,
+                     "true_saved_j": ref.energy_j - r.energy_j, "default_energy_j": ref.energy_j,
+                     "ledger_saved_j": r.ledger_saved_j, "ledger_lo_j": r.ledger_saved_lo_j,
+                     "ledger_hi_j": r.ledger_saved_hi_j, "reversals": r.reversals,
+                     "capture": (1 - r.energy_j / ref.energy_j) / best if best and best > 1e-9 else None})
     return rows
+
+
+def measure(gpus: list[str], traces: list[str], jobs: int = 1) -> list[dict]:
+    cells = [(g, t) for g in gpus for t in traces]
+    if jobs <= 1:
+        return [row for g, t in cells for row in measure_cell(g, t)]
+    with ProcessPoolExecutor(jobs) as ex:
+        return [row for rows in ex.map(measure_cell, *zip(*cells, strict=True)) for row in rows]
 
 
 def markdown(rows: list[dict]) -> str:
@@ -106,9 +114,10 @@ def main() -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--gpu", action="append", help="only this GPU (repeatable)")
     p.add_argument("--trace", action="append", help="only this trace (repeatable)")
+    p.add_argument("--jobs", type=int, default=2, help="processes to run cells in (default 2)")
     args = p.parse_args()
     traces = args.trace or [t for t in builtin_traces() if t not in ("demo", "gemm", "attention")]
-    rows = measure(args.gpu or GPUS, traces)
+    rows = measure(args.gpu or GPUS, traces, args.jobs)
     print(json.dumps(rows, indent=2) if args.json else markdown(rows))
     return 0
 

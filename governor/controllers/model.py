@@ -229,9 +229,11 @@ class ModelController(Controller):
         by bisection until the weighted slowdown fits the budget.
         """
         budget = self._budget_now()
-        if budget <= 0.0:
-            # the budget is spent (probes, or a model that underestimated): run at full clocks until
-            # the spent share has fallen back, rather than trust a prediction of "no slowdown here"
+        if budget <= 0.0 and self.composite and all(m.kind == "serial" for m in self.models):
+            # the budget is spent on a mix of phases whose work waits on the clock: run at full
+            # clocks until the spent share has fallen back, rather than trust the mix model's "no
+            # slowdown here" (its DRAM proxy underweights the compute-heavy parts). Arriving work at
+            # a clock that keeps up costs no time, so it keeps its clock
             top = float(self.limits.sm_clock_max_mhz)
             return {id(m): top for m in self.models}
         curves = [self._curves(m) for m in self.models]
