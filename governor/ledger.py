@@ -215,6 +215,8 @@ class GpuLedger:
         # with no progress is worth nothing: the reference prices the mix's quiet moments in its
         # busy ones (a ratio of means), so pricing them again at full power would count them twice
         work_ratio = progress / ref.progress if ref.progress >= self.cfg["min_progress_pct"] else 1.0
+        if reference is not None and reference.work_ratio is not None:
+            work_ratio = reference.work_ratio
         cf = ref.power_w * dt * work_ratio
         age = max(0.0, now - ref.taken_at)
         u = ref.rel_error + self.cfg["model_error"] + self.cfg["drift_per_min"] * age / 60.0

@@ -102,6 +102,8 @@ class DefaultReference:
     progress: float = 0.0
     rel_error: float = 0.0
     known: bool = True
+    work_ratio: float | None = None  # the phase model's work per second here relative to default, where
+    #                                  the progress proxy is too coarse to show it (integer memory utilization)
 
 
 UNKNOWN_REFERENCE = DefaultReference(known=False)

@@ -21,6 +21,7 @@ the predicted slowdown stays within budget. It works from samples only.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 
 import numpy as np
 
@@ -62,6 +63,9 @@ class ModelController(Controller):
                                "auto: 1 - 3 x budget and 1 - 6 x budget, so probing costs scale with the budget"),
         "max_probes": Key(int, 4, lo=1, hi=10, doc="most probe points per phase"),
         "refresh_s": Key(float, 120.0, lo=5.0, hi=86400.0, doc="re-measure a held phase this often"),
+        "reference_warmer_c": Key(float, 10.0, lo=1.0, hi=100.0,
+                                  doc="also re-measure a held phase when the GPU is this much warmer than at "
+                                      "its reference"),
         "cusum_drift": Key(float, 0.06, lo=0.0, hi=1.0, doc="CUSUM drift allowance (normalized residual)"),
         "cusum_threshold": Key(float, 0.5, lo=0.05, hi=10.0, doc="CUSUM alarm threshold"),
         "match_tolerance": Key(float, 0.12, lo=0.01, hi=1.0, doc="largest residual for a known phase to match"),
@@ -414,7 +418,7 @@ class ModelController(Controller):
                     self._mix_windows.append((obs, self._last_window_spread))
                     known.ref = self._mean_obs([w for w, _ in self._mix_windows])
                 else:
-                    known.ref = obs  # a fresh reference for a known phase
+                    self._rebase(known, obs)  # a fresh reference for a known phase
                 known.refit()
                 self.current = known
                 self._hold(now, "known phase")
@@ -439,6 +443,17 @@ class ModelController(Controller):
         self.current.add(obs)
         self._next_probe(now)
         return self.setpoint
+
+    @staticmethod
+    def _rebase(m: PhaseModel, obs: Probe) -> None:
+        """Take a fresh reference for a known phase. Its probes were measured on a GPU of another
+        temperature; leakage adds about the same watts at every clock, so they are shifted by the
+        difference between the new reference and what the model predicted there, keeping the power
+        curve consistent with the reference it is compared with."""
+        offset = obs.power - m.power(obs.f)
+        if abs(offset) <= 0.2 * max(obs.power, 1.0):
+            m.probes = [replace(p, power=p.power + offset) for p in m.probes]
+        m.ref = obs
 
     def _consistent(self, ref: Probe, obs: Probe) -> bool:
         """Physics a probe must obey if the phase did not change: a lower clock never makes the GPU
@@ -499,7 +514,9 @@ class ModelController(Controller):
             else:
                 self._start_reference(now, "phase change: new phase")
             return self.setpoint
-        if now - self.state_start > self.params["refresh_s"]:
+        if now - self.state_start > self.params["refresh_s"] or obs.temp_c - m.ref.temp_c > self.params["reference_warmer_c"]:
+            # also when the GPU has warmed well past its reference: default settings run differently
+            # on a warm GPU (more leakage, so the firmware's power and thermal limits bite earlier)
             self._start_reference(now, "refresh")
             return self.setpoint
         # re-plan now and then: the budget tightens when the spent estimate runs ahead
@@ -547,7 +564,13 @@ class ModelController(Controller):
         best = min(self.models, key=lambda m: self._residual(m, obs))
         if self._residual(best, obs) > self.params["ledger_match_tolerance"]:
             return UNKNOWN_REFERENCE
-        return DefaultReference(power_w=best.ref.power + self._warm_excess_w(best, obs), progress=best.ref.progress)
+        ratio = None
+        if sample.dram_bw_pct is None and best.has_proxy:
+            # NVML's memory utilization is an integer: at 33% it cannot show a 2% slowdown, which the
+            # model, fitted over probes far apart, predicts better than a rounded reading shows it
+            ratio = 1.0 / (1.0 + max(0.0, best.slowdown(obs.f)))
+        return DefaultReference(power_w=best.ref.power + self._warm_excess_w(best, obs), progress=best.ref.progress,
+                                work_ratio=ratio)
 
     def _warm_excess_w(self, m: PhaseModel, obs: Probe) -> float:
         """How many watts more the phase draws now than its model, fitted on a colder GPU, predicts.
