@@ -17,14 +17,17 @@ what it cost. The estimate is built only from samples:
 - A shift in the readings at the same settings (a new phase) asks for a new window soon.
 - Uncertainty: the relative standard error of P_def / R_def over the window's readings, plus a
   floor for what the model cannot see (`model_error`), plus drift growing with the age of the
-  window. Saved energy is reported with its interval; nothing is claimed outside it.
+  window; summed linearly over the samples one measurement prices and in quadrature across
+  measurements (Totals). Saved energy is reported with its interval; nothing is claimed outside it.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from .vocabulary import DefaultReference, Sample
 
@@ -60,29 +63,43 @@ class EnergyMeter:
 
 @dataclass
 class Totals:
+    """Energy sums over a stretch of time, with the counterfactual's uncertainty.
+
+    Errors are shared by every sample priced by the same default-settings measurement (a reference
+    5% off is 5% off for all of them), and independent between measurements. So the uncertainty is
+    summed linearly within a reference and in quadrature across references. The last few
+    references stay open (phases alternate, so one comes back); older ones are folded into the
+    quadrature sum, which keeps the memory bounded for a daemon that runs for months."""
+
     measured_j: float = 0.0
     counterfactual_j: float = 0.0
-    counterfactual_var: float = 0.0  # sum of squared absolute uncertainties (independent minutes)
-    counterfactual_abs_u: float = 0.0  # sum of absolute uncertainties (fully correlated, conservative)
     time_s: float = 0.0
     default_time_s: float = 0.0  # how long the same work would have taken at default
+    _open_u: dict = field(default_factory=dict)  # reference key -> summed absolute uncertainty (J)
+    _closed_sq: float = 0.0  # quadrature sum of folded references
 
-    def add(self, measured: float, cf: float, u_rel: float, dt: float, dt_default: float) -> None:
+    OPEN_REFERENCES: ClassVar[int] = 16
+
+    def add(self, measured: float, cf: float, u_rel: float, dt: float, dt_default: float,
+            key: Hashable = None) -> None:
         self.measured_j += measured
         self.counterfactual_j += cf
-        self.counterfactual_abs_u += cf * u_rel
-        self.counterfactual_var += (cf * u_rel) ** 2
         self.time_s += dt
         self.default_time_s += dt_default
+        u = abs(cf) * u_rel
+        if u > 0:
+            self._open_u[key] = self._open_u.pop(key, 0.0) + u  # re-inserted: most recent last
+            if len(self._open_u) > self.OPEN_REFERENCES:
+                oldest = next(iter(self._open_u))
+                self._closed_sq += self._open_u.pop(oldest) ** 2
 
     @property
     def saved_j(self) -> float:
         return self.counterfactual_j - self.measured_j
 
     def bounds(self) -> tuple[float, float]:
-        """Saved energy interval: errors are partly shared between minutes (the same window serves
-        many), so the half-width sits between the independent and the fully correlated sums."""
-        half = 0.5 * (math.sqrt(self.counterfactual_var) + self.counterfactual_abs_u)
+        """Saved energy interval: linear within a reference, quadrature across references."""
+        half = math.sqrt(self._closed_sq + sum(u * u for u in self._open_u.values()))
         return self.saved_j - half, self.saved_j + half
 
     @property
@@ -197,19 +214,21 @@ class GpuLedger:
         if dt <= 0:
             return
         if thermally_limited and not at_default:
-            self._add(added, added, self.cfg["thermal_error"], dt, dt)
+            self._add(added, added, self.cfg["thermal_error"], dt, dt, key="thermal")
             return
         if at_default or (reference is None and self.ref is None) or (reference is not None and not reference.known):
             # at default the counterfactual is what was measured; without a measurement of this
             # work at default there is no evidence of a saving, so none is claimed
             u = 0.0 if at_default else self.cfg["model_error"]
-            self._add(added, added, u, dt, dt)
+            self._add(added, added, u, dt, dt, key="unpriced")
             return
         if reference is not None:
             ref = _Reference(power_w=reference.power_w, progress=reference.progress, rel_error=reference.rel_error,
                              taken_at=now, util=0.0)
+            key = ("controller", round(reference.power_w), round(reference.progress, 1))
         else:
             ref = self.ref
+            key = ("window", ref.taken_at)
         progress = sample.progress_pct
         # seconds at default that this second's work is worth (1 without a usable proxy). A reading
         # with no progress is worth nothing: the reference prices the mix's quiet moments in its
@@ -220,7 +239,7 @@ class GpuLedger:
         cf = ref.power_w * dt * work_ratio
         age = max(0.0, now - ref.taken_at)
         u = ref.rel_error + self.cfg["model_error"] + self.cfg["drift_per_min"] * age / 60.0
-        self._add(added, cf, u, dt, dt * work_ratio)
+        self._add(added, cf, u, dt, dt * work_ratio, key=key)
         if reference is None:
             self._watch_shift(sample, progress)
 
@@ -236,9 +255,9 @@ class GpuLedger:
             self.next_window_at = min(self.next_window_at, sample.time_s + self.cfg["control_window_s"])
             self._slow = self._fast
 
-    def _add(self, measured: float, cf: float, u: float, dt: float, dt_default: float) -> None:
-        self.since_start.add(measured, cf, u, dt, dt_default)
-        self.minute.add(measured, cf, u, dt, dt_default)
+    def _add(self, measured: float, cf: float, u: float, dt: float, dt_default: float, key: Hashable) -> None:
+        self.since_start.add(measured, cf, u, dt, dt_default, key)
+        self.minute.add(measured, cf, u, dt, dt_default, key)
 
     def take_minute(self) -> Totals:
         """The totals since the last call (for the per-minute store), reset to zero."""

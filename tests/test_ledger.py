@@ -199,3 +199,20 @@ def test_work_the_controller_cannot_price_gets_no_saving():
                     reference=UNKNOWN_REFERENCE)
     assert led.since_start.saved_j == pytest.approx(priced)  # the unknown stretch added energy, no saving
     assert led.since_start.measured_j == pytest.approx(99 * 50.0)
+
+
+def test_uncertainty_adds_up_within_one_reference_and_in_quadrature_across_references():
+    from governor.ledger import Totals
+
+    t = Totals()
+    for _ in range(100):  # 100 samples priced by one reference 3% uncertain: the error is shared
+        t.add(measured=80.0, cf=100.0, u_rel=0.03, dt=1.0, dt_default=1.0, key="a")
+    lo, hi = t.bounds()
+    assert hi - t.saved_j == pytest.approx(300.0)  # 3% of 10 kJ, not 3% / sqrt(100)
+    for _ in range(100):
+        t.add(measured=80.0, cf=100.0, u_rel=0.04, dt=1.0, dt_default=1.0, key="b")
+    assert t.bounds()[1] - t.saved_j == pytest.approx(500.0)  # sqrt(300^2 + 400^2)
+    for i in range(40):  # many references: older ones are folded, the sum stays the same
+        t.add(measured=0.0, cf=100.0, u_rel=0.01, dt=1.0, dt_default=1.0, key=("old", i))
+    assert len(t._open_u) <= Totals.OPEN_REFERENCES
+    assert t.bounds()[1] - t.saved_j == pytest.approx((300.0**2 + 400.0**2 + 40 * 1.0) ** 0.5)

@@ -514,7 +514,8 @@ class ModelController(Controller):
             else:
                 self._start_reference(now, "phase change: new phase")
             return self.setpoint
-        if now - self.state_start > self.params["refresh_s"] or obs.temp_c - m.ref.temp_c > self.params["reference_warmer_c"]:
+        warmed = obs.temp_c - m.ref.temp_c > self.params["reference_warmer_c"]
+        if now - self.state_start > self.params["refresh_s"] or warmed:
             # also when the GPU has warmed well past its reference: default settings run differently
             # on a warm GPU (more leakage, so the firmware's power and thermal limits bite earlier)
             self._start_reference(now, "refresh")
