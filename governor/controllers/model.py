@@ -100,6 +100,11 @@ class ModelController(Controller):
         super().__init__(params, limits)
         p = self.params
         self.probe_fracs = self._parse_fracs(str(p["probe_fracs"]), p["slowdown_budget"])
+        # a mix's probes last several of its cycles, and probing arriving work deep makes backlogs the
+        # next window misreads; they go no deeper than a 3% budget's, whatever the budget
+        self.mix_probe_fracs = [max(f, g) for f, g in
+                                zip(self.probe_fracs, self._parse_fracs("auto", min(p["slowdown_budget"], 0.03)),
+                                    strict=False)]
         self.use_power = p["objective"] == "power_cap" or not limits.capabilities.can_lock_clocks
         self.models: list[PhaseModel] = []
         self.current: PhaseModel | None = None
@@ -324,8 +329,9 @@ class ModelController(Controller):
     def _next_probe(self, now: float) -> None:
         m = self.current
         n = len(m.probes)
-        if n < len(self.probe_fracs) and n < self.params["max_probes"]:
-            target, sp = self._probe_setpoint(self.probe_fracs[n], m.ref)
+        fracs = self.mix_probe_fracs if self.composite else self.probe_fracs
+        if n < len(fracs) and n < self.params["max_probes"]:
+            target, sp = self._probe_setpoint(fracs[n], m.ref)
         elif n < self.params["max_probes"]:
             # refine around the clock the current fit would choose, if it is not probed yet
             f = self._allocate()[id(m)]
