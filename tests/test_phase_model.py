@@ -77,3 +77,16 @@ def test_dram_progress_is_proportional_to_true_work_rate_on_the_simulator(tmp_pa
         work_rate = (dev.gpu.workload.work_done - w0) / 10.0
         rates.append(sum(readings) / len(readings) / work_rate)
     assert max(rates) / min(rates) < 1.03
+
+
+def test_without_a_progress_proxy_utilization_is_predicted_from_the_probes():
+    # a nearly idle phase (no DRAM traffic to measure progress by): util 2% at 1410 MHz, 3% at 585
+    from governor.controllers.phase_model import PhaseModel, Probe
+
+    m = PhaseModel(ref=Probe(f=1410, util=0.02, progress=0.0, power=86.0))
+    m.add(Probe(f=1155, util=0.022, progress=0.0, power=69.0))
+    m.add(Probe(f=585, util=0.03, progress=0.0, power=59.0))
+    assert not m.has_proxy and m.kind == "serial"  # the slowdown stays cautious
+    assert m.slowdown(585) >= 0.02 * (1410 / 585 - 1) * 0.9
+    util, _, _ = m.predict(585)
+    assert abs(util - 0.03) < 0.005  # but the utilization to expect is what the probes showed

@@ -80,6 +80,7 @@ class PhaseModel:
     power_coef: np.ndarray = field(default_factory=lambda: np.zeros(3))
     has_proxy: bool = True
     version: int = 0  # bumped by every refit, so callers can cache predictions
+    util_fit: tuple[float, float] | None = None  # without a proxy: utilization = a + b/f, from the probes
     warm_excess_w: float = 0.0  # measured - predicted power on a GPU warmer than at the reference (smoothed)
 
     def __post_init__(self) -> None:
@@ -100,10 +101,15 @@ class PhaseModel:
         freqs = [p.f for p in pts]
         self.power_coef = fit_power(freqs, [p.power for p in pts])
         if not self.has_proxy:
-            # cautious: busy time is all clock-bound at the reference, idle time is all serial
+            # cautious: busy time is all clock-bound at the reference, idle time is all serial. What
+            # utilization to expect at a clock (for spotting a phase change) is fitted from the
+            # probes instead: the cautious model overstates it, and a phase change would be
+            # "detected" at every reading of a GPU held at a low clock
             u = min(max(self.ref.util, 0.0), 1.0)
             self.kind, self.a, self.b, self.host = "serial", 0.0, u * self.ref.f, 1.0 - u
+            self.util_fit = fit_kernel(freqs, [p.util for p in pts]) if len(pts) >= 2 else None
             return
+        self.util_fit = None
         k = [p.util / p.progress for p in pts]
         h = [(1.0 - p.util) / p.progress for p in pts]
         self.a, self.b = fit_kernel(freqs, k)
@@ -144,6 +150,8 @@ class PhaseModel:
         """(util 0..1, progress, power) expected at clock f."""
         t = self.wall_time(f)
         util = min(1.0, self.kernel_time(f) / t)
+        if self.util_fit is not None:
+            util = min(1.0, self.util_fit[0] + self.util_fit[1] / f)
         progress = 1.0 / t if self.has_proxy else self.ref.progress
         return util, progress, self.power(f)
 
