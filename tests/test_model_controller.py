@@ -128,3 +128,23 @@ def test_the_ledger_is_told_which_phase_a_sample_belongs_to_or_that_none_fits():
     idle = SyntheticGpu(cb=0.5, busy=0.02, dram=0.01)
     idle.f = mem.f
     assert not c.reference(idle.read(100.0)).known
+
+
+def test_a_hold_beyond_the_probed_clocks_corrects_the_model_instead_of_seeing_a_new_phase():
+    from governor.controllers.phase_model import PhaseModel, Probe
+
+    c = ModelController({"slowdown_budget": 0.03}, H100)
+    c.start(sample(0.0), Setpoint())
+    # a light arrival phase probed only near the top; holding it far lower is an extrapolation
+    m = PhaseModel(ref=Probe(f=1980, util=0.15, progress=4.0, power=200.0, temp_c=60.0))
+    m.add(Probe(f=1800, util=0.16, progress=4.0, power=176.0, temp_c=60.0))
+    m.add(Probe(f=1620, util=0.17, progress=4.0, power=150.0, temp_c=60.0))
+    c.models, c.current = [m], m
+    c.held_f = 345.0
+    c._enter("hold", 0.0, Setpoint(sm_clock_min_mhz=345, sm_clock_max_mhz=345))
+    predicted_util = m.predict(345)[0]
+    for i in range(30):  # the same phase at 345 MHz is busier than the extrapolation said
+        c.decide(sample(1.0 + 0.2 * i, util=51.0, clock=345.0, mem=4.0, dram=4.0, power=147.0))
+    assert c.state == "hold" and c.last_change == "held clock measured"
+    assert any(abs(p.f - 345) < 1 for p in m.probes)  # the hold became a probe
+    assert abs(m.predict(345)[0] - 0.51) < abs(predicted_util - 0.51)

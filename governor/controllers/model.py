@@ -461,6 +461,11 @@ class ModelController(Controller):
             m.probes = [replace(p, power=p.power + offset) for p in m.probes]
         m.ref = obs
 
+    def _extrapolated(self, m: PhaseModel, obs: Probe) -> bool:
+        """True when obs was read at a clock the model has no probe near (it predicts by extrapolation)."""
+        return len(m.probes) < self.params["max_probes"] + 2 and \
+            min(abs(p.f - obs.f) for p in m.points()) >= 3 * self._bin()
+
     def _consistent(self, ref: Probe, obs: Probe) -> bool:
         """Physics a probe must obey if the phase did not change: a lower clock never makes the GPU
         less busy, never speeds progress up, and slows it at most in proportion to the clock."""
@@ -511,7 +516,14 @@ class ModelController(Controller):
                      (obs.power - power) / max(power, 1.0))
         alarm = any(c.update(r) for c, r in zip(self.cusums, residuals, strict=True))
         if alarm:
-            other = self._match(self._mean_obs(list(self.recent)), m)
+            recent = self._mean_obs(list(self.recent))
+            if self._extrapolated(m, recent) and self._consistent(m.ref, recent):
+                # the held clock lies beyond the probed ones and the readings are what the same phase
+                # would show at a lower clock: the model was off, not the phase. The hold is a probe
+                m.add(recent)
+                self._hold(now, "held clock measured")
+                return self.setpoint
+            other = self._match(recent, m)
             if other is not None:  # switching between known phases is cheap, however often it happens
                 self.current = other
                 self._hold(now, "phase change: known phase")
