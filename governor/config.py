@@ -45,7 +45,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                              doc="share of time at default settings to measure the counterfactual"),
         "control_window_s": Key(float, 3.0, lo=0.5, hi=600.0, doc="length of one control window"),
         "model_error": Key(float, 0.03, lo=0.0, hi=1.0, doc="relative error floor of the counterfactual"),
-        "thermal_error": Key(float, 0.1, lo=0.0, hi=1.0,
+        "thermal_error": Key(float, 0.05, lo=0.0, hi=1.0,
                              doc="relative error of the counterfactual while the GPU is at its thermal limit "
                                  "(no saving is claimed there)"),
         "drift_per_min": Key(float, 0.005, lo=0.0, hi=1.0,
