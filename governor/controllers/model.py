@@ -131,6 +131,8 @@ class ModelController(Controller):
         self._mix_windows: list[tuple[Probe, float]] = []  # default-settings windows of the current mix, and
         self._last_window_spread = 0.0                     # how far each may be off (mix.py)
         self._mix_model: PhaseModel | None = None  # the model those windows belong to
+        self._pooled_cache: tuple | None = None
+        self._mix_version = 0  # bumped whenever _mix_windows changes
 
     @staticmethod
     def _parse_fracs(text: str, budget: float) -> list[float]:
@@ -171,6 +173,7 @@ class ModelController(Controller):
             return False
         self.composite = True
         self._mix_windows = []
+        self._mix_version += 1
         times = list(self.changes)
         self.change_interval_s = (times[-1] - times[0]) / max(1, len(times) - 1)
         self.models.clear()
@@ -422,6 +425,7 @@ class ModelController(Controller):
                 if self.composite and known is self._mix_model:
                     # the same mix again: pool its windows, each caught it at another point of its cycle
                     self._mix_windows.append((obs, self._last_window_spread))
+                    self._mix_version += 1
                     known.ref = self._mean_obs([w for w, _ in self._mix_windows])
                 else:
                     self._rebase(known, obs)  # a fresh reference for a known phase
@@ -432,6 +436,7 @@ class ModelController(Controller):
             m = PhaseModel(ref=obs, min_progress=self._min_progress(sample),
                            util_max=self.params["arrival_util_max"])
             self._mix_windows = [(obs, self._last_window_spread)] if self.composite else []
+            self._mix_version += 1
             self._mix_model = m if self.composite else None
             self.models.append(m)
             if len(self.models) > self.params["max_phases"]:
@@ -554,6 +559,7 @@ class ModelController(Controller):
         if now - self.state_start > self.params["refresh_s"]:
             self.composite = False  # look again whether the phases can now be told apart
             self._mix_windows = []
+            self._mix_version += 1
             self.changes.clear()
             self.models.clear()
             self._start_reference(now, "refresh")
@@ -606,6 +612,12 @@ class ModelController(Controller):
         return max(0.0, min(0.2 * m.ref.power, m.warm_excess_w))
 
     def _pooled_reference(self) -> DefaultReference:
+        # asked for at every tick, changed once per window: computed when the pool changes
+        if self._pooled_cache is None or self._pooled_cache[0] != self._mix_version:
+            self._pooled_cache = (self._mix_version, self._pool())
+        return self._pooled_cache[1]
+
+    def _pool(self) -> DefaultReference:
         w = self._mix_windows
         if not w:
             return UNKNOWN_REFERENCE
