@@ -15,6 +15,11 @@ what it cost. The estimate is built only from samples:
   clock) this reduces to P_def x time. Where a phase moves too little DRAM data for the proxy, the
   counterfactual is P_def x time (the same time at default power: no slowdown credited).
 - A shift in the readings at the same settings (a new phase) asks for a new window soon.
+- A controller that measures each phase at default itself (the model controller) prices each
+  sample instead, by the phase that sample belongs to (DefaultReference); work it cannot place
+  (a change it has not measured yet) is counted at its measured energy: no saving claimed.
+- At the thermal limit no saving is claimed: default settings would have been throttled there by
+  the firmware, which a short window at default cannot show.
 - Uncertainty: the relative standard error of P_def / R_def over the window's readings, plus a
   floor for what the model cannot see (`model_error`), plus drift growing with the age of the
   window; summed linearly over the samples one measurement prices and in quadrature across
