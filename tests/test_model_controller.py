@@ -148,3 +148,25 @@ def test_a_hold_beyond_the_probed_clocks_corrects_the_model_instead_of_seeing_a_
     assert c.state == "hold" and c.last_change == "held clock measured"
     assert any(abs(p.f - 345) < 1 for p in m.probes)  # the hold became a probe
     assert abs(m.predict(345)[0] - 0.51) < abs(predicted_util - 0.51)
+
+
+def test_a_mix_held_at_full_clocks_with_its_budget_spent_comes_back_down_as_the_budget_recovers():
+    from governor.controllers.phase_model import PhaseModel, Probe
+
+    c = ModelController({"slowdown_budget": 0.03}, H100)
+    c.start(sample(0.0), Setpoint())
+    m = PhaseModel(ref=Probe(f=1980, util=0.7, progress=23.0, power=550.0, temp_c=60))
+    m.add(Probe(f=1800, util=0.72, progress=22.0, power=470.0, temp_c=60))
+    m.add(Probe(f=1620, util=0.74, progress=21.0, power=390.0, temp_c=60))
+    c.composite, c.change_interval_s = True, 1.0
+    c.models, c.current = [m], m
+    c.elapsed, c.extra = 10.0, 0.5  # 5% spent, more than twice what a mix plans for
+    c._hold(0.0, "identified")
+    assert c.setpoint.is_default  # a serial mix with no budget left runs at full clocks
+    t = 0.0
+    while t < 100:
+        t += 0.2
+        u, prog, p = m.predict(c.held_f)
+        c.decide(sample(t, util=100 * u, clock=c.held_f, mem=prog, dram=prog, power=p))
+    assert c.state == "hold" and c.setpoint.sm_clock_max_mhz is not None
+    assert c.setpoint.sm_clock_max_mhz < 1980

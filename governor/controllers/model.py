@@ -570,6 +570,12 @@ class ModelController(Controller):
         self.window = []
         if self._residual(m, mean) > self.params["composite_tolerance"]:
             self._start_reference(now, "composite phase changed")
+            return self.setpoint
+        # re-plan once per window: the budget moves as the spent share falls back (or runs ahead)
+        plan_f = self._allocate()[id(m)]
+        if self.held_f is None or abs(plan_f - self.held_f) >= self._bin():
+            self.held_f = plan_f
+            self.setpoint = self._realise(plan_f, m)
         return self.setpoint
 
     def reference(self, sample: Sample) -> DefaultReference:
