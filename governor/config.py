@@ -47,7 +47,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "model_error": Key(float, 0.03, lo=0.0, hi=1.0, doc="relative error floor of the counterfactual"),
         "thermal_error": Key(float, 0.05, lo=0.0, hi=1.0,
                              doc="relative error of the counterfactual while the GPU is at its thermal limit "
-                                 "(no saving is claimed there)"),
+                                 "(priced from the learned cooling, or no saving claimed)"),
         "drift_per_min": Key(float, 0.005, lo=0.0, hi=1.0,
                              doc="relative error added per minute since the last control window"),
         "min_progress_pct": Key(float, 2.0, lo=0.0, hi=100.0, doc="least DRAM activity for the progress proxy"),

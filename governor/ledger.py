@@ -18,8 +18,10 @@ what it cost. The estimate is built only from samples:
 - A controller that measures each phase at default itself (the model controller) prices each
   sample instead, by the phase that sample belongs to (DefaultReference); work it cannot place
   (a change it has not measured yet) is counted at its measured energy: no saving claimed.
-- At the thermal limit no saving is claimed: default settings would have been throttled there by
-  the firmware, which a short window at default cannot show.
+- At the thermal limit a short window at default cannot show what default would do (the firmware
+  would throttle it to what the cooling removes at its slowdown temperature). There the default
+  power comes from the GPU's cooling, learned from its own readings (cooling.py), and the work it
+  would buy from the controller's phase model; without both, no saving is claimed.
 - Uncertainty: the relative standard error of P_def / R_def over the window's readings, plus a
   floor for what the model cannot see (`model_error`), plus drift growing with the age of the
   window; summed linearly over the samples one measurement prices and in quadrature across
@@ -30,10 +32,11 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from .cooling import CoolingModel
 from .vocabulary import DefaultReference, Sample
 
 
@@ -127,11 +130,24 @@ class _Reference:
     util: float
 
 
+@dataclass(frozen=True)
+class ThermalLimit:
+    """The GPU is at its thermal limit: what the ledger needs to price work there.
+
+    default_temp_c: where default settings would hold the GPU (just under its slowdown temperature);
+    work_ratio(sample, power_w): how much more work per second the GPU would do at default settings
+    dissipating power_w than it does now (a controller's phase model), or None if unknown."""
+
+    default_temp_c: float
+    work_ratio: Callable[[Sample, float], float | None]
+
+
 @dataclass
 class GpuLedger:
     cfg: dict  # the [ledger] config section
     seed: int = 0
     meter: EnergyMeter = field(default_factory=EnergyMeter)
+    cooling: CoolingModel = field(default_factory=CoolingModel)
     since_start: Totals = field(default_factory=Totals)
     minute: Totals = field(default_factory=Totals)
     ref: _Reference | None = None
@@ -191,22 +207,21 @@ class GpuLedger:
 
     # ----- per sample --------------------------------------------------------------------------
     def observe(self, sample: Sample, at_default: bool, settled: bool,
-                reference: DefaultReference | None = None, thermally_limited: bool = False) -> bool:
+                reference: DefaultReference | None = None, thermal: ThermalLimit | None = None) -> bool:
         """Account one sample; returns True when the energy counter went backwards (a reset).
 
         at_default: the GPU holds default settings; settled: long enough to measure; reference: the
         controller's own default-settings measurement of this sample's phase (used instead of the
-        ledger's windows when given; unknown: no saving is claimed for this sample);
-        thermally_limited: the GPU is at its thermal limit (govd's guard or the firmware holds it
-        there), where default settings would have been throttled by the firmware to about the heat
-        the cooling removes, so a short window at default cannot price them and no saving is
-        claimed, with the interval widened by `thermal_error`."""
+        ledger's windows when given; unknown: no saving is claimed for this sample); thermal: given
+        when the GPU is at its thermal limit (govd's guard or the firmware holds it there)."""
         added, reset = self.meter.update(sample)
-        self._count(sample, added, at_default, settled, reference, thermally_limited)
+        if not reset:
+            self.cooling.observe(sample.time_s, sample.temp_c, added)
+        self._count(sample, added, at_default, settled, reference, thermal)
         return reset
 
     def _count(self, sample: Sample, added: float, at_default: bool, settled: bool,
-               reference: DefaultReference | None, thermally_limited: bool) -> None:
+               reference: DefaultReference | None, thermal: ThermalLimit | None) -> None:
         now = sample.time_s
         dt = 0.0 if self._last_t is None else max(0.0, now - self._last_t)
         self._last_t = now
@@ -218,8 +233,9 @@ class GpuLedger:
             self._close_window()
         if dt <= 0:
             return
-        if thermally_limited and not at_default:
-            self._add(added, added, self.cfg["thermal_error"], dt, dt, key="thermal")
+        if thermal is not None and not at_default:
+            cf, dt_default = self._throttled_default(sample, added, dt, thermal)
+            self._add(added, cf, self.cfg["thermal_error"], dt, dt_default, key="thermal")
             return
         if at_default or (reference is None and self.ref is None) or (reference is not None and not reference.known):
             # at default the counterfactual is what was measured; without a measurement of this
@@ -247,6 +263,25 @@ class GpuLedger:
         self._add(added, cf, u, dt, dt * work_ratio, key=key)
         if reference is None:
             self._watch_shift(sample, progress)
+
+    def _throttled_default(self, sample: Sample, added: float, dt: float,
+                           thermal: ThermalLimit) -> tuple[float, float]:
+        """What this sample's work would have cost at default settings, throttled at the thermal limit.
+
+        Default settings would hold the GPU at about `thermal.default_temp_c`, dissipating what the
+        cooling removes there (CoolingModel), and would do the work faster in proportion to the
+        clock that power buys (the controller's phase model). Without either, or where default
+        would dissipate no more than govd does now, no saving is claimed. Returns (energy J, seconds)
+        at default for this sample's work."""
+        power_default = self.cooling.steady_power_w(thermal.default_temp_c)
+        power_now = added / dt
+        if power_default is None or power_default <= power_now:
+            return added, dt
+        ratio = thermal.work_ratio(sample, power_default)
+        if ratio is None:
+            return added, dt
+        ratio = min(max(1.0, ratio), power_default / max(power_now, 1e-9))
+        return max(added, power_default * dt / ratio), dt / ratio
 
     def _watch_shift(self, sample: Sample, progress: float) -> None:
         """A lasting jump in the readings at unchanged settings means a new phase: measure soon."""

@@ -27,7 +27,7 @@ from .controllers import Controller, controller_class
 from .device import UNKNOWN_LOCK, Device
 from .envelope import Envelope
 from .errors import ConfigError, DeviceError, GpuLostError
-from .ledger import GpuLedger
+from .ledger import GpuLedger, ThermalLimit
 from .originals import OriginalsFile
 from .policy import Policy
 from .vocabulary import THERMAL_REASONS, Limits, Sample, Setpoint, reason_names
@@ -139,10 +139,14 @@ class GpuWorker:
             return
         self.last_sample = sample
         at_default = self.dry_run or self.applied is None or self.applied.is_default
-        thermal = self.envelope.guard_engaged or bool(sample.clock_event_reasons & THERMAL_REASONS)
+        thermal = None
+        if self.envelope.guard_engaged or sample.clock_event_reasons & THERMAL_REASONS:
+            # default settings would sit just under the slowdown temperature, throttled by the firmware
+            thermal = ThermalLimit(default_temp_c=self.limits.temp_slowdown_c - 2.0,
+                                   work_ratio=self.controller.throttled_work_ratio)
         counter_reset = self.ledger.observe(sample, at_default, settled=now - self.last_write_t >= self.settle_s,
                                             reference=None if at_default else self.controller.reference(sample),
-                                            thermally_limited=thermal)
+                                            thermal=thermal)
         if self.state in ("degraded", "paused", "watching"):
             return
         if self.state == "backed-off":

@@ -216,3 +216,45 @@ def test_uncertainty_adds_up_within_one_reference_and_in_quadrature_across_refer
         t.add(measured=0.0, cf=100.0, u_rel=0.01, dt=1.0, dt_default=1.0, key=("old", i))
     assert len(t._open_u) <= Totals.OPEN_REFERENCES
     assert t.bounds()[1] - t.saved_j == pytest.approx((300.0**2 + 400.0**2 + 40 * 1.0) ** 0.5)
+
+
+def test_at_the_thermal_limit_work_is_priced_by_what_the_cooling_removes_at_default():
+    from governor.cooling import CoolingModel
+    from governor.ledger import ThermalLimit
+
+    class KnownCooling(CoolingModel):
+        """A cooling model already fitted: 0.065 C/W, 45 C inlet (615 W removed at 85 C)."""
+
+        def observe(self, *args):
+            pass
+
+        @property
+        def fit(self):
+            return (0.065, 45.0)
+
+        def steady_power_w(self, temp_c):
+            return (temp_c - 45.0) / 0.065
+
+    def ledger_with_cooling(fitted):
+        led = GpuLedger(ledger_cfg(model_error=0.0, drift_per_min=0.0, thermal_error=0.05))
+        if fitted:
+            led.cooling = KnownCooling()
+        return led
+
+    def run(led, ratio):
+        limit = ThermalLimit(default_temp_c=85.0, work_ratio=lambda sample, watts: ratio)
+        e = 0
+        for i in range(51):
+            e += 115_000  # 575 W
+            led.observe(s(i * 0.2, energy=e, power=575, mem=32), at_default=False, settled=True, thermal=limit)
+        return led.since_start
+
+    t = run(ledger_with_cooling(True), 1.02)
+    expected_cf = (85.0 - 45.0) / 0.065 * 10.0 / 1.02  # default: 615 W, doing the work 2% faster
+    assert t.counterfactual_j == pytest.approx(expected_cf, rel=1e-6)
+    assert t.default_time_s == pytest.approx(10.0 / 1.02)
+    lo, hi = t.bounds()
+    assert hi - t.saved_j == pytest.approx(0.05 * expected_cf)
+    # without a trusted cooling model, or without the controller's work ratio: no saving claimed
+    assert run(ledger_with_cooling(False), 1.02).saved_j == pytest.approx(0.0)
+    assert run(ledger_with_cooling(True), None).saved_j == pytest.approx(0.0)

@@ -45,6 +45,11 @@ class Controller(ABC):
         and the ledger uses its own control windows."""
         return None
 
+    def throttled_work_ratio(self, sample: Sample, power_w: float) -> float | None:
+        """At the thermal limit: how much more work per second default settings would do than the
+        GPU does now, if they dissipated power_w (for the ledger); None: the controller cannot tell."""
+        return None
+
     def status(self) -> dict[str, Any]:
         """Controller state for `govctl status`: what it is doing and why."""
         return {}

@@ -617,6 +617,22 @@ class ModelController(Controller):
         m.warm_excess_w += 0.02 * (obs.power - m.power(obs.f) - m.warm_excess_w)
         return max(0.0, min(0.2 * m.ref.power, m.warm_excess_w))
 
+    def throttled_work_ratio(self, sample: Sample, power_w: float) -> float | None:
+        """Work per second at the highest clock whose power, as the held phase's model has it on
+        this GPU now (offset by what the model misses at the current clock: leakage of a hot GPU),
+        stays within power_w, relative to the work per second now. Serial phases only: arriving
+        work is done at the rate it arrives, whatever the clock."""
+        m = self.current
+        if m is None or m.kind != "serial" or sample.sm_clock_mhz <= 0:
+            return None
+        f_now = sample.sm_clock_mhz
+        offset = sample.power_now_w - m.power(f_now)
+        f_default = f_now
+        for f in self.limits.sm_clocks_mhz:
+            if f > f_now and m.power(f) + offset <= power_w:
+                f_default = f
+        return m.wall_time(f_now) / m.wall_time(f_default)
+
     def _pooled_reference(self) -> DefaultReference:
         # asked for at every tick, changed once per window: computed when the pool changes
         if self._pooled_cache is None or self._pooled_cache[0] != self._mix_version:
