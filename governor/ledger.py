@@ -246,7 +246,8 @@ class GpuLedger:
         if reference is not None:
             ref = _Reference(power_w=reference.power_w, progress=reference.progress, rel_error=reference.rel_error,
                              taken_at=now, util=0.0)
-            key = ("controller", round(reference.power_w), round(reference.progress, 1))
+            key = ("controller", reference.source) if reference.source is not None else \
+                ("controller", round(reference.power_w), round(reference.progress, 1))
         else:
             ref = self.ref
             key = ("window", ref.taken_at)

@@ -6,6 +6,7 @@ that works on the simulator sees exactly the fields a real GPU would give it thr
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import asdict, dataclass, field
 
 # NVML clock-event ("throttle") reason bits, new names (nvmlClocksEventReason*). The old
@@ -104,6 +105,7 @@ class DefaultReference:
     known: bool = True
     work_ratio: float | None = None  # the phase model's work per second here relative to default, where
     #                                  the progress proxy is too coarse to show it (integer memory utilization)
+    source: Hashable = None  # which measurement this is: samples priced by one share its error
 
 
 UNKNOWN_REFERENCE = DefaultReference(known=False)

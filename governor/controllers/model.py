@@ -601,7 +601,7 @@ class ModelController(Controller):
             # model, fitted over probes far apart, predicts better than a rounded reading shows it
             ratio = 1.0 / (1.0 + max(0.0, best.slowdown(obs.f)))
         return DefaultReference(power_w=best.ref.power + self._warm_excess_w(best, obs), progress=best.ref.progress,
-                                work_ratio=ratio)
+                                work_ratio=ratio, source=("phase", id(best), best.ref.f, best.ref.power))
 
     def _warm_excess_w(self, m: PhaseModel, obs: Probe) -> float:
         """How many watts more the phase draws now than its model, fitted on a colder GPU, predicts.
@@ -653,7 +653,8 @@ class ModelController(Controller):
         if n >= 2 and mean_p > 0 and mean_r > 0:
             # delta method for a ratio of means: the spread of P/P_mean - R/R_mean between windows
             se = float(np.std(p / mean_p - r / mean_r, ddof=1) / np.sqrt(n))
-        return DefaultReference(power_w=mean_p, progress=mean_r, rel_error=max(se, single / float(np.sqrt(n))))
+        return DefaultReference(power_w=mean_p, progress=mean_r, rel_error=max(se, single / float(np.sqrt(n))),
+                                source=("mix", self._mix_version))
 
     def status(self) -> dict:
         m = self.current
