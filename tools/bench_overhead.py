@@ -114,6 +114,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--hz", type=float, default=10.0)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--write", action="store_true", help="refresh the table in docs/benchmarks.md in place")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
@@ -130,14 +131,20 @@ def main() -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print("| GPUs | Hz | governor CPU (share of one core) | per GPU | simulator CPU | peak RSS | tick p50 | tick p99 |")
-    print("|---|---|---|---|---|---|---|---|")
+    lines = ["| GPUs | Hz | governor CPU (share of one core) | per GPU | simulator CPU | peak RSS | tick p50 "
+             "| tick p99 |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
-        print(f"| {r['gpus']} | {r['hz']:g} | {100 * r['governor_cpu_core_share']:.2f}% | "
-              f"{100 * r['governor_cpu_core_share_per_gpu']:.3f}% | {100 * r['simulator_cpu_core_share']:.2f}% | "
-              f"{r['rss_mb']:.0f} MB | {r['tick_p50_ms']:.2f} ms | {r['tick_p99_ms']:.2f} ms |")
-    return 0
+        lines.append(f"| {r['gpus']} | {r['hz']:g} | {100 * r['governor_cpu_core_share']:.2f}% | "
+                     f"{100 * r['governor_cpu_core_share_per_gpu']:.3f}% | "
+                     f"{100 * r['simulator_cpu_core_share']:.2f}% | "
+                     f"{r['rss_mb']:.0f} MB | {r['tick_p50_ms']:.2f} ms | {r['tick_p99_ms']:.2f} ms |")
+    text = "\n".join(lines)
+    if args.write:
+        from docsection import write_section  # noqa: PLC0415 - a sibling in tools/
 
+        write_section("bench_overhead", text)
+    print(text)
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -115,10 +115,18 @@ def main() -> int:
     p.add_argument("--gpu", action="append", help="only this GPU (repeatable)")
     p.add_argument("--trace", action="append", help="only this trace (repeatable)")
     p.add_argument("--jobs", type=int, default=2, help="processes to run cells in (default 2)")
+    p.add_argument("--write", action="store_true", help="refresh the tables in docs/benchmarks.md in place")
     args = p.parse_args()
     traces = args.trace or [t for t in builtin_traces() if t not in ("demo", "gemm", "attention")]
     rows = measure(args.gpu or GPUS, traces, args.jobs)
-    print(json.dumps(rows, indent=2) if args.json else markdown(rows))
+    text = markdown(rows)
+    if args.write:
+        from docsection import write_section  # noqa: PLC0415 - a sibling in tools/
+
+        tables, ledger = text.split("### The ledger's estimate", 1)
+        write_section("bench_policies", tables)
+        write_section("bench_policies_ledger", "### The ledger's estimate" + ledger)
+    print(json.dumps(rows, indent=2) if args.json else text)
     return 0
 
 
