@@ -142,7 +142,8 @@ class GpuWorker:
         thermal = None
         if self.envelope.guard_engaged or sample.clock_event_reasons & THERMAL_REASONS:
             # default settings would sit just under the slowdown temperature, throttled by the firmware
-            thermal = ThermalLimit(default_temp_c=self.limits.temp_slowdown_c - 2.0,
+            below = self.config.get("ledger", "thermal_default_below_c")
+            thermal = ThermalLimit(default_temp_c=self.limits.temp_slowdown_c - below,
                                    work_ratio=self.controller.throttled_work_ratio)
         counter_reset = self.ledger.observe(sample, at_default, settled=now - self.last_write_t >= self.settle_s,
                                             reference=None if at_default else self.controller.reference(sample),
