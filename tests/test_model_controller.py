@@ -170,3 +170,34 @@ def test_a_mix_held_at_full_clocks_with_its_budget_spent_comes_back_down_as_the_
         c.decide(sample(t, util=100 * u, clock=c.held_f, mem=prog, dram=prog, power=p))
     assert c.state == "hold" and c.setpoint.sm_clock_max_mhz is not None
     assert c.setpoint.sm_clock_max_mhz < 1980
+
+
+def test_a_budget_between_two_clock_steps_is_spent_by_alternating_them():
+    from governor.controllers.phase_model import PhaseModel, Probe
+
+    c = ModelController({"slowdown_budget": 0.03, "budget_use": 1.0}, H100)
+    c.start(sample(0.0), Setpoint())
+    # compute-bound serial work: 95% busy, kernel time all clock-bound (progress follows the clock)
+    def probe(f):
+        rate = 1.0 / (0.95 * 1695.0 / f + 0.05)
+        return Probe(f=f, util=0.95 * 1695.0 / f * rate, progress=33.0 * rate, power=700.0 * (f / 1695.0) ** 2.5,
+                     temp_c=60.0)
+
+    m = PhaseModel(ref=probe(1695.0))
+    m.add(probe(1545.0))
+    m.add(probe(1395.0))
+    assert m.kind == "serial"
+    c.models, c.current = [m], m
+    c._hold(0.0, "identified")
+    clocks, t = [], 0.0
+    while t < 119.8:
+        t += 0.2
+        f = c.held_f
+        p = probe(f)
+        c.decide(sample(t, util=100 * p.util, clock=f, mem=p.progress, dram=p.progress, power=p.power, temp=60.0))
+        clocks.append(c.setpoint.sm_clock_max_mhz)
+    used = sorted(set(clocks))
+    assert len(used) == 2 and used[1] - used[0] == 15  # two neighbouring clock steps, alternated
+    mean_slowdown = sum(m.slowdown(f) for f in clocks) / len(clocks)
+    assert m.slowdown(used[1]) < 0.03 < m.slowdown(used[0])
+    assert mean_slowdown == pytest.approx(0.03, abs=0.003)  # the budget, not the step below it

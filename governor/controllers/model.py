@@ -92,6 +92,9 @@ class ModelController(Controller):
         "mix_window_error": Key(float, 0.03, lo=0.0, hi=1.0,
                                 doc="least relative error of one default-settings window of a mix of phases "
                                     "(beyond what the spread over its own cycles shows)"),
+        "dither_period_s": Key(float, 40.0, lo=0.0, hi=3600.0,
+                               doc="alternate with the next lower clock over this period to spend the budget "
+                                   "the clock steps leave (0: never)"),
         "composite_tolerance": Key(float, 0.2, lo=0.01, hi=1.0,
                                    doc="largest window residual before a composite phase is re-measured"),
     }
@@ -128,6 +131,10 @@ class ModelController(Controller):
         self.change_interval_s = 0.0
         self.composite = False  # phases change faster than they can be measured: treat the mix as one
         self._last_plan_t = float("-inf")
+        self.plan_f: float | None = None  # the clock the plan chose (held_f may be its dither partner)
+        self._dither: tuple[float, float, float] | None = None  # (lower clock, share, cycle start)
+        self._dither_switch_t = float("-inf")
+        self._slack: dict = {}
         self._mix_windows: list[tuple[Probe, float]] = []  # default-settings windows of the current mix, and
         self._last_window_spread = 0.0                     # how far each may be off (mix.py)
         self._mix_model: PhaseModel | None = None  # the model those windows belong to
@@ -269,7 +276,31 @@ class ModelController(Controller):
                 else:
                     hi = mid
             idx, _ = plan(hi)
+        self._slack = {}
+        total = sum(w * c[2][i] for w, c, i in zip(weights, curves, idx, strict=True))
+        for m, w in zip(self.models, weights, strict=True):
+            # budget the discrete clocks leave unspent, in this phase's own slowdown units
+            self._slack[id(m)] = max(0.0, budget - total) / max(w, 1e-9)
         return {id(m): float(c[0][i]) for m, c, i in zip(self.models, curves, idx, strict=True)}
+
+    def _dither_for(self, m: PhaseModel, f: float) -> tuple[float, float] | None:
+        """(next lower clock, share of time at it) that spends the budget the chosen clock leaves.
+
+        Supported clocks are 15 MHz apart, which near the top of the curve is a point of slowdown
+        each; the best fixed clock within a 3% budget may cost 2%. Alternating with the next lower
+        clock for the right share of time reaches the straight line between the two points, so
+        the budget is spent where it saves. Single phases with a fitted model only (a mix's model
+        is too rough for it, a power cap has no clock steps), and only for a share worth the writes."""
+        if self.composite or self.use_power or len(m.probes) < 2 or self.params["dither_period_s"] <= 0:
+            return None
+        clocks, cost, slow = self._curves(m)
+        i = int(np.argmin(np.abs(clocks - f)))
+        if i == 0 or not (cost[i - 1] < cost[i] and slow[i - 1] > slow[i]):
+            return None
+        share = self._slack.get(id(m), 0.0) / (slow[i - 1] - slow[i])
+        if share < 0.1:
+            return None
+        return float(clocks[i - 1]), min(share, 0.9)
 
     def _realise(self, f: float, m: PhaseModel | None) -> Setpoint:
         lim = self.limits
@@ -325,9 +356,33 @@ class ModelController(Controller):
         self._recharge_probes()
         plan = self._allocate()
         f = plan[id(self.current)]
-        self.held_f = f
+        self.held_f = self.plan_f = f
         self.last_change = why
         self._enter("hold", now, self._realise(f, self.current))
+        self._set_dither(now, self._dither_for(self.current, f))
+
+    def _set_dither(self, now: float, dither: tuple[float, float] | None) -> None:
+        if dither is None:
+            self._dither = None
+        elif self._dither is None or self._dither[0] != dither[0]:
+            self._dither = (dither[0], dither[1], now)  # a new pair: its cycle starts now
+        else:
+            self._dither = (dither[0], dither[1], self._dither[2])
+
+    def _dither_step(self, now: float) -> bool:
+        """Hold the lower clock for its share of each dither period, the planned one for the rest;
+        True when the clock was switched this tick."""
+        if self._dither is None:
+            return False
+        low, share, start = self._dither
+        period = self.params["dither_period_s"]
+        want = low if ((now - start) % period) < share * period else self.plan_f
+        if want == self.held_f:
+            return False
+        self.held_f = want
+        self.setpoint = self._realise(want, self.current)
+        self._dither_switch_t = now
+        return True
 
     def _next_probe(self, now: float) -> None:
         m = self.current
@@ -515,6 +570,8 @@ class ModelController(Controller):
         obs = self._last_obs(sample)
         if self.composite:
             return self._decide_hold_composite(m, obs, now)
+        if self._dither_step(now) or now - self._dither_switch_t < self._settle():
+            return self.setpoint  # readings straddle a dither switch: nothing to judge them by
         self.recent.append(obs)
         u, prog, power = m.predict(obs.f)
         residuals = ((obs.util - u) / max(u, 0.05), (obs.progress - prog) / max(prog, 2.0),
@@ -548,9 +605,10 @@ class ModelController(Controller):
             return self.setpoint
         self._last_plan_t = now
         plan_f = self._allocate()[id(m)]
-        if abs(plan_f - self.held_f) >= self._bin():
-            self.held_f = plan_f
+        if abs(plan_f - self.plan_f) >= self._bin():
+            self.held_f = self.plan_f = plan_f
             self.setpoint = self._realise(plan_f, m)
+        self._set_dither(now, self._dither_for(m, self.plan_f))
         return self.setpoint
 
     def _decide_hold_composite(self, m: PhaseModel, obs: Probe, now: float) -> Setpoint:
