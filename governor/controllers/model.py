@@ -164,7 +164,7 @@ class ModelController(Controller):
         if not self.composite:
             return self.params["measure_s"]
         # five change intervals hold two cycles of a two-phase mix, so its period shows (mix.py)
-        return min(30.0, max(self.params["composite_measure_s"], 5.0 * self.change_interval_s))
+        return min(20.0, max(self.params["composite_measure_s"], 5.0 * self.change_interval_s))
 
     def _fast_change(self, now: float) -> bool:
         """Note a phase change; True when this one switches to composite mode.
@@ -439,7 +439,13 @@ class ModelController(Controller):
         settled = in_state >= self._settle()
         if self.state == "hold" and self.current is not None:
             self.current.seen_s += dt
-            self._account(dt, self.current.slowdown(self.held_f))
+            # charged at the clock the GPU actually ran, so a thermal guard's (or firmware's) cuts
+            # below the held clock count against the budget too
+            # (not for a mix, whose clock swings with its phases under the firmware's power cap)
+            ran = self.held_f
+            if not self.composite and 0 < sample.sm_clock_mhz < self.held_f:
+                ran = sample.sm_clock_mhz
+            self._account(dt, self.current.slowdown(ran))
             return self._decide_hold(sample, now, settled)
         probe_slow = 0.0
         if self.state == "probe" and self.current is not None and not self.use_power:
