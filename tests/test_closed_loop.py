@@ -14,13 +14,14 @@ from governor.simulate import DEFAULT_POLICY, run_trace
 
 SUITE = [t for t in builtin_traces() if t not in ("demo", "gemm", "attention")]
 MAX_REVERSALS_PER_MIN = 6.0
+GPUS = ("h100-sxm", "a100-sxm4", "h200", "v100-sxm2")  # the two, and the simulator's other two
 
 
 @pytest.fixture(scope="module")
 def results():
     out = {}
     policy = load_policy("balanced")
-    for gpu in ("h100-sxm", "a100-sxm4"):
+    for gpu in GPUS:
         spec = load_spec(gpu)
         for name in SUITE:
             trace = load_trace(name)
@@ -28,7 +29,7 @@ def results():
     return out
 
 
-@pytest.mark.parametrize("gpu", ["h100-sxm", "a100-sxm4"])
+@pytest.mark.parametrize("gpu", GPUS)
 def test_balanced_keeps_its_promise_on_every_trace(results, gpu):
     budget = load_policy("balanced").params["slowdown_budget"]
     for name in SUITE:

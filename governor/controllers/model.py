@@ -92,7 +92,7 @@ class ModelController(Controller):
         "mix_window_error": Key(float, 0.03, lo=0.0, hi=1.0,
                                 doc="least relative error of one default-settings window of a mix of phases "
                                     "(beyond what the spread over its own cycles shows)"),
-        "dither_period_s": Key(float, 40.0, lo=0.0, hi=3600.0,
+        "dither_period_s": Key(float, 60.0, lo=0.0, hi=3600.0,
                                doc="alternate with the next lower clock over this period to spend the budget "
                                    "the clock steps leave (0: never)"),
         "composite_tolerance": Key(float, 0.2, lo=0.01, hi=1.0,
@@ -367,7 +367,13 @@ class ModelController(Controller):
         elif self._dither is None or self._dither[0] != dither[0]:
             self._dither = (dither[0], dither[1], now)  # a new pair: its cycle starts now
         else:
-            self._dither = (dither[0], dither[1], self._dither[2])
+            # a new share waits for the next cycle: moving the switch point inside the current one
+            # would send the clock back down for a tick whenever the share grows
+            low, share, start = self._dither
+            period = self.params["dither_period_s"]
+            cycles = int((now - start) // period)
+            if cycles >= 1:
+                self._dither = (low, dither[1], start + cycles * period)
 
     def _dither_step(self, now: float) -> bool:
         """Hold the lower clock for its share of each dither period, the planned one for the rest;
@@ -376,7 +382,8 @@ class ModelController(Controller):
             return False
         low, share, start = self._dither
         period = self.params["dither_period_s"]
-        want = low if ((now - start) % period) < share * period else self.plan_f
+        # the lower clock closes each cycle, so the budget is earned before it is spent
+        want = low if ((now - start) % period) >= (1.0 - share) * period else self.plan_f
         if want == self.held_f:
             return False
         self.held_f = want
@@ -611,7 +618,9 @@ class ModelController(Controller):
             return self.setpoint
         self._last_plan_t = now
         plan_f = self._allocate()[id(m)]
-        if abs(plan_f - self.plan_f) >= self._bin():
+        # up at once (the budget tightened), down only by two steps or more: a one-step move down is
+        # what the dither already spends, and following it each time flapped between neighbours
+        if plan_f >= self.plan_f + self._bin() or plan_f <= self.plan_f - 2 * self._bin():
             self.held_f = self.plan_f = plan_f
             self.setpoint = self._realise(plan_f, m)
         self._set_dither(now, self._dither_for(m, self.plan_f))
