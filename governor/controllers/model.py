@@ -28,6 +28,7 @@ import numpy as np
 from ..schema import Key
 from ..vocabulary import UNKNOWN_REFERENCE, DefaultReference, Sample, Setpoint
 from .base import Controller
+from .dither import Dither
 from .mix import whole_cycles_mean
 from .phase_model import PhaseModel, Probe
 
@@ -132,7 +133,7 @@ class ModelController(Controller):
         self.composite = False  # phases change faster than they can be measured: treat the mix as one
         self._last_plan_t = float("-inf")
         self.plan_f: float | None = None  # the clock the plan chose (held_f may be its dither partner)
-        self._dither: tuple[float, float, float] | None = None  # (lower clock, share, cycle start)
+        self.dither = Dither(period_s=p["dither_period_s"])
         self._dither_switch_t = float("-inf")
         self._slack: dict = {}
         self._mix_windows: list[tuple[Probe, float]] = []  # default-settings windows of the current mix, and
@@ -284,13 +285,9 @@ class ModelController(Controller):
         return {id(m): float(c[0][i]) for m, c, i in zip(self.models, curves, idx, strict=True)}
 
     def _dither_for(self, m: PhaseModel, f: float) -> tuple[float, float] | None:
-        """(next lower clock, share of time at it) that spends the budget the chosen clock leaves.
-
-        Supported clocks are 15 MHz apart, which near the top of the curve is a point of slowdown
-        each; the best fixed clock within a 3% budget may cost 2%. Alternating with the next lower
-        clock for the right share of time reaches the straight line between the two points, so
-        the budget is spent where it saves. Single phases with a fitted model only (a mix's model
-        is too rough for it, a power cap has no clock steps), and only for a share worth the writes."""
+        """(next lower clock, share of time at it) that spends the budget the chosen clock leaves
+        (dither.py). Single phases with a fitted model only (a mix's model is too rough for it, a
+        power cap has no clock steps), and only for a share worth the writes."""
         if self.composite or self.use_power or len(m.probes) < 2 or self.params["dither_period_s"] <= 0:
             return None
         clocks, cost, slow = self._curves(m)
@@ -359,31 +356,13 @@ class ModelController(Controller):
         self.held_f = self.plan_f = f
         self.last_change = why
         self._enter("hold", now, self._realise(f, self.current))
-        self._set_dither(now, self._dither_for(self.current, f))
-
-    def _set_dither(self, now: float, dither: tuple[float, float] | None) -> None:
-        if dither is None:
-            self._dither = None
-        elif self._dither is None or self._dither[0] != dither[0]:
-            self._dither = (dither[0], dither[1], now)  # a new pair: its cycle starts now
-        else:
-            # a new share waits for the next cycle: moving the switch point inside the current one
-            # would send the clock back down for a tick whenever the share grows
-            low, share, start = self._dither
-            period = self.params["dither_period_s"]
-            cycles = int((now - start) // period)
-            if cycles >= 1:
-                self._dither = (low, dither[1], start + cycles * period)
+        self.dither.set(now, self._dither_for(self.current, f))
 
     def _dither_step(self, now: float) -> bool:
-        """Hold the lower clock for its share of each dither period, the planned one for the rest;
-        True when the clock was switched this tick."""
-        if self._dither is None:
+        """Follow the dither (dither.py); True when the clock was switched this tick."""
+        if self.dither.low is None or self.plan_f is None:
             return False
-        low, share, start = self._dither
-        period = self.params["dither_period_s"]
-        # the lower clock closes each cycle, so the budget is earned before it is spent
-        want = low if ((now - start) % period) >= (1.0 - share) * period else self.plan_f
+        want = self.dither.clock(now, self.plan_f)
         if want == self.held_f:
             return False
         self.held_f = want
@@ -623,7 +602,7 @@ class ModelController(Controller):
         if plan_f >= self.plan_f + self._bin() or plan_f <= self.plan_f - 2 * self._bin():
             self.held_f = self.plan_f = plan_f
             self.setpoint = self._realise(plan_f, m)
-        self._set_dither(now, self._dither_for(m, self.plan_f))
+        self.dither.set(now, self._dither_for(m, self.plan_f))
         return self.setpoint
 
     def _decide_hold_composite(self, m: PhaseModel, obs: Probe, now: float) -> Setpoint:
