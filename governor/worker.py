@@ -348,6 +348,17 @@ class GpuWorker:
             if not self.clock.sleep_until(next_t, stop):
                 break
 
+    def _cooling_status(self) -> dict | None:
+        """What the ledger learned of this GPU's cooling (None until it trusts a fit): the power it
+        removes at the temperature default settings would hold at the thermal limit, the one number
+        the ledger uses. The resistance and inlet behind it trade off against each other when the
+        GPU has not been seen far from its working point, so they are not shown as facts."""
+        temp = self.limits.temp_slowdown_c - self.config.get("ledger", "thermal_default_below_c")
+        watts = self.ledger.cooling.steady_power_w(temp)
+        if watts is None:
+            return None
+        return {"removes_w": round(watts, 1), "at_temp_c": temp}
+
     def status(self) -> dict[str, Any]:
         s = self.last_sample
         return {
@@ -373,4 +384,5 @@ class GpuWorker:
                      "tick_p99_ms": self.stats.percentile_ms(0.99), "period_ms": self.period_s * 1000.0},
             "energy_since_start_j": round(self.ledger.meter.joules, 3),
             "ledger": self.ledger.since_start.to_dict(),
+            "cooling": self._cooling_status(),
         }

@@ -126,6 +126,15 @@ def render_status(st: dict) -> str:
         c = g["controller_state"]
         detail = ", ".join(f"{k} {v}" for k, v in c.items() if not isinstance(v, dict))
         lines.append(f"GPU {g['index']} {g['uuid']}: {g['controller']}: {detail}")
+        dither = c.get("dither")
+        if dither:
+            lines.append(f"  alternating {_mhz(dither['planned_clock_mhz'])} and "
+                         f"{_mhz(dither['lower_clock_mhz'])} MHz, {100 * dither['lower_share']:.0f}% of the time "
+                         "at the lower (spends the budget between two clock steps)")
+        cooling = g.get("cooling")
+        if cooling:
+            lines.append(f"  cooling learned: removes about {cooling['removes_w']:.0f} W at "
+                         f"{cooling['at_temp_c']:.1f} C (prices work at the thermal limit)")
         if g["reason"]:
             lines.append(f"  why {g['state']}: {g['reason']}")
     lines.append("")

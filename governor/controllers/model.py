@@ -721,4 +721,7 @@ class ModelController(Controller):
             "budget": self.params["slowdown_budget"],
             "estimated_slowdown_spent": round(self.extra / max(1e-6, self.elapsed - self.extra), 4)
             if self.elapsed > 0 else 0.0,
+            "dither": None if self.dither.low is None or self.state != "hold" else
+            {"planned_clock_mhz": self.plan_f, "lower_clock_mhz": self.dither.low,
+             "lower_share": round(self.dither.share, 3)},
         }
