@@ -54,6 +54,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                  "(priced from the learned cooling, or no saving claimed)"),
         "drift_per_min": Key(float, 0.005, lo=0.0, hi=1.0,
                              doc="relative error added per minute since the last control window"),
+        "unpriced_error": Key(float, 0.5, lo=0.0, hi=1.0,
+                              doc="relative error of work no default-settings measurement prices (counted at "
+                                  "its measured energy: no saving claimed, but none ruled out either)"),
+        "match_util_pct": Key(float, 10.0, lo=0.0, hi=100.0,
+                              doc="a sample this many utilization points less busy than the control window "
+                                  "is other work: no saving is claimed for it"),
+        "match_progress": Key(float, 0.25, lo=0.0, hi=1.0,
+                              doc="a sample whose DRAM progress differs from the control window's by more than "
+                                  "this share is other work: no saving is claimed for it"),
         "min_progress_pct": Key(float, 2.0, lo=0.0, hi=100.0, doc="least DRAM activity for the progress proxy"),
         "flush_s": Key(float, 60.0, lo=1.0, hi=3600.0, doc="write the ledger this often (a crash loses at most this)"),
         "retention_days": Key(float, 90.0, lo=1.0, hi=3650.0, doc="keep per-minute rows this long"),

@@ -240,7 +240,7 @@ class GpuLedger:
         if at_default or (reference is None and self.ref is None) or (reference is not None and not reference.known):
             # at default the counterfactual is what was measured; without a measurement of this
             # work at default there is no evidence of a saving, so none is claimed
-            u = 0.0 if at_default else self.cfg["model_error"]
+            u = 0.0 if at_default else self.cfg["unpriced_error"]
             self._add(added, added, u, dt, dt, key="unpriced")
             return
         if reference is not None:
@@ -251,6 +251,12 @@ class GpuLedger:
         else:
             ref = self.ref
             key = ("window", ref.taken_at)
+            if not self._same_work(sample, ref):
+                # the window measured other work (a prefill, where this is a decode): it cannot price
+                # this sample, and a new window is asked for soon; no saving is claimed meanwhile
+                self._add(added, added, self.cfg["unpriced_error"], dt, dt, key="unpriced")
+                self._watch_shift(sample, sample.progress_pct)
+                return
         progress = sample.progress_pct
         # seconds at default that this second's work is worth (1 without a usable proxy). A reading
         # with no progress is worth nothing: the reference prices the mix's quiet moments in its
@@ -283,6 +289,18 @@ class GpuLedger:
             return added, dt
         ratio = min(max(1.0, ratio), power_default / max(power_now, 1e-9))
         return max(added, power_default * dt / ratio), dt / ratio
+
+    def _same_work(self, sample: Sample, ref: _Reference) -> bool:
+        """Whether a sample at other settings does the kind of work a window at default measured:
+        a lower clock never makes the GPU less busy, and moves DRAM progress by at most the slowdown
+        (arriving work not at all)."""
+        if sample.gpu_util_pct < ref.util - self.cfg["match_util_pct"]:
+            return False
+        floor = self.cfg["min_progress_pct"]
+        progress = sample.progress_pct
+        if ref.progress < floor:
+            return progress < floor
+        return abs(progress - ref.progress) <= self.cfg["match_progress"] * ref.progress
 
     def _watch_shift(self, sample: Sample, progress: float) -> None:
         """A lasting jump in the readings at unchanged settings means a new phase: measure soon."""

@@ -258,3 +258,18 @@ def test_at_the_thermal_limit_work_is_priced_by_what_the_cooling_removes_at_defa
     # without a trusted cooling model, or without the controller's work ratio: no saving claimed
     assert run(ledger_with_cooling(False), 1.02).saved_j == pytest.approx(0.0)
     assert run(ledger_with_cooling(True), None).saved_j == pytest.approx(0.0)
+
+
+def test_a_control_window_prices_only_the_kind_of_work_it_measured():
+    led = GpuLedger(ledger_cfg(model_error=0.0, drift_per_min=0.0))
+    e = 0
+    for i in range(10):  # a window at default during a prefill: high power, little DRAM traffic
+        led.observe(s(i * 0.2, energy=e, power=650, mem=27), at_default=True, settled=True)
+        e += 130_000
+    before = led.since_start.saved_j
+    for i in range(10, 60):  # then decode at a lower clock: far more DRAM traffic per second
+        e += 50_000
+        led.observe(s(i * 0.2, energy=e, power=250, mem=48), at_default=False, settled=True)
+    assert led.since_start.saved_j == pytest.approx(before)  # not priced as 650 W x 48/27: no saving claimed
+    lo, hi = led.since_start.bounds()
+    assert hi - led.since_start.saved_j >= 0.5 * 250 * 9.8 * 0.99  # but none ruled out either

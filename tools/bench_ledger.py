@@ -58,7 +58,8 @@ def markdown(rows: list[dict], seeds: int) -> str:
         es = [100 * r["error_of_saving"] for r in rs if r["error_of_saving"] is not None]
         ed = [100 * r["error_of_default"] for r in rs]
         mean_true = sum(r["true_saved_j"] for r in rs) / len(rs)
-        out.append(f"| {gpu} | {name} | {mean_true / 1000:.1f} kJ | {min(es):+.1f} .. {max(es):+.1f} | "
+        span = f"{min(es):+.1f} .. {max(es):+.1f}" if es else "- (no saving)"
+        out.append(f"| {gpu} | {name} | {mean_true / 1000:.1f} kJ | {span} | "
                    f"{min(ed):+.2f} .. {max(ed):+.2f} | {sum(r['within_target'] for r in rs)}/{len(rs)} | "
                    f"{sum(r['inside'] for r in rs)}/{len(rs)} |")
     n = len(rows)
