@@ -87,7 +87,8 @@ def main() -> int:
     if args.write:
         from docsection import write_section  # noqa: PLC0415 - a sibling in tools/
 
-        write_section("bench_ledger" if args.gpus == ",".join(GPUS) else "bench_ledger_other", text)
+        name = "bench_ledger" + ("" if args.gpus == ",".join(GPUS) else "_other")
+        write_section(name + ("" if args.policy == "balanced" else f"_{args.policy}"), text)
     print(json.dumps(rows, indent=1) if args.json else text)
     return 0
 
