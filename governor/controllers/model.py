@@ -13,6 +13,12 @@ the predicted slowdown stays within budget. It works from samples only.
   argmin P(f)(1 + s(f)) + lambda s(f), lambda found by bisection so the time-weighted slowdown
   stays within the budget, so the budget goes where it saves most. A running estimate of the
   slowdown spent (probes included) tightens the budget when it runs ahead.
+- Clock steps: the budget the nearest supported clock leaves unspent is spent by alternating it
+  with the next lower clock for the right share of each period (dither.py).
+- Mixes of phases too short to measure one by one are held as one phase, measured over whole
+  cycles of the mix (mix.py).
+- For the ledger, reference(sample) prices each sample by the default-settings measurement of the
+  phase it belongs to (or says it cannot).
 - Objectives: `min_energy` (the above), `min_edp` (energy x delay, still within the budget), and
   `power_cap` (the same choice of operating point, realised with a power limit instead of locked
   clocks, and probed with power limits, for GPUs or sites that allow only that).
