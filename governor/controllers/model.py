@@ -147,6 +147,8 @@ class ModelController(Controller):
         self._mix_model: PhaseModel | None = None  # the model those windows belong to
         self._pooled_cache: tuple | None = None
         self._mix_version = 0  # bumped whenever _mix_windows changes
+        self._mix_restart = False  # the next window of the mix starts its pool anew (the GPU warmed)
+        self._fine_progress = False  # the progress proxy is GPM's DRAM bandwidth, not an integer percent
 
     @staticmethod
     def _parse_fracs(text: str, budget: float) -> list[float]:
@@ -421,6 +423,7 @@ class ModelController(Controller):
 
     def decide(self, sample: Sample) -> Setpoint:
         now = sample.time_s
+        self._fine_progress = sample.dram_bw_pct is not None
         if self.last_t is None:
             self.start(sample, Setpoint())
         dt = max(0.0, now - self.last_t)
@@ -477,6 +480,8 @@ class ModelController(Controller):
             if known is not None:
                 if self.composite and known is self._mix_model:
                     # the same mix again: pool its windows, each caught it at another point of its cycle
+                    if self._mix_restart:
+                        self._mix_windows, self._mix_restart = [], False
                     self._mix_windows.append((obs, self._last_window_spread))
                     self._mix_version += 1
                     known.ref = self._mean_obs([w for w, _ in self._mix_windows])
@@ -626,6 +631,14 @@ class ModelController(Controller):
             return self.setpoint
         mean = self._mean_obs(self.window)
         self.window = []
+        if self._fine_progress and mean.temp_c - m.ref.temp_c > self.params["reference_warmer_c"]:
+            # the mix's windows were taken on a colder GPU (less leakage, so more clock under the
+            # same cap): measure it again and start its pool anew. Only where the progress proxy is
+            # fine-grained (GPM): through integer memory utilization single windows of a fast mix
+            # scatter by several percent, more than the leakage this corrects
+            self._mix_restart = True
+            self._start_reference(now, "GPU warmer than at the mix's reference")
+            return self.setpoint
         if self._residual(m, mean) > self.params["composite_tolerance"]:
             self._start_reference(now, "composite phase changed")
             return self.setpoint
