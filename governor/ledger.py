@@ -151,7 +151,6 @@ class GpuLedger:
     since_start: Totals = field(default_factory=Totals)
     minute: Totals = field(default_factory=Totals)
     ref: _Reference | None = None
-    window_start: float | None = None  # start of a settled stretch at default settings
     window: list = field(default_factory=list)
     next_window_at: float = 0.0
     forcing_until: float | None = None

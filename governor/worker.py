@@ -141,9 +141,7 @@ class GpuWorker:
         at_default = self.dry_run or self.applied is None or self.applied.is_default
         thermal = None
         if self.envelope.guard_engaged or sample.clock_event_reasons & THERMAL_REASONS:
-            # default settings would sit just under the slowdown temperature, throttled by the firmware
-            below = self.config.get("ledger", "thermal_default_below_c")
-            thermal = ThermalLimit(default_temp_c=self.limits.temp_slowdown_c - below,
+            thermal = ThermalLimit(default_temp_c=self._throttled_default_c(),
                                    work_ratio=self.controller.throttled_work_ratio)
         counter_reset = self.ledger.observe(sample, at_default, settled=now - self.last_write_t >= self.settle_s,
                                             reference=None if at_default else self.controller.reference(sample),
@@ -348,12 +346,17 @@ class GpuWorker:
             if not self.clock.sleep_until(next_t, stop):
                 break
 
+    def _throttled_default_c(self) -> float:
+        """Where default settings would hold this GPU at its thermal limit: just under the slowdown
+        temperature, throttled by the firmware (`ledger.thermal_default_below_c`)."""
+        return self.limits.temp_slowdown_c - self.config.get("ledger", "thermal_default_below_c")
+
     def _cooling_status(self) -> dict | None:
         """What the ledger learned of this GPU's cooling (None until it trusts a fit): the power it
         removes at the temperature default settings would hold at the thermal limit, the one number
         the ledger uses. The resistance and inlet behind it trade off against each other when the
         GPU has not been seen far from its working point, so they are not shown as facts."""
-        temp = self.limits.temp_slowdown_c - self.config.get("ledger", "thermal_default_below_c")
+        temp = self._throttled_default_c()
         watts = self.ledger.cooling.steady_power_w(temp)
         if watts is None:
             return None

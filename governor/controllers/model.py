@@ -146,9 +146,8 @@ class ModelController(Controller):
         self._last_window_spread = 0.0                     # how far each may be off (mix.py)
         self._mix_model: PhaseModel | None = None  # the model those windows belong to
         self._pooled_cache: tuple | None = None
-        self._mix_version = 0  # bumped whenever _mix_windows changes
+        self._mix_version = 0  # bumped by _set_mix_windows, keys the pooled reference
         self._mix_restart = False  # the next window of the mix starts its pool anew (the GPU warmed)
-        self._fine_progress = False  # the progress proxy is GPM's DRAM bandwidth, not an integer percent
 
     @staticmethod
     def _parse_fracs(text: str, budget: float) -> list[float]:
@@ -188,8 +187,7 @@ class ModelController(Controller):
         if self.composite or len(self.changes) < self.params["fast_changes"]:
             return False
         self.composite = True
-        self._mix_windows = []
-        self._mix_version += 1
+        self._set_mix_windows([])
         times = list(self.changes)
         self.change_interval_s = (times[-1] - times[0]) / max(1, len(times) - 1)
         self.models.clear()
@@ -423,7 +421,6 @@ class ModelController(Controller):
 
     def decide(self, sample: Sample) -> Setpoint:
         now = sample.time_s
-        self._fine_progress = sample.dram_bw_pct is not None
         if self.last_t is None:
             self.start(sample, Setpoint())
         dt = max(0.0, now - self.last_t)
@@ -480,10 +477,9 @@ class ModelController(Controller):
             if known is not None:
                 if self.composite and known is self._mix_model:
                     # the same mix again: pool its windows, each caught it at another point of its cycle
-                    if self._mix_restart:
-                        self._mix_windows, self._mix_restart = [], False
-                    self._mix_windows.append((obs, self._last_window_spread))
-                    self._mix_version += 1
+                    kept = [] if self._mix_restart else self._mix_windows
+                    self._mix_restart = False
+                    self._set_mix_windows([*kept, (obs, self._last_window_spread)])
                     known.ref = self._mean_obs([w for w, _ in self._mix_windows])
                 else:
                     self._rebase(known, obs)  # a fresh reference for a known phase
@@ -493,8 +489,7 @@ class ModelController(Controller):
                 return self.setpoint
             m = PhaseModel(ref=obs, min_progress=self._min_progress(sample),
                            util_max=self.params["arrival_util_max"])
-            self._mix_windows = [(obs, self._last_window_spread)] if self.composite else []
-            self._mix_version += 1
+            self._set_mix_windows([(obs, self._last_window_spread)] if self.composite else [])
             self._mix_model = m if self.composite else None
             self.models.append(m)
             if len(self.models) > self.params["max_phases"]:
@@ -572,7 +567,7 @@ class ModelController(Controller):
             return self.setpoint
         obs = self._last_obs(sample)
         if self.composite:
-            return self._decide_hold_composite(m, obs, now)
+            return self._decide_hold_composite(m, obs, now, fine_progress=sample.dram_bw_pct is not None)
         if self._dither_step(now) or now - self._dither_switch_t < self._settle():
             return self.setpoint  # readings straddle a dither switch: nothing to judge them by
         self.recent.append(obs)
@@ -616,13 +611,13 @@ class ModelController(Controller):
         self.dither.set(now, self._dither_for(m, self.plan_f))
         return self.setpoint
 
-    def _decide_hold_composite(self, m: PhaseModel, obs: Probe, now: float) -> Setpoint:
-        """Composite mode: compare window means, not single readings, with the model."""
+    def _decide_hold_composite(self, m: PhaseModel, obs: Probe, now: float, fine_progress: bool) -> Setpoint:
+        """Composite mode: compare window means, not single readings, with the model. fine_progress:
+        the progress proxy is GPM's DRAM bandwidth, not NVML's integer memory utilization."""
         self.window.append(obs)
         if now - self.state_start > self.params["refresh_s"]:
             self.composite = False  # look again whether the phases can now be told apart
-            self._mix_windows = []
-            self._mix_version += 1
+            self._set_mix_windows([])
             self.changes.clear()
             self.models.clear()
             self._start_reference(now, "refresh")
@@ -631,7 +626,7 @@ class ModelController(Controller):
             return self.setpoint
         mean = self._mean_obs(self.window)
         self.window = []
-        if self._fine_progress and mean.temp_c - m.ref.temp_c > self.params["reference_warmer_c"]:
+        if fine_progress and mean.temp_c - m.ref.temp_c > self.params["reference_warmer_c"]:
             # the mix's windows were taken on a colder GPU (less leakage, so more clock under the
             # same cap): measure it again and start its pool anew. Only where the progress proxy is
             # fine-grained (GPM): through integer memory utilization single windows of a fast mix
@@ -703,6 +698,11 @@ class ModelController(Controller):
             if f > f_now and m.power(f) + offset <= power_w:
                 f_default = f
         return m.wall_time(f_now) / m.wall_time(f_default)
+
+    def _set_mix_windows(self, windows: list[tuple[Probe, float]]) -> None:
+        """Replace the mix's pool of default-settings windows (the pooled reference is recomputed)."""
+        self._mix_windows = windows
+        self._mix_version += 1
 
     def _pooled_reference(self) -> DefaultReference:
         # asked for at every tick, changed once per window: computed when the pool changes
