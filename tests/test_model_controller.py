@@ -4,6 +4,7 @@ import pytest
 from controller_helpers import H100, ceiling, sample
 
 from governor.controllers.model import ModelController
+from governor.controllers.phase_model import PhaseModel, Probe
 from governor.vocabulary import Setpoint
 
 
@@ -130,16 +131,23 @@ def test_the_ledger_is_told_which_phase_a_sample_belongs_to_or_that_none_fits():
     assert not c.reference(idle.read(100.0)).known
 
 
-def test_a_hold_beyond_the_probed_clocks_corrects_the_model_instead_of_seeing_a_new_phase():
-    from governor.controllers.phase_model import PhaseModel, Probe
-
-    c = ModelController({"slowdown_budget": 0.03}, H100)
+def controller_with_phase(params, ref, *probes):
+    """A model controller that already knows one phase: its reference and probes, as measured."""
+    c = ModelController(params, H100)
     c.start(sample(0.0), Setpoint())
-    # a light arrival phase probed only near the top; holding it far lower is an extrapolation
-    m = PhaseModel(ref=Probe(f=1980, util=0.15, progress=4.0, power=200.0, temp_c=60.0))
-    m.add(Probe(f=1800, util=0.16, progress=4.0, power=176.0, temp_c=60.0))
-    m.add(Probe(f=1620, util=0.17, progress=4.0, power=150.0, temp_c=60.0))
+    m = PhaseModel(ref=ref)
+    for p in probes:
+        m.add(p)
     c.models, c.current = [m], m
+    return c, m
+
+
+def test_a_hold_beyond_the_probed_clocks_corrects_the_model_instead_of_seeing_a_new_phase():
+    # a light arrival phase probed only near the top; holding it far lower is an extrapolation
+    c, m = controller_with_phase({"slowdown_budget": 0.03},
+                                 Probe(f=1980, util=0.15, progress=4.0, power=200.0, temp_c=60.0),
+                                 Probe(f=1800, util=0.16, progress=4.0, power=176.0, temp_c=60.0),
+                                 Probe(f=1620, util=0.17, progress=4.0, power=150.0, temp_c=60.0))
     c.held_f = 345.0
     c._enter("hold", 0.0, Setpoint(sm_clock_min_mhz=345, sm_clock_max_mhz=345))
     predicted_util = m.predict(345)[0]
@@ -151,15 +159,11 @@ def test_a_hold_beyond_the_probed_clocks_corrects_the_model_instead_of_seeing_a_
 
 
 def test_a_mix_held_at_full_clocks_with_its_budget_spent_comes_back_down_as_the_budget_recovers():
-    from governor.controllers.phase_model import PhaseModel, Probe
-
-    c = ModelController({"slowdown_budget": 0.03}, H100)
-    c.start(sample(0.0), Setpoint())
-    m = PhaseModel(ref=Probe(f=1980, util=0.7, progress=23.0, power=550.0, temp_c=60))
-    m.add(Probe(f=1800, util=0.72, progress=22.0, power=470.0, temp_c=60))
-    m.add(Probe(f=1620, util=0.74, progress=21.0, power=390.0, temp_c=60))
+    c, m = controller_with_phase({"slowdown_budget": 0.03},
+                                 Probe(f=1980, util=0.7, progress=23.0, power=550.0, temp_c=60),
+                                 Probe(f=1800, util=0.72, progress=22.0, power=470.0, temp_c=60),
+                                 Probe(f=1620, util=0.74, progress=21.0, power=390.0, temp_c=60))
     c.composite, c.change_interval_s = True, 1.0
-    c.models, c.current = [m], m
     c.elapsed, c.extra = 10.0, 0.5  # 5% spent, more than twice what a mix plans for
     c._hold(0.0, "identified")
     assert c.setpoint.is_default  # a serial mix with no budget left runs at full clocks
@@ -173,21 +177,15 @@ def test_a_mix_held_at_full_clocks_with_its_budget_spent_comes_back_down_as_the_
 
 
 def test_a_budget_between_two_clock_steps_is_spent_by_alternating_them():
-    from governor.controllers.phase_model import PhaseModel, Probe
-
-    c = ModelController({"slowdown_budget": 0.03, "budget_use": 1.0}, H100)
-    c.start(sample(0.0), Setpoint())
     # compute-bound serial work: 95% busy, kernel time all clock-bound (progress follows the clock)
     def probe(f):
         rate = 1.0 / (0.95 * 1695.0 / f + 0.05)
         return Probe(f=f, util=0.95 * 1695.0 / f * rate, progress=33.0 * rate, power=700.0 * (f / 1695.0) ** 2.5,
                      temp_c=60.0)
 
-    m = PhaseModel(ref=probe(1695.0))
-    m.add(probe(1545.0))
-    m.add(probe(1395.0))
+    c, m = controller_with_phase({"slowdown_budget": 0.03, "budget_use": 1.0},
+                                 probe(1695.0), probe(1545.0), probe(1395.0))
     assert m.kind == "serial"
-    c.models, c.current = [m], m
     c._hold(0.0, "identified")
     clocks, t = [], 0.0
     while t < 119.8:
