@@ -8,6 +8,7 @@ after the run: the controller in the loop sees samples, exactly as on a real GPU
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +54,10 @@ class RunResult:
 
 
 def run_trace(spec: GpuSpec, trace: Trace, policy: Policy, config: Config | None = None,
-              max_factor: float = 20.0, controller_factory=None, timeline: bool = False) -> RunResult:
-    """Run one trace to its end under one policy on the virtual clock."""
+              max_factor: float = 20.0, controller_factory=None, timeline: bool = False,
+              on_tick: Callable[[GpuWorker, SimDevice], None] | None = None) -> RunResult:
+    """Run one trace to its end under one policy on the virtual clock. on_tick(worker, device) is
+    called after every tick, for tools that look inside a run (tools/ledger_audit.py)."""
     config = config or default_config()
     clock = VirtualClock()
     with tempfile.TemporaryDirectory(prefix="govd-sim-") as tmp:
@@ -75,6 +78,8 @@ def run_trace(spec: GpuSpec, trace: Trace, policy: Policy, config: Config | None
             if timeline:
                 g = device.gpu
                 points.append((g.t, g.clock, g.power, g.temp_c, g.energy_true_j))
+            if on_tick is not None:
+                on_tick(worker, device)
             t += period
             if t > limit:
                 raise GovdError(f"{trace.name} under {policy.name} did not finish within {limit:.0f} simulated s")

@@ -14,54 +14,36 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from governor.clock import VirtualClock  # noqa: E402
-from governor.config import default_config  # noqa: E402
-from governor.originals import OriginalsFile  # noqa: E402
 from governor.policy import load_policy  # noqa: E402
-from governor.sim.device import SimDevice  # noqa: E402
 from governor.sim.spec import load_spec  # noqa: E402
 from governor.sim.trace import load_trace  # noqa: E402
-from governor.worker import GpuWorker  # noqa: E402
+from governor.simulate import DEFAULT_POLICY, run_trace  # noqa: E402
 
 
 def run(gpu: str, trace: str, policy: str | None) -> dict:
     """Energy per phase occurrence: {(k, name): [true J, ledger counterfactual J, ledger measured J, s]}."""
-    clock = VirtualClock()
-    with tempfile.TemporaryDirectory(prefix="govd-audit-") as tmp:
-        dev = SimDevice(load_spec(gpu), 0, clock, Path(tmp), trace=load_trace(trace))
-        w = None
-        if policy is not None:
-            w = GpuWorker(dev, load_policy(policy), default_config(), OriginalsFile(Path(tmp) / "o.json"), clock,
-                          app_info=dev.gpu.truth)
-        out: dict = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
-        t, k, name = 0.0, 0, None
-        prev = (0.0, 0.0, 0.0, 0.0)
-        while not dev.gpu.truth()["done"]:
-            if w is None:
-                dev.sample()
-            else:
-                w.tick()
-            truth = dev.gpu.truth()
-            phase = truth["phase"] or "tail"
-            if phase != name:
-                k, name = k + 1, phase
-            led = w.ledger.since_start if w else None
-            now = (truth["energy_j"], led.counterfactual_j if led else 0.0, led.measured_j if led else 0.0,
-                   truth["time_s"])
-            cell = out[(k, name)]
-            for i in range(4):
-                cell[i] += now[i] - prev[i]
-            prev = now
-            t += 0.1 if w is None else w.period_s
-            clock.sleep_until(t)
-        if w is not None:
-            w.hand_back()
+    out: dict = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+    seen = {"k": 0, "name": None, "prev": (0.0, 0.0, 0.0, 0.0)}
+
+    def per_tick(worker, device) -> None:
+        truth = device.gpu.truth()
+        phase = truth["phase"] or "tail"
+        if phase != seen["name"]:
+            seen["k"], seen["name"] = seen["k"] + 1, phase
+        led = worker.ledger.since_start if policy is not None else None
+        now = (truth["energy_j"], led.counterfactual_j if led else 0.0, led.measured_j if led else 0.0,
+               truth["time_s"])
+        cell = out[(seen["k"], phase)]
+        for i in range(4):
+            cell[i] += now[i] - seen["prev"][i]
+        seen["prev"] = now
+
+    run_trace(load_spec(gpu), load_trace(trace), load_policy(policy) if policy else DEFAULT_POLICY, on_tick=per_tick)
     return dict(out)
 
 
