@@ -30,29 +30,28 @@ POLICIES = ["balanced", "max-savings", "pid-util", "thermal"]
 GPUS = ["h100-sxm", "a100-sxm4"]
 
 
+def _row(gpu: str, name: str, label: str, r, ref) -> dict:
+    """One cell: a run against the firmware default of the same trace."""
+    return {"gpu": gpu, "trace": name, "policy": label, "saved": 1 - r.energy_j / ref.energy_j,
+            "slowdown": r.seconds / ref.seconds - 1, "true_saved_j": ref.energy_j - r.energy_j,
+            "default_energy_j": ref.energy_j, "ledger_saved_j": r.ledger_saved_j, "ledger_lo_j": r.ledger_saved_lo_j,
+            "ledger_hi_j": r.ledger_saved_hi_j, "reversals": r.reversals}
+
+
 def measure_cell(gpu: str, name: str) -> list[dict]:
     """Default, the oracles, every policy and every peer on one trace of one GPU."""
-    rows = []
     spec = load_spec(gpu)
     policies = [load_policy(p) for p in POLICIES] + peer_policies(spec)
     trace = load_trace(name)
     ref = run_trace(spec, trace, DEFAULT_POLICY)
-    best = None
-    for kind, r in oracle_runs(spec, trace, ref, 0.03).items():
-        rows.append({"gpu": gpu, "trace": name, "policy": kind, "saved": 1 - r.energy_j / ref.energy_j,
-                     "slowdown": r.seconds / ref.seconds - 1, "true_saved_j": ref.energy_j - r.energy_j,
-                     "default_energy_j": ref.energy_j, "ledger_saved_j": 0.0, "ledger_lo_j": 0.0,
-                     "ledger_hi_j": 0.0, "reversals": r.reversals})
-        if kind == "oracle":
-            best = 1 - r.energy_j / ref.energy_j
+    oracles = oracle_runs(spec, trace, ref, 0.03)
+    # the oracles' runs keep no ledger of their own (no control windows): nothing to compare there
+    rows = [{**_row(gpu, name, kind, r, ref), "ledger_saved_j": 0.0, "ledger_lo_j": 0.0, "ledger_hi_j": 0.0}
+            for kind, r in oracles.items()]
+    best = 1 - oracles["oracle"].energy_j / ref.energy_j
     for policy in policies:
-        r = run_trace(spec, trace, policy)
-        rows.append({"gpu": gpu, "trace": name, "policy": policy.name,
-                     "saved": 1 - r.energy_j / ref.energy_j, "slowdown": r.seconds / ref.seconds - 1,
-                     "true_saved_j": ref.energy_j - r.energy_j, "default_energy_j": ref.energy_j,
-                     "ledger_saved_j": r.ledger_saved_j, "ledger_lo_j": r.ledger_saved_lo_j,
-                     "ledger_hi_j": r.ledger_saved_hi_j, "reversals": r.reversals,
-                     "capture": (1 - r.energy_j / ref.energy_j) / best if best and best > 1e-9 else None})
+        row = _row(gpu, name, policy.name, run_trace(spec, trace, policy), ref)
+        rows.append({**row, "capture": row["saved"] / best if best > 1e-9 else None})
     return rows
 
 
