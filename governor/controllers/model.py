@@ -400,8 +400,9 @@ class ModelController(Controller):
         c = self.limits.sm_clocks_mhz
         return float(c[1] - c[0]) if len(c) > 1 else 15.0
 
-    def _match(self, obs: Probe, exclude: PhaseModel | None) -> PhaseModel | None:
-        best, best_r = None, self.params["match_tolerance"]
+    def _match(self, obs: Probe, exclude: PhaseModel | None, tolerance: float | None = None) -> PhaseModel | None:
+        """The known phase that explains obs best within tolerance (match_tolerance by default)."""
+        best, best_r = None, self.params["match_tolerance"] if tolerance is None else tolerance
         for m in self.models:
             if m is exclude:
                 continue
@@ -655,11 +656,9 @@ class ModelController(Controller):
         windows catch the mix at different points of its cycle, the mean converges."""
         if self.composite:
             return self._pooled_reference()
-        if not self.models:
-            return UNKNOWN_REFERENCE
         obs = self._last_obs(sample)
-        best = min(self.models, key=lambda m: self._residual(m, obs))
-        if self._residual(best, obs) > self.params["ledger_match_tolerance"]:
+        best = self._match(obs, None, self.params["ledger_match_tolerance"])
+        if best is None:
             return UNKNOWN_REFERENCE
         ratio = None
         if sample.dram_bw_pct is None and best.has_proxy:
