@@ -73,6 +73,9 @@ class Sample:
     energy_mj: int | None = None  # total energy counter since driver load
     sm_activity_pct: float | None = None  # GPM SM utilization (Hopper+)
     dram_bw_pct: float | None = None  # GPM DRAM bandwidth utilization (Hopper+)
+    # mean power since an earlier reading, from the energy counter's difference: not an NVML field
+    # but derived from one (CounterPower fills it in); None without a counter or while it is stale
+    power_counter_w: float | None = None
 
     @property
     def progress_pct(self) -> float:
@@ -82,7 +85,11 @@ class Sample:
 
     @property
     def power_now_w(self) -> float:
-        """The freshest power reading: the instant field where the driver has it, else the average."""
+        """The power of the interval the other readings describe: the energy counter's mean over it
+        where there is one (exact, and over the same stretch as utilization and GPM), else the
+        instant field where the driver has it, else the 1 s average."""
+        if self.power_counter_w is not None:
+            return self.power_counter_w
         return self.power_instant_w if self.power_instant_w is not None else self.power_w
 
     def to_dict(self) -> dict:

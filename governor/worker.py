@@ -27,7 +27,7 @@ from .controllers import Controller, controller_class
 from .device import UNKNOWN_LOCK, Device
 from .envelope import Envelope
 from .errors import ConfigError, DeviceError, GpuLostError
-from .ledger import GpuLedger, ThermalLimit
+from .ledger import CounterPower, GpuLedger, ThermalLimit
 from .originals import OriginalsFile
 from .policy import Policy
 from .vocabulary import THERMAL_REASONS, Limits, Sample, Setpoint, reason_names
@@ -100,6 +100,7 @@ class GpuWorker:
         # journald gets GOVD_GPU and GOVD_POLICY with every line this GPU's loop logs
         self.log = logging.LoggerAdapter(log, {"GOVD_GPU": self.info.index, "GOVD_POLICY": policy.name})
         self.ledger = GpuLedger(dict(config.values["ledger"]), seed=self.info.index)
+        self.counter_power = CounterPower()
         self.last_write_t = float("-inf")
         # readings settle after a write: the clock in ~25 ms, utilization in 1/6 s, a 1 s power average in 1 s
         self.settle_s = 0.5 if self.limits.capabilities.has_instant_power else 1.2
@@ -137,6 +138,7 @@ class GpuWorker:
         except DeviceError as exc:
             self._error(now, f"sample failed: {exc}")
             return
+        sample = self.counter_power.annotate(sample)
         self.last_sample = sample
         at_default = self.dry_run or self.applied is None or self.applied.is_default
         thermal = None

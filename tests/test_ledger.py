@@ -10,7 +10,7 @@ import time
 import pytest
 
 from governor.config import default_config
-from governor.ledger import EnergyMeter, GpuLedger
+from governor.ledger import CounterPower, EnergyMeter, GpuLedger
 from governor.ledger_store import LedgerStore, MinuteRow
 from governor.policy import load_policy
 from governor.pricing import Pricing
@@ -273,3 +273,22 @@ def test_a_control_window_prices_only_the_kind_of_work_it_measured():
     assert led.since_start.saved_j == pytest.approx(before)  # not priced as 650 W x 48/27: no saving claimed
     lo, hi = led.since_start.bounds()
     assert hi - led.since_start.saved_j >= 0.5 * 250 * 9.8 * 0.99  # but none ruled out either
+
+
+def test_counter_power_is_the_counters_mean_over_the_interval_the_readings_describe():
+    cp = CounterPower()
+    first = cp.annotate(s(0.0, energy=5_000_000, power=300.0))
+    assert first.power_counter_w is None and first.power_now_w == 300.0  # nothing to difference yet
+    assert cp.annotate(s(0.1, energy=5_050_000, power=300.0)).power_counter_w == pytest.approx(500.0)
+    # a counter not updated since the last reading gives nothing (the sensor's reading is used) ...
+    stale = cp.annotate(s(0.2, energy=5_050_000, power=310.0))
+    assert stale.power_counter_w is None and stale.power_now_w == 310.0
+    # ... and its next update is spread over both intervals, not read as twice the power
+    both = cp.annotate(s(0.3, energy=5_130_000))
+    assert both.power_counter_w == pytest.approx(400.0) and both.power_now_w == pytest.approx(400.0)
+    # a reset (driver reload) or a long gap starts anew rather than inventing a mean
+    assert cp.annotate(s(0.4, energy=10_000)).power_counter_w is None
+    assert cp.annotate(s(0.5, energy=50_000)).power_counter_w == pytest.approx(400.0)
+    assert cp.annotate(s(5.0, energy=950_000)).power_counter_w is None
+    # without a counter (pre-Volta), samples pass unchanged
+    assert cp.annotate(s(6.0, power=250.0)).power_now_w == 250.0
