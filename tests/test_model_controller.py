@@ -200,3 +200,50 @@ def test_a_budget_between_two_clock_steps_is_spent_by_alternating_them():
     assert m.slowdown(used[1]) < 0.03 < m.slowdown(used[0])
     mean_slowdown = sum(m.slowdown(f) for f in clocks) / len(clocks)
     assert mean_slowdown == pytest.approx(0.03, abs=0.003)  # the budget, not the step below it
+
+
+def test_a_first_probe_is_priced_by_its_phase_when_its_readings_fit_the_same_work():
+    # one default-settings measurement only: the model cannot predict a probe's readings yet
+    ref = Probe(f=1980, util=0.97, progress=30.0, power=690.0, temp_c=60.0)
+    c, m = controller_with_phase({"slowdown_budget": 0.03}, ref)
+    c._enter("probe", 0.0, Setpoint(sm_clock_min_mhz=1530, sm_clock_max_mhz=1530))
+    same_work = sample(1.0, util=97.0, clock=1530.0, power=520.0, mem=28.0, dram=28.0)
+    priced = c.reference(same_work)
+    assert priced.known and priced.power_w == ref.power and priced.progress == ref.progress
+    assert priced.source[0] == "probe"  # the one-point model predicts 690 W here: it does not match
+    # an input stall during the probe is not the probed work (far less busy): no price, no claim
+    assert not c.reference(sample(1.1, util=12.0, clock=1530.0, power=150.0, mem=2.0, dram=2.0)).known
+    # progress faster than at default is not the same work either
+    assert not c.reference(sample(1.2, util=97.0, clock=1530.0, power=520.0, mem=40.0, dram=40.0)).known
+    # through integer memory utilization (no GPM) a probe's slowdown does not show: no claim
+    assert not c.reference(sample(1.4, util=97.0, clock=1530.0, power=520.0, mem=28.0)).known
+    # and outside a probe the controller prices only what a phase model explains
+    c._enter("hold", 2.0, Setpoint(sm_clock_min_mhz=1530, sm_clock_max_mhz=1530))
+    c.held_f = 1530.0
+    assert not c.reference(same_work).known
+
+
+def _warm_mix_controller(window_error):
+    c, m = controller_with_phase({"slowdown_budget": 0.03},
+                                 Probe(f=1980, util=0.8, progress=23.0, power=550.0, temp_c=45.0),
+                                 Probe(f=1800, util=0.82, progress=22.0, power=470.0, temp_c=45.0),
+                                 Probe(f=1620, util=0.84, progress=21.0, power=390.0, temp_c=45.0))
+    c.composite, c.change_interval_s = True, 1.0
+    c._set_mix_windows([(m.ref, window_error)])
+    c._hold(0.0, "identified")
+    t = 0.0
+    while t < 30 and c.state == "hold":
+        t += 0.2
+        u, prog, p = m.predict(c.held_f)
+        c.decide(sample(t, util=100 * u, clock=c.held_f, mem=prog, dram=prog, power=p, temp=62.0))
+    return c
+
+
+def test_a_warmed_mix_is_measured_again_only_when_its_windows_are_precise_enough_to_show_it():
+    # windows that agreed over their cycles within 0.5%: the 17 C of warming (leakage) would show
+    precise = _warm_mix_controller(0.005)
+    assert precise.state == "reference" and precise.last_change == "GPU warmer than at the mix's reference"
+    # windows scattering by 5% (a fast mix through integer memory utilization): a new one would
+    # replace the pool with noise larger than the leakage it corrects, so the mix stays held
+    noisy = _warm_mix_controller(0.05)
+    assert noisy.state == "hold"

@@ -568,7 +568,7 @@ class ModelController(Controller):
             return self.setpoint
         obs = self._last_obs(sample)
         if self.composite:
-            return self._decide_hold_composite(m, obs, now, fine_progress=sample.dram_bw_pct is not None)
+            return self._decide_hold_composite(m, obs, now)
         if self._dither_step(now) or now - self._dither_switch_t < self._settle():
             return self.setpoint  # readings straddle a dither switch: nothing to judge them by
         self.recent.append(obs)
@@ -612,9 +612,8 @@ class ModelController(Controller):
         self.dither.set(now, self._dither_for(m, self.plan_f))
         return self.setpoint
 
-    def _decide_hold_composite(self, m: PhaseModel, obs: Probe, now: float, fine_progress: bool) -> Setpoint:
-        """Composite mode: compare window means, not single readings, with the model. fine_progress:
-        the progress proxy is GPM's DRAM bandwidth, not NVML's integer memory utilization."""
+    def _decide_hold_composite(self, m: PhaseModel, obs: Probe, now: float) -> Setpoint:
+        """Composite mode: compare window means, not single readings, with the model."""
         self.window.append(obs)
         if now - self.state_start > self.params["refresh_s"]:
             self.composite = False  # look again whether the phases can now be told apart
@@ -627,11 +626,9 @@ class ModelController(Controller):
             return self.setpoint
         mean = self._mean_obs(self.window)
         self.window = []
-        if fine_progress and mean.temp_c - m.ref.temp_c > self.params["reference_warmer_c"]:
+        if mean.temp_c - m.ref.temp_c > self.params["reference_warmer_c"] and self._mix_windows_precise():
             # the mix's windows were taken on a colder GPU (less leakage, so more clock under the
-            # same cap): measure it again and start its pool anew. Only where the progress proxy is
-            # fine-grained (GPM): through integer memory utilization single windows of a fast mix
-            # scatter by several percent, more than the leakage this corrects
+            # same cap): measure it again and start its pool anew
             self._mix_restart = True
             self._start_reference(now, "GPU warmer than at the mix's reference")
             return self.setpoint
@@ -659,7 +656,7 @@ class ModelController(Controller):
         obs = self._last_obs(sample)
         best = self._match(obs, None, self.params["ledger_match_tolerance"])
         if best is None:
-            return UNKNOWN_REFERENCE
+            return self._probe_reference(sample, obs)
         ratio = None
         if sample.dram_bw_pct is None and best.has_proxy:
             # NVML's memory utilization is an integer: at 33% it cannot show a 2% slowdown, which the
@@ -667,6 +664,24 @@ class ModelController(Controller):
             ratio = 1.0 / (1.0 + max(0.0, best.slowdown(obs.f)))
         return DefaultReference(power_w=best.ref.power + self._warm_excess_w(best, obs), progress=best.ref.progress,
                                 work_ratio=ratio, source=("phase", id(best), best.ref.f, best.ref.power))
+
+    def _probe_reference(self, sample: Sample, obs: Probe) -> DefaultReference:
+        """The phase being probed prices a probe's readings that its model cannot predict yet.
+
+        A model fitted on one or two clocks extrapolates poorly, so the first probes of a phase match
+        nothing and their saving went unclaimed (on a 2 minute training job, an eighth of it). A
+        reading that obeys what the same work must show at a lower clock (as busy, progress no faster
+        and slower at most by the clock ratio, no more power than at default) is priced by the phase's
+        default-settings measurement and its measured progress: as the ledger prices its own windows.
+        Only with GPM's fine-grained progress: integer memory utilization cannot show a probe's few
+        percent of slowdown, and pricing its work at default's rate would claim a saving that is time."""
+        m = self.current
+        if self.state != "probe" or m is None or self.composite or self.use_power or not m.has_proxy \
+                or sample.dram_bw_pct is None or obs.f <= 0 or obs.f > m.ref.f \
+                or obs.power > m.ref.power or not self._consistent(m.ref, obs):
+            return UNKNOWN_REFERENCE
+        return DefaultReference(power_w=m.ref.power, progress=m.ref.progress,
+                                source=("probe", id(m), m.ref.f, m.ref.power))
 
     def _warm_excess_w(self, m: PhaseModel, obs: Probe) -> float:
         """How many watts more the phase draws now than its model, fitted on a colder GPU, predicts.
@@ -697,6 +712,16 @@ class ModelController(Controller):
             if f > f_now and m.power(f) + offset <= power_w:
                 f_default = f
         return m.wall_time(f_now) / m.wall_time(f_default)
+
+    def _mix_windows_precise(self) -> bool:
+        """Whether the mix's windows each agree over their own cycles within `mix_window_error`.
+
+        Only then is a new window worth more than the pool it replaces: warming moves a mix's energy
+        per unit of progress by a percent or two (leakage), which a window scattering by 5% (0.3 s
+        phases read through NVML's integer memory utilization) would bury in noise; restarting the
+        pool on such a window made a100 fast-phases over-report by a third."""
+        w = self._mix_windows
+        return bool(w) and max(e for _, e in w) < self.params["mix_window_error"]
 
     def _set_mix_windows(self, windows: list[tuple[Probe, float]]) -> None:
         """Replace the mix's pool of default-settings windows (the pooled reference is recomputed)."""
