@@ -247,3 +247,26 @@ def test_a_warmed_mix_is_measured_again_only_when_its_windows_are_precise_enough
     # replace the pool with noise larger than the leakage it corrects, so the mix stays held
     noisy = _warm_mix_controller(0.05)
     assert noisy.state == "hold"
+
+
+def test_a_mix_window_too_short_for_whole_cycles_grows_until_it_holds_them():
+    # 3.7 s bursts and 5 s of quiet, while the changes seen first suggested a 10.5 s window
+    c = ModelController({"slowdown_budget": 0.03}, H100)
+    c.start(sample(0.0), Setpoint())
+    c.composite, c.change_interval_s = True, 2.1
+    c._enter("reference", 0.0, Setpoint())
+
+    def mix(t):
+        burst = (t % 8.7) < 3.7
+        return sample(t, util=85.0 if burst else 14.0, power=680.0 if burst else 200.0,
+                      mem=42.0 if burst else 4.0, dram=42.0 if burst else 4.0)
+
+    t = 0.0
+    while c.state == "reference" and t < 60:
+        c.decide(mix(t))
+        t += 0.1
+    window, _ = c._mix_windows[0]
+    true_progress = (3.7 * 42.0 + 5.0 * 4.0) / 8.7
+    assert t > 10.5 + 2.0  # it measured longer than the first estimate
+    assert window.progress == pytest.approx(true_progress, rel=0.02)
+    assert window.power == pytest.approx((3.7 * 680.0 + 5.0 * 200.0) / 8.7, rel=0.02)

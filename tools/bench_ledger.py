@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import random
 import json
+import random
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -110,8 +110,8 @@ def main() -> int:
         from docsection import write_section  # noqa: PLC0415 - a sibling in tools/
 
         name = "bench_ledger" + ("" if args.gpus == ",".join(GPUS) else "_other")
-        write_section(name + ("" if args.policy == "balanced" else f"_{args.policy}") + ("_varied" if args.vary else ""),
-                      text)
+        name += ("" if args.policy == "balanced" else f"_{args.policy}") + ("_varied" if args.vary else "")
+        write_section(name, text)
     print(json.dumps(rows, indent=1) if args.json else text)
     return 0
 

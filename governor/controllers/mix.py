@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+CLEAN_SPREAD = 0.02  # sliding means that agree this well are taken for whole cycles
+
 
 @dataclass(frozen=True)
 class MixMean:
@@ -28,7 +30,7 @@ class MixMean:
 
 
 def whole_cycles_mean(power: np.ndarray, progress: np.ndarray, min_ticks: int = 4,
-                      min_positions: int = 4, clean_spread: float = 0.02) -> MixMean:
+                      min_positions: int = 4, clean_spread: float = CLEAN_SPREAD) -> MixMean:
     """Mean power and progress of a mix over the stretch length whose sliding means agree best."""
     p = np.asarray(power, dtype=float)
     r = np.asarray(progress, dtype=float)

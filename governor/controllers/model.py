@@ -35,7 +35,7 @@ from ..schema import Key
 from ..vocabulary import UNKNOWN_REFERENCE, DefaultReference, Sample, Setpoint
 from .base import Controller
 from .dither import Dither
-from .mix import whole_cycles_mean
+from .mix import CLEAN_SPREAD, whole_cycles_mean
 from .phase_model import PhaseModel, Probe
 
 
@@ -102,6 +102,9 @@ class ModelController(Controller):
         "dither_period_s": Key(float, 60.0, lo=0.0, hi=3600.0,
                                doc="alternate with the next lower clock over this period to spend the budget "
                                    "the clock steps leave (0: never)"),
+        "mix_window_max_s": Key(float, 30.0, lo=1.0, hi=600.0,
+                                doc="longest window of a mix of phases: one in which no whole number of the "
+                                    "mix's cycles is found is lengthened up to this"),
         "composite_tolerance": Key(float, 0.2, lo=0.01, hi=1.0,
                                    doc="largest window residual before a composite phase is re-measured"),
     }
@@ -133,6 +136,7 @@ class ModelController(Controller):
         self.last_change: str = "start"
         self._curve_cache: dict = {}
         self._tick_s = 0.2
+        self._window_extra_s = 0.0  # a mix window lengthened until it holds whole cycles
         self._charges: dict = {}  # (phase model id, probe clock) -> [seconds, slowdown seconds charged]
         self.changes: deque = deque()  # times of phase changes and unmeasurable windows
         self.change_interval_s = 0.0
@@ -197,6 +201,26 @@ class ModelController(Controller):
     def _settle(self) -> float:
         # a 1 s averaged power reading needs a longer settle than an instant one
         return self.params["settle_s"] + (0.0 if self.limits.capabilities.has_instant_power else 0.8)
+
+    def _lengthen_mix_window(self) -> bool:
+        """True when a window of a mix holds no whole number of its cycles and may grow.
+
+        The window's length comes from how often phases were seen to change, which the first,
+        confused seconds of a job estimate poorly (a 3.7 s burst and 5 s of quiet were taken for
+        changes every 2.1 s: a 10.7 s window held one cycle and a quarter, and its mean progress was
+        off by a quarter). Whole cycles show themselves (mix.py), so the window grows by half its
+        length until they do or `mix_window_max_s` is reached."""
+        if not self.composite or not self.window:
+            return False
+        grown = self._settle() + self._measure_s() + self._window_extra_s
+        if grown + 0.5 * self._measure_s() > self._settle() + self.params["mix_window_max_s"]:
+            return False
+        power = np.array([s.power_now_w for s in self.window])
+        progress = np.array([s.progress_pct for s in self.window])
+        if whole_cycles_mean(power, progress).rel_spread <= CLEAN_SPREAD:
+            return False
+        self._window_extra_s += 0.5 * self._measure_s()
+        return True
 
     def _probe_from_window(self) -> Probe | None:
         """Mean readings over the settled window; None if the window mixes phases."""
@@ -320,6 +344,7 @@ class ModelController(Controller):
     # ----- state machine -----------------------------------------------------------------------
     def _enter(self, state: str, now: float, setpoint: Setpoint) -> None:
         self.state, self.state_start, self.window = state, now, []
+        self._window_extra_s = 0.0
         self.setpoint = setpoint
         for c in self.cusums:
             c.reset()
@@ -452,7 +477,9 @@ class ModelController(Controller):
             if self.state == "reference" and not self.composite and len(self.window) >= 2 \
                     and self.last_change != "refresh" and self._back_to_known(now):
                 return self.setpoint
-        if in_state < self._settle() + self._measure_s():
+        if in_state < self._settle() + self._measure_s() + self._window_extra_s:
+            return self.setpoint
+        if self._lengthen_mix_window():
             return self.setpoint
         obs = self._probe_from_window()
         if obs is None:
