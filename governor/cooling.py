@@ -37,6 +37,7 @@ class CoolingModel:
     _t_range: list = field(default_factory=lambda: [math.inf, -math.inf])
     _p_range: list = field(default_factory=lambda: [math.inf, -math.inf])
     _fit: tuple[float, float] | None = None  # (R C/W, inlet C) once trusted
+    _coef: tuple[float, float, float] | None = None  # (a, b, c) of dT/dt = a P - b T + c, once trusted
 
     def observe(self, time_s: float, temp_c: float, energy_j: float) -> None:
         """One reading: its time, temperature and the energy used since the previous reading."""
@@ -61,6 +62,7 @@ class CoolingModel:
         self._fit = self._solve()
 
     def _solve(self) -> tuple[float, float] | None:
+        self._coef = None
         if self._n < self.min_intervals or self._t_range[1] - self._t_range[0] < self.min_temp_span_c \
                 or self._p_range[1] - self._p_range[0] < self.min_power_span_w:
             return None
@@ -73,12 +75,21 @@ class CoolingModel:
         r, inlet = a / b, c / b
         if not (0.005 <= r <= 2.0 and -20.0 <= inlet <= 80.0):
             return None
+        self._coef = (float(a), float(b), float(c))
         return float(r), float(inlet)
 
     @property
     def fit(self) -> tuple[float, float] | None:
         """(thermal resistance C/W, inlet temperature C), or None while not trusted."""
         return self._fit
+
+    def advance(self, temp_c: float, power_w: float, dt: float) -> float | None:
+        """The temperature dt seconds on, from temp_c, dissipating power_w (None while not trusted):
+        for following how warm a GPU would be under other settings than it runs at."""
+        if self._coef is None:
+            return None
+        a, b, c = self._coef
+        return temp_c + dt * (a * power_w - b * temp_c + c)
 
     def steady_power_w(self, temp_c: float) -> float | None:
         """The power the cooling removes with the GPU held at temp_c, or None while not trusted."""

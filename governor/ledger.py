@@ -161,14 +161,18 @@ class _Reference:
 
 @dataclass(frozen=True)
 class ThermalLimit:
-    """The GPU is at its thermal limit: what the ledger needs to price work there.
+    """What the ledger needs to price work that default settings would do at the thermal limit.
 
-    default_temp_c: where default settings would hold the GPU (just under its slowdown temperature);
-    work_ratio(sample, power_w): how much more work per second the GPU would do at default settings
-    dissipating power_w than it does now (a controller's phase model), or None if unknown."""
+    default_temp_c: where default settings would hold the GPU there (just under its slowdown
+    temperature); work_ratio(sample, power_w): how much more work per second the GPU would do at
+    default settings dissipating power_w than it does now (a controller's phase model), or None if
+    unknown; at_limit: the GPU is at the limit now (govd's guard or the firmware holds it there).
+    When it is not, default settings may still be: they run hotter, and the ledger follows how hot
+    with the cooling it learned."""
 
     default_temp_c: float
     work_ratio: Callable[[Sample, float], float | None]
+    at_limit: bool = True
 
 
 @dataclass
@@ -184,6 +188,8 @@ class GpuLedger:
     next_window_at: float = 0.0
     forcing_until: float | None = None
     _last_t: float | None = None
+    _default_temp_c: float | None = None  # how warm the GPU would be at default settings (followed)
+    _limit_temp_c: float | None = None  # where default settings would be held at the thermal limit
     _slow: float | None = None
     _fast: float | None = None
 
@@ -251,6 +257,8 @@ class GpuLedger:
     def _count(self, sample: Sample, added: float, at_default: bool, settled: bool,
                reference: DefaultReference | None, thermal: ThermalLimit | None) -> None:
         now = sample.time_s
+        if thermal is not None:
+            self._limit_temp_c = thermal.default_temp_c
         dt = 0.0 if self._last_t is None else max(0.0, now - self._last_t)
         self._last_t = now
         if at_default and settled:
@@ -261,15 +269,17 @@ class GpuLedger:
             self._close_window()
         if dt <= 0:
             return
-        if thermal is not None and not at_default:
+        if thermal is not None and not at_default and (thermal.at_limit or self.default_at_limit()):
             cf, dt_default = self._throttled_default(sample, added, dt, thermal)
             self._add(added, cf, self.cfg["thermal_error"], dt, dt_default, key="thermal")
+            self._follow_default_temp(sample, cf / dt_default, dt)
             return
         if at_default or (reference is None and self.ref is None) or (reference is not None and not reference.known):
             # at default the counterfactual is what was measured; without a measurement of this
             # work at default there is no evidence of a saving, so none is claimed
             u = 0.0 if at_default else self.cfg["unpriced_error"]
             self._add(added, added, u, dt, dt, key="unpriced")
+            self._follow_default_temp(sample, added / dt, dt)
             return
         if reference is not None:
             ref = _Reference(power_w=reference.power_w, progress=reference.progress, rel_error=reference.rel_error,
@@ -283,6 +293,7 @@ class GpuLedger:
                 # the window measured other work (a prefill, where this is a decode): it cannot price
                 # this sample, and a new window is asked for soon; no saving is claimed meanwhile
                 self._add(added, added, self.cfg["unpriced_error"], dt, dt, key="unpriced")
+                self._follow_default_temp(sample, added / dt, dt)
                 self._watch_shift(sample, sample.progress_pct)
                 return
         progress = sample.progress_pct
@@ -296,8 +307,26 @@ class GpuLedger:
         age = max(0.0, now - ref.taken_at)
         u = ref.rel_error + self.cfg["model_error"] + self.cfg["drift_per_min"] * age / 60.0
         self._add(added, cf, u, dt, dt * work_ratio, key=key)
+        self._follow_default_temp(sample, ref.power_w, dt)
         if reference is None:
             self._watch_shift(sample, progress)
+
+    def _follow_default_temp(self, sample: Sample, power_w: float, dt: float) -> None:
+        """Follow how warm default settings would have made the GPU: the learned cooling driven by
+        the power default dissipates while doing this work, never cooler than the GPU is. Until the
+        cooling is learned, the GPU's own temperature (so no throttling of default is assumed that
+        was not seen)."""
+        temp = None if self._default_temp_c is None else \
+            self.cooling.advance(self._default_temp_c, power_w, dt)
+        self._default_temp_c = sample.temp_c if temp is None else max(sample.temp_c, temp)
+
+    def default_at_limit(self) -> bool:
+        """Whether default settings would hold the GPU at its thermal limit now, though govd may keep
+        it cooler: a phase's reference, measured unthrottled, would price its work too high there."""
+        # held at the limit, default dissipates what the cooling removes there, which keeps the
+        # followed temperature just at it: a tolerance, so it does not flap on rounding
+        return self._default_temp_c is not None and self._limit_temp_c is not None \
+            and self._default_temp_c >= self._limit_temp_c - 0.5
 
     def _throttled_default(self, sample: Sample, added: float, dt: float,
                            thermal: ThermalLimit) -> tuple[float, float]:

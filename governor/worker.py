@@ -141,10 +141,9 @@ class GpuWorker:
         sample = self.counter_power.annotate(sample)
         self.last_sample = sample
         at_default = self.dry_run or self.applied is None or self.applied.is_default
-        thermal = None
-        if self.envelope.guard_engaged or sample.clock_event_reasons & THERMAL_REASONS:
-            thermal = ThermalLimit(default_temp_c=self._throttled_default_c(),
-                                   work_ratio=self.controller.throttled_work_ratio)
+        at_limit = self.envelope.guard_engaged or bool(sample.clock_event_reasons & THERMAL_REASONS)
+        thermal = ThermalLimit(default_temp_c=self._throttled_default_c(),
+                               work_ratio=self.controller.throttled_work_ratio, at_limit=at_limit)
         counter_reset = self.ledger.observe(sample, at_default, settled=now - self.last_write_t >= self.settle_s,
                                             reference=None if at_default else self.controller.reference(sample),
                                             thermal=thermal)
@@ -158,6 +157,9 @@ class GpuWorker:
         if not self.started:
             self.controller.start(sample, self._current_setpoint())
             self.started = True
+        # default settings throttled at the thermal limit, whether or not govd keeps the GPU cooler
+        throttled = at_limit or self.ledger.default_at_limit()
+        self.controller.note_thermal(self._thermal_default_power_w() if throttled else None)
         if self.applied is not None and not self.dry_run and self._changed_behind_our_back(sample, counter_reset):
             return
         if self.state == "managed" and not self.controller.measures_reference and self.ledger.wants_default(now):
@@ -347,6 +349,13 @@ class GpuWorker:
                 next_t = now
             if not self.clock.sleep_until(next_t, stop):
                 break
+
+    def _thermal_default_power_w(self) -> float | None:
+        """At the thermal limit, what default settings would dissipate: the cooling the ledger
+        learned, at the hot side of the firmware's band (`ledger.thermal_budget_below_c`, so the
+        budget's slowdown errs high as the ledger's saving errs low); None until it trusts a fit."""
+        temp = self.limits.temp_slowdown_c - self.config.get("ledger", "thermal_budget_below_c")
+        return self.ledger.cooling.steady_power_w(temp)
 
     def _throttled_default_c(self) -> float:
         """Where default settings would hold this GPU at its thermal limit: just under the slowdown

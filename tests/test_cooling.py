@@ -43,3 +43,13 @@ def test_the_fit_follows_a_change_of_cooling():
     # a fan slows: the same power now runs hotter; old intervals fade
     warm_up(m, r=0.09, seconds=1500.0, start=temp, power=lambda t: 650.0 if (t // 60) % 2 else 300.0, t0=400.0)
     assert m.fit[0] == pytest.approx(0.09, rel=0.1)
+
+
+def test_advance_follows_the_learned_cooling_toward_its_steady_temperature():
+    m = CoolingModel()
+    assert m.advance(60.0, 500.0, 1.0) is None  # nothing learned yet
+    warm_up(m, power=idle_then_busy)
+    temp = 60.0
+    for _ in range(3000):  # 300 s at 500 W: about eight time constants
+        temp = m.advance(temp, 500.0, 0.1)
+    assert temp == pytest.approx(45.0 + 500.0 * 0.065, abs=1.5)

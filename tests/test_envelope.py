@@ -45,7 +45,7 @@ def test_missing_knobs_are_stripped():
 
 
 def test_thermal_guard_overrides_the_controller_with_hysteresis():
-    e = env(thermal_margin_c=5.0, thermal_hysteresis_c=3.0)
+    e = env(thermal_margin_c=5.0, thermal_hysteresis_c=3.0, thermal_step_mhz_per_s=450.0)
     d = e.check(sample(temp=83, clock=1800), Setpoint(), None, 0.0)  # engage at 87 - 5 = 82
     assert d.write and d.safety and d.setpoint.sm_clock_max_mhz == 1800
     d2 = e.check(sample(temp=84, clock=1800), Setpoint(sm_clock_max_mhz=1980), d.setpoint, 0.2)

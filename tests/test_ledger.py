@@ -292,3 +292,32 @@ def test_counter_power_is_the_counters_mean_over_the_interval_the_readings_descr
     assert cp.annotate(s(5.0, energy=950_000)).power_counter_w is None
     # without a counter (pre-Volta), samples pass unchanged
     assert cp.annotate(s(6.0, power=250.0)).power_now_w == 250.0
+
+
+def test_default_settings_are_priced_throttled_once_they_would_have_heated_the_gpu_to_its_limit():
+    # govd keeps the GPU at 450 W and 70 C; default settings (700 W measured unthrottled) would have
+    # heated it to its thermal limit, where the firmware holds what the cooling removes
+    from test_cooling import idle_then_busy, warm_up
+
+    from governor.ledger import ThermalLimit
+
+    led = GpuLedger(ledger_cfg(model_error=0.0, drift_per_min=0.0))
+    warm_up(led.cooling, power=idle_then_busy)  # learned: 0.065 C/W, 45 C inlet
+    ref = DefaultReference(power_w=700.0, progress=30.0)
+    limit = ThermalLimit(default_temp_c=84.5, work_ratio=lambda sample, power: 1.1, at_limit=False)
+    e, rates = 0, []
+    for i in range(3001):  # 300 s at 10 Hz
+        t = 0.1 * i
+        e += 45_000  # 450 W
+        before = led.since_start.counterfactual_j
+        led.observe(Sample(time_s=t, gpu_util_pct=97, mem_util_pct=27, power_w=450, temp_c=70, sm_clock_mhz=1500,
+                           mem_clock_mhz=2619, power_limit_w=700, energy_mj=e, dram_bw_pct=27.0),
+                    at_default=False, settled=True, reference=ref, thermal=limit)
+        rates.append((led.since_start.counterfactual_j - before) / 0.1)
+    # first the unthrottled reference prices the work (700 W x 27/30) ...
+    assert rates[50] == pytest.approx(630.0, rel=0.01)
+    assert not any(r < 620 for r in rates[1:100])
+    # ... until default would have reached its limit: then the power the cooling removes at 84.5 C,
+    # for 1.1 times the work per second
+    assert led.default_at_limit()
+    assert rates[-1] == pytest.approx((84.5 - 45.0) / 0.065 / 1.1, rel=0.05)

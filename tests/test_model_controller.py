@@ -270,3 +270,47 @@ def test_a_mix_window_too_short_for_whole_cycles_grows_until_it_holds_them():
     assert t > 10.5 + 2.0  # it measured longer than the first estimate
     assert window.progress == pytest.approx(true_progress, rel=0.02)
     assert window.power == pytest.approx((3.7 * 680.0 + 5.0 * 200.0) / 8.7, rel=0.02)
+
+
+def _compute_phase_controller():
+    # serial compute-bound work: progress falls with the clock, power steeply
+    return controller_with_phase({"slowdown_budget": 0.03},
+                                 Probe(f=1980, util=0.97, progress=30.0, power=700.0, temp_c=60.0),
+                                 Probe(f=1800, util=0.97, progress=28.0, power=560.0, temp_c=60.0),
+                                 Probe(f=1620, util=0.97, progress=26.0, power=440.0, temp_c=60.0))
+
+
+def _hold_at_the_thermal_limit(c, m, default_power, seconds):
+    c._hold(0.0, "identified")
+    t, states = 0.0, set()
+    while t < seconds:
+        t += 0.2
+        c.note_thermal(default_power)
+        f = float(c.setpoint.sm_clock_max_mhz or 1980)
+        u, prog, p = m.predict(f)
+        c.decide(sample(t, util=100 * u, clock=f, mem=prog, dram=prog, power=p, temp=84.0))
+        states.add(c.state)
+    return states
+
+
+def test_at_the_thermal_limit_the_budget_is_charged_and_planned_against_throttled_default():
+    c, m = _compute_phase_controller()
+    assert m.kind == "serial"
+    states = _hold_at_the_thermal_limit(c, m, 520.0, 200.0)
+    # default would dissipate 520 W there: the firmware would run it at about 1680 MHz, not 1980
+    f_td = c._throttled_clock(sample(0.0, clock=1500.0, power=m.power(1500.0)), 520.0)
+    assert 1600 < f_td < 1800
+    # no re-measurement while throttled (default under the guard's ceiling is no default), and the
+    # clock is planned within the budget against the throttled clock, below it
+    assert states == {"hold"} and c.last_change == "identified"
+    assert c.held_f < f_td and m.slowdown(c.held_f) > 0.03  # more than the budget against 1980 ...
+    assert m.wall_time(c.held_f) / m.wall_time(f_td) - 1.0 <= 0.03  # ... but within it against default
+    spent = c.extra / (c.elapsed - c.extra)
+    assert spent == pytest.approx(m.wall_time(c.held_f) / m.wall_time(f_td) - 1.0, abs=0.01)
+
+
+def test_without_the_thermal_limit_a_held_phase_is_measured_again_and_its_reference_clock_is_default():
+    c, m = _compute_phase_controller()
+    assert "reference" in _hold_at_the_thermal_limit(c, m, None, 200.0)  # refresh_s is 120 s
+    # a plan at the reference clock hands the clock back to the firmware instead of pinning it
+    assert c._realise(m.ref.f, m).is_default

@@ -50,6 +50,13 @@ class Controller(ABC):
         GPU does now, if they dissipated power_w (for the ledger); None: the controller cannot tell."""
         return None
 
+    def note_thermal(self, default_power_w: float | None) -> None:  # noqa: B027 - optional hook
+        """Before decide(), each tick: at the thermal limit, the power default settings would
+        dissipate there, throttled by the firmware (from the cooling the ledger learned); None when
+        not at the limit or not known yet. The thermal guard cuts clocks for safety, so what
+        default would do there is no reference measured under it: a controller with a slowdown
+        budget charges and plans against this instead."""
+
     def status(self) -> dict[str, Any]:
         """Controller state for `govctl status`: what it is doing and why."""
         return {}

@@ -137,6 +137,7 @@ class ModelController(Controller):
         self._curve_cache: dict = {}
         self._tick_s = 0.2
         self._window_extra_s = 0.0  # a mix window lengthened until it holds whole cycles
+        self._thermal_power_w: float | None = None  # what default would dissipate at the thermal limit
         self._charges: dict = {}  # (phase model id, probe clock) -> [seconds, slowdown seconds charged]
         self.changes: deque = deque()  # times of phase changes and unmeasurable windows
         self.change_interval_s = 0.0
@@ -337,7 +338,10 @@ class ModelController(Controller):
             watts = m.power(f) * (1.0 + self.params["power_margin"])
             return Setpoint(power_limit_w=min(lim.power_limit_default_w, watts))
         snapped = lim.snap_clock(f)
-        if snapped >= lim.sm_clock_max_mhz:
+        if snapped >= lim.sm_clock_max_mhz or (m is not None and f >= m.ref.f - 1e-6):
+            # the reference clock is what default settings chose: hand the choice back to the
+            # firmware rather than pin it (a reference taken under the thermal guard's ceiling
+            # would otherwise keep the GPU there after the room cooled)
             return Setpoint()
         return Setpoint(sm_clock_min_mhz=lim.sm_clock_min_mhz, sm_clock_max_mhz=snapped)
 
@@ -455,8 +459,14 @@ class ModelController(Controller):
             self._tick_s = dt
         in_state = now - self.state_start
         settled = in_state >= self._settle()
+        # at the thermal limit default settings would be throttled too: what counts then is how much
+        # slower than that the GPU runs (the guard's cut included), whatever the state
+        thermal = self._thermal_slowdown(sample)
         if self.state == "hold" and self.current is not None:
             self.current.seen_s += dt
+            if thermal is not None:
+                self._account(dt, thermal)
+                return self._decide_hold(sample, now, settled)
             # charged at the clock the GPU actually ran, so a thermal guard's (or firmware's) cuts
             # below the held clock count against the budget too
             # (not for a mix, whose clock swings with its phases under the firmware's power cap)
@@ -471,7 +481,7 @@ class ModelController(Controller):
             charge = self._charges.setdefault((id(self.current), self.probe_target), [0.0, 0.0])
             charge[0] += dt
             charge[1] += dt * max(0.0, probe_slow) / (1.0 + max(0.0, probe_slow))
-        self._account(dt, probe_slow)
+        self._account(dt, probe_slow if thermal is None else thermal)
         if settled:
             self.window.append(sample)
             if self.state == "reference" and not self.composite and len(self.window) >= 2 \
@@ -621,7 +631,9 @@ class ModelController(Controller):
                 self._start_reference(now, "phase change: new phase")
             return self.setpoint
         warmed = obs.temp_c - m.ref.temp_c > self.params["reference_warmer_c"]
-        if now - self.state_start > self.params["refresh_s"] or warmed:
+        if (now - self.state_start > self.params["refresh_s"] or warmed) and self._thermal_power_w is None:
+            # not at the thermal limit: default settings measured there run under the guard's
+            # ceiling, which is no measurement of default
             # also when the GPU has warmed well past its reference: default settings run differently
             # on a warm GPU (more leakage, so the firmware's power and thermal limits bite earlier)
             self._start_reference(now, "refresh")
@@ -631,6 +643,8 @@ class ModelController(Controller):
             return self.setpoint
         self._last_plan_t = now
         plan_f = self._allocate()[id(m)]
+        if self._thermal_power_w is not None:
+            plan_f = min(plan_f, self._thermal_plan(m, sample))
         # up at once (the budget tightened), down only by two steps or more: a one-step move down is
         # what the dither already spends, and following it each time flapped between neighbours
         if plan_f >= self.plan_f + self._bin() or plan_f <= self.plan_f - 2 * self._bin():
@@ -729,6 +743,14 @@ class ModelController(Controller):
         this GPU now (offset by what the model misses at the current clock: leakage of a hot GPU),
         stays within power_w, relative to the work per second now. Serial phases only: arriving
         work is done at the rate it arrives, whatever the clock."""
+        f_default = self._throttled_clock(sample, power_w)
+        if f_default is None:
+            return None
+        m = self.current
+        return m.wall_time(sample.sm_clock_mhz) / m.wall_time(f_default)
+
+    def _throttled_clock(self, sample: Sample, power_w: float) -> float | None:
+        """The clock default settings would run the held serial phase at, dissipating power_w."""
         m = self.current
         if m is None or m.kind != "serial" or sample.sm_clock_mhz <= 0:
             return None
@@ -738,7 +760,7 @@ class ModelController(Controller):
         for f in self.limits.sm_clocks_mhz:
             if f > f_now and m.power(f) + offset <= power_w:
                 f_default = f
-        return m.wall_time(f_now) / m.wall_time(f_default)
+        return f_default
 
     def _mix_windows_precise(self) -> bool:
         """Whether the mix's windows each agree over their own cycles within `mix_window_error`.
@@ -777,6 +799,35 @@ class ModelController(Controller):
             se = float(np.std(p / mean_p - r / mean_r, ddof=1) / np.sqrt(n))
         return DefaultReference(power_w=mean_p, progress=mean_r, rel_error=max(se, single / float(np.sqrt(n))),
                                 source=("mix", self._mix_version))
+
+    def note_thermal(self, default_power_w: float | None) -> None:
+        self._thermal_power_w = default_power_w
+
+    def _thermal_plan(self, m: PhaseModel, sample: Sample) -> float:
+        """At the thermal limit default settings are throttled, so the budget is spent against the
+        clock they would run at there, not the phase's unthrottled reference: the least-energy clock
+        whose slowdown against that throttled clock fits the budget (the reference clock, handed
+        back to the firmware, when nothing is known)."""
+        f_td = self._throttled_clock(sample, self._thermal_power_w)
+        if f_td is None:
+            return m.ref.f
+        budget = self._budget_now()
+        t_td = m.wall_time(f_td)
+        best_f, best_e = m.ref.f, float("inf")
+        for f in self.limits.sm_clocks_mhz:
+            if f > f_td or m.wall_time(f) / t_td - 1.0 > budget:
+                continue
+            e = m.power(f) * m.wall_time(f)
+            if e < best_e:
+                best_f, best_e = float(f), e
+        return best_f
+
+    def _thermal_slowdown(self, sample: Sample) -> float | None:
+        """At the thermal limit, how much slower the GPU runs now than default would, throttled."""
+        if self._thermal_power_w is None:
+            return None
+        ratio = self.throttled_work_ratio(sample, self._thermal_power_w)
+        return None if ratio is None else max(0.0, ratio - 1.0)
 
     def status(self) -> dict:
         m = self.current
