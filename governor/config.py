@@ -45,7 +45,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                              doc="share of time at default settings to measure the counterfactual"),
         "control_window_s": Key(float, 3.0, lo=0.5, hi=600.0, doc="length of one control window"),
         "model_error": Key(float, 0.03, lo=0.0, hi=1.0, doc="relative error floor of the counterfactual"),
-        "thermal_default_below_c": Key(float, 2.0, lo=0.0, hi=20.0,
+        "thermal_default_below_c": Key(float, 2.5, lo=0.0, hi=20.0,
                                        doc="at the thermal limit, default settings are taken to hold the GPU "
                                            "this far under its slowdown temperature (firmware throttling "
                                            "swings in a band under it, 3 C wide on the simulated H100 with its "

@@ -269,7 +269,7 @@ class GpuLedger:
             self._close_window()
         if dt <= 0:
             return
-        if thermal is not None and not at_default and (thermal.at_limit or self.default_at_limit()):
+        if thermal is not None and not at_default and thermal.at_limit:
             cf, dt_default = self._throttled_default(sample, added, dt, thermal)
             self._add(added, cf, self.cfg["thermal_error"], dt, dt_default, key="thermal")
             self._follow_default_temp(sample, cf / dt_default, dt)
@@ -306,6 +306,16 @@ class GpuLedger:
         cf = ref.power_w * dt * work_ratio
         age = max(0.0, now - ref.taken_at)
         u = ref.rel_error + self.cfg["model_error"] + self.cfg["drift_per_min"] * age / 60.0
+        if thermal is not None and self.default_at_limit():
+            # default would be throttled by now though govd keeps the GPU cooler: its power there is
+            # what the cooling removes, if that is less than the (unthrottled) reference's
+            cf_hot, dt_hot = self._throttled_default(sample, added, dt, thermal)
+            if cf_hot < cf:
+                self._add(added, cf_hot, self.cfg["thermal_error"], dt, dt_hot, key="thermal")
+                self._follow_default_temp(sample, cf_hot / dt_hot, dt)
+                if reference is None:
+                    self._watch_shift(sample, progress)
+                return
         self._add(added, cf, u, dt, dt * work_ratio, key=key)
         self._follow_default_temp(sample, ref.power_w, dt)
         if reference is None:

@@ -157,9 +157,10 @@ class GpuWorker:
         if not self.started:
             self.controller.start(sample, self._current_setpoint())
             self.started = True
-        # default settings throttled at the thermal limit, whether or not govd keeps the GPU cooler
-        throttled = at_limit or self.ledger.default_at_limit()
-        self.controller.note_thermal(self._thermal_default_power_w() if throttled else None)
+        # only when the GPU itself is at the limit: that default would be throttled while govd keeps
+        # it cooler rests on the cooling extrapolated to temperatures not seen, which may say
+        # "throttled" of a default that is not (and the budget would be overspent against it)
+        self.controller.note_thermal(self._thermal_default_power_w() if at_limit else None)
         if self.applied is not None and not self.dry_run and self._changed_behind_our_back(sample, counter_reset):
             return
         if self.state == "managed" and not self.controller.measures_reference and self.ledger.wants_default(now):

@@ -90,3 +90,26 @@ def test_without_a_progress_proxy_utilization_is_predicted_from_the_probes():
     assert m.slowdown(585) >= 0.02 * (1410 / 585 - 1) * 0.9
     util, _, _ = m.predict(585)
     assert abs(util - 0.03) < 0.005  # but the utilization to expect is what the probes showed
+
+
+def test_a_mix_whose_progress_falls_with_the_clock_is_serial_and_slows_as_its_readings_show():
+    # windows of compute and input stalls: idle time per unit of work moves between them, so the
+    # spreads alone said "arriving work" and a hold at 480 MHz ran 20% slow
+    pts = [Probe(f=1739, util=0.765, progress=27.32, power=577), Probe(f=1605, util=0.793, progress=26.32, power=503),
+           Probe(f=1440, util=0.71, progress=24.72, power=400)]
+    m = PhaseModel(ref=pts[0], mix=True)
+    for p in pts[1:]:
+        m.add(p)
+    assert m.kind == "serial"
+    assert m.slowdown(1440) == pytest.approx(27.32 / 24.72 - 1.0, abs=0.02)  # what the readings show
+
+
+def test_a_bursty_mix_keeps_its_progress_near_the_reference_and_stays_arriving_work():
+    # progress falls only at a deep probe, where the bursts saturate: the arrival model covers that
+    pts = [Probe(f=1971, util=0.343, progress=17.17, power=371), Probe(f=1800, util=0.421, progress=17.17, power=319),
+           Probe(f=1620, util=0.442, progress=17.17, power=267), Probe(f=795, util=0.637, progress=15.38, power=172)]
+    m = PhaseModel(ref=pts[0], mix=True)
+    for p in pts[1:]:
+        m.add(p)
+    assert m.kind == "arrival"
+    assert m.slowdown(1500) == pytest.approx(0.0, abs=1e-9)

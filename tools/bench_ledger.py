@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import random
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -28,33 +27,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from governor.policy import load_policy  # noqa: E402
 from governor.sim.spec import load_spec  # noqa: E402
-from governor.sim.trace import Trace, builtin_traces, load_trace  # noqa: E402
+from governor.sim.trace import builtin_traces, load_trace, variant_of  # noqa: E402
 from governor.simulate import DEFAULT_POLICY, run_trace  # noqa: E402
 
 GPUS = ["h100-sxm", "a100-sxm4"]
-
-
-def varied(trace: Trace, seed: int) -> Trace:
-    """A variant of a trace for seed > 0: the same kinds of phases, other lengths and intensities."""
-    if seed == 0:
-        return trace
-    rng = random.Random(f"{trace.name}/{seed}")
-
-    def scale(x: float, lo: float, hi: float, top: float = 1.0) -> float:
-        return min(top, max(0.01, x * rng.uniform(lo, hi)))
-
-    phases = tuple(dataclasses.replace(p, seconds=p.seconds * rng.uniform(0.8, 1.25), busy=scale(p.busy, 0.9, 1.1),
-                                       dram=scale(p.dram, 0.9, 1.1), intensity=scale(p.intensity, 0.9, 1.1),
-                                       clock_bound=scale(p.clock_bound, 0.9, 1.1))
-                   for p in trace.phases)
-    return dataclasses.replace(trace, phases=phases, ambient_c=trace.ambient_c + rng.uniform(-5.0, 5.0))
 
 
 def one(args: tuple[str, str, int, str, bool]) -> dict:
     gpu, name, seed, policy, vary = args
     spec = load_spec(gpu)
     base = load_trace(name)
-    trace = dataclasses.replace(varied(base, seed) if vary else base, seed=base.seed + 1000 * seed)
+    trace = dataclasses.replace(variant_of(base, seed) if vary else base, seed=base.seed + 1000 * seed)
     ref = run_trace(spec, trace, DEFAULT_POLICY)
     run = run_trace(spec, trace, load_policy(policy))
     true = ref.energy_j - run.energy_j

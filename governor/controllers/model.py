@@ -526,7 +526,7 @@ class ModelController(Controller):
                 self._hold(now, "known phase")
                 return self.setpoint
             m = PhaseModel(ref=obs, min_progress=self._min_progress(sample),
-                           util_max=self.params["arrival_util_max"])
+                           util_max=self.params["arrival_util_max"], mix=self.composite)
             self._set_mix_windows([(obs, self._last_window_spread)] if self.composite else [])
             self._mix_model = m if self.composite else None
             self.models.append(m)

@@ -7,8 +7,9 @@ harness, never to a controller.
 from __future__ import annotations
 
 import difflib
+import random
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -111,6 +112,24 @@ def trace_from_dict(data: dict, source: str) -> Trace:
         ))
     return Trace(name=name, description=str(data.get("description", "")), ambient_c=ambient, seed=seed,
                  repeat=repeat, phases=tuple(phases), source=source)
+
+
+def variant_of(trace: Trace, seed: int) -> Trace:
+    """A variant of a trace (seed 0: the trace itself): the same kinds of phases with other lengths
+    (x0.8..1.25), busy share, DRAM traffic, switching intensity and clock-boundness (x0.9..1.1) and
+    room temperature (-5..+5 C), for benchmarks that should not be tuned to the published suite."""
+    if seed == 0:
+        return trace
+    rng = random.Random(f"{trace.name}/{seed}")
+
+    def scale(x: float) -> float:
+        return min(1.0, max(0.01, x * rng.uniform(0.9, 1.1)))
+
+    phases = tuple(replace(p, seconds=p.seconds * rng.uniform(0.8, 1.25), busy=scale(p.busy), dram=scale(p.dram),
+                           intensity=scale(p.intensity), clock_bound=scale(p.clock_bound))
+                   for p in trace.phases)
+    ambient = trace.ambient_c + rng.uniform(-5.0, 5.0)
+    return replace(trace, name=f"{trace.name}~{seed}", phases=phases, ambient_c=ambient)
 
 
 def builtin_traces() -> list[str]:

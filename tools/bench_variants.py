@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""`balanced` on variants of the public trace suite, against the oracles: is it tuned to the suite?
+
+Each trace of the suite is run in `--variants` variants (governor.sim.trace.variant_of: phase
+lengths x0.8..1.25, busy share, DRAM traffic, switching intensity and clock-boundness x0.9..1.1,
+room temperature -5..+5 C) on h100-sxm and a100-sxm4, under the firmware default, `balanced`,
+`oracle_static` and `oracle` (budget 3%). Per trace: the range over variants of what `balanced`
+saved, its largest slowdown, its share of `oracle_static`'s saving and its capture of `oracle`'s,
+and how many variants meet the issue's targets (within budget + 0.5 points; >= 95% of
+`oracle_static`).
+
+    python tools/bench_variants.py --variants 5            # markdown, as in docs/benchmarks.md
+    python tools/bench_variants.py --variants 5 --write    # refresh docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from governor.policy import load_policy  # noqa: E402
+from governor.sim.spec import load_spec  # noqa: E402
+from governor.sim.trace import builtin_traces, load_trace, variant_of  # noqa: E402
+from governor.simulate import DEFAULT_POLICY, oracle_runs, run_trace  # noqa: E402
+
+GPUS = ["h100-sxm", "a100-sxm4"]
+BUDGET = 0.03
+
+
+def one(args: tuple[str, str, int]) -> dict:
+    gpu, name, k = args
+    spec = load_spec(gpu)
+    trace = variant_of(load_trace(name), k)
+    ref = run_trace(spec, trace, DEFAULT_POLICY)
+    run = run_trace(spec, trace, load_policy("balanced"))
+    oracles = oracle_runs(spec, trace, ref, BUDGET)
+
+    def saved(r) -> float:
+        return 1.0 - r.energy_j / ref.energy_j
+
+    return {"gpu": gpu, "trace": name, "variant": k, "saved": saved(run), "slowdown": run.seconds / ref.seconds - 1.0,
+            "oracle_static": saved(oracles["oracle_static"]), "oracle": saved(oracles["oracle"])}
+
+
+def _share(x: float, of: float) -> float | None:
+    return x / of if of > 0.005 else None
+
+
+def _span(xs: list, fmt: str) -> str:
+    xs = [x for x in xs if x is not None]
+    return f"{format(min(xs), fmt)} .. {format(max(xs), fmt)}" if xs else "-"
+
+
+def markdown(rows: list[dict], variants: int) -> str:
+    out = ["| GPU | trace | `balanced` saved | largest slowdown | share of `oracle_static` | capture of `oracle` | "
+           "within budget | >= 95% of `oracle_static` |", "|---|---|---|---|---|---|---|---|"]
+    cells: dict = {}
+    for r in rows:
+        cells.setdefault((r["gpu"], r["trace"]), []).append(r)
+    for (gpu, name), rs in cells.items():
+        static = [_share(r["saved"], r["oracle_static"]) for r in rs]
+        capture = [_share(r["saved"], r["oracle"]) for r in rs]
+        out.append(f"| {gpu} | {name} | {_span([100 * r['saved'] for r in rs], '.1f')}% | "
+                   f"{100 * max(r['slowdown'] for r in rs):+.2f}% | "
+                   f"{_span([None if s is None else 100 * s for s in static], '.0f')}% | "
+                   f"{_span([None if c is None else 100 * c for c in capture], '.0f')}% | "
+                   f"{sum(r['slowdown'] <= BUDGET + 0.005 for r in rs)}/{len(rs)} | "
+                   f"{sum(s is None or s >= 0.95 for s in static)}/{len(rs)} |")
+    n = len(rows)
+    static_met = sum(_share(r["saved"], r["oracle_static"]) is None or r["saved"] >= 0.95 * r["oracle_static"]
+                     for r in rows)
+    out += ["", f"All {n} runs ({variants} variants of each trace): within budget + 0.5 points "
+            f"{sum(r['slowdown'] <= BUDGET + 0.005 for r in rows)}/{n}, >= 95% of `oracle_static` {static_met}/{n}."]
+    return "\n".join(out)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variants", type=int, default=5)
+    p.add_argument("--traces", default=",".join(t for t in builtin_traces() if t not in ("demo", "gemm", "attention")))
+    p.add_argument("--gpus", default=",".join(GPUS))
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--write", action="store_true", help="refresh the table in docs/benchmarks.md in place")
+    args = p.parse_args()
+    work = [(g, t, k) for g in args.gpus.split(",") for t in args.traces.split(",")
+            for k in range(1, args.variants + 1)]
+    with ProcessPoolExecutor(args.jobs) as ex:
+        rows = list(ex.map(one, work))
+    text = markdown(rows, args.variants)
+    if args.write:
+        from docsection import write_section  # noqa: PLC0415 - a sibling in tools/
+
+        write_section("bench_variants", text)
+    print(json.dumps(rows, indent=1) if args.json else text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
