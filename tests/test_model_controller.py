@@ -314,3 +314,18 @@ def test_without_the_thermal_limit_a_held_phase_is_measured_again_and_its_refere
     assert "reference" in _hold_at_the_thermal_limit(c, m, None, 200.0)  # refresh_s is 120 s
     # a plan at the reference clock hands the clock back to the firmware instead of pinning it
     assert c._realise(m.ref.f, m).is_default
+
+
+def test_power_alone_drifting_from_the_model_shifts_its_power_curve_instead_of_starting_a_new_phase():
+    c, m = _compute_phase_controller()
+    cold = PhaseModel(ref=m.ref, probes=list(m.probes))  # the power curve as first fitted
+    c._hold(0.0, "identified")
+    t = 0.0
+    while t < 30.0:  # the GPU warmed: 8% more power at the same utilization and progress
+        t += 0.2
+        f = float(c.setpoint.sm_clock_max_mhz or 1980)
+        u, prog, _ = cold.predict(f)
+        c.decide(sample(t, util=100 * u, clock=f, mem=prog, dram=prog, power=1.08 * cold.power(f), temp=62.0))
+    assert c.state == "hold" and c.last_change == "identified" and c.current is m
+    f = float(c.setpoint.sm_clock_max_mhz or 1980)
+    assert m.power(f) == pytest.approx(1.08 * cold.power(f), rel=0.02)

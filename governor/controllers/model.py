@@ -612,8 +612,10 @@ class ModelController(Controller):
         u, prog, power = m.predict(obs.f)
         residuals = ((obs.util - u) / max(u, 0.05), (obs.progress - prog) / max(prog, 2.0),
                      (obs.power - power) / max(power, 1.0))
-        alarm = any(c.update(r) for c, r in zip(self.cusums, residuals, strict=True))
-        if alarm:
+        alarms = [c.update(r) for c, r in zip(self.cusums, residuals, strict=True)]
+        if alarms[2] and not (alarms[0] or alarms[1]) and self._power_drifted(m, residuals):
+            return self.setpoint
+        if any(alarms):
             recent = self._mean_obs(list(self.recent))
             if self._extrapolated(m, recent) and self._consistent(m.ref, recent):
                 # the held clock lies beyond the probed ones and the readings are what the same phase
@@ -652,6 +654,26 @@ class ModelController(Controller):
             self.setpoint = self._realise(plan_f, m)
         self.dither.set(now, self._dither_for(m, self.plan_f))
         return self.setpoint
+
+    def _power_drifted(self, m: PhaseModel, residuals: tuple[float, float, float]) -> bool:
+        """Power alone moved away from the model while utilization and progress still fit it: the
+        GPU warmed (leakage grows with temperature) or the model's power curve was off at this
+        clock. The same work is being done, so the power curve is shifted to the readings rather
+        than the phase taken for a new one (which measured it anew and, three times in 30 s, turned
+        a training job into a "mix" for the rest of the demo run). True when so handled."""
+        drift = self.params["cusum_drift"]
+        if abs(residuals[0]) >= drift or abs(residuals[1]) >= drift or not self.recent:
+            return False
+        recent = self._mean_obs(list(self.recent))
+        offset = recent.power - m.power(recent.f)
+        if abs(offset) > 0.2 * max(m.ref.power, 1.0):
+            return False
+        m.ref = replace(m.ref, power=m.ref.power + offset)
+        m.probes = [replace(p, power=p.power + offset) for p in m.probes]
+        m.refit()
+        for c in self.cusums:
+            c.reset()
+        return True
 
     def _decide_hold_composite(self, m: PhaseModel, obs: Probe, now: float) -> Setpoint:
         """Composite mode: compare window means, not single readings, with the model."""
