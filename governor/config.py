@@ -70,7 +70,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                               doc="a sample whose DRAM progress differs from the control window's by more than "
                                   "this share is other work: no saving is claimed for it"),
         "min_progress_pct": Key(float, 2.0, lo=0.0, hi=100.0, doc="least DRAM activity for the progress proxy"),
-        "flush_s": Key(float, 60.0, lo=1.0, hi=3600.0, doc="write the ledger this often (a crash loses at most this)"),
+        "flush_s": Key(float, 60.0, lo=1.0, hi=60.0,
+                       doc="write the ledger this often and at each minute's end (a crash loses at most this)"),
         "retention_days": Key(float, 90.0, lo=1.0, hi=3650.0, doc="keep per-minute rows this long"),
         "log_every_s": Key(float, 300.0, lo=0.0, hi=86400.0, doc="log the savings per GPU this often (0: never)"),
     },

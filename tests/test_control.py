@@ -45,7 +45,7 @@ def daemon():
     while not paths.socket.exists() and time.monotonic() < end:
         time.sleep(0.05)
     yield d, paths
-    d.stop_event.set()
+    d.stop()
     t.join(20)
     shutil.rmtree(root, ignore_errors=True)
 

@@ -111,6 +111,35 @@ def test_corrupt_database_is_moved_aside_and_a_new_one_started(tmp_path, caplog)
     assert "moved aside" in caplog.text
 
 
+def test_the_ledger_is_written_every_flush_s_and_at_each_minute_boundary():
+    from governor.daemon import next_flush_time
+
+    assert next_flush_time(6000.0, 10.0) == 6010.0
+    assert next_flush_time(6055.0, 10.0) == 6060.0  # not past the minute: rows stay inside their minute
+    assert next_flush_time(6001.0, 3600.0) == 6060.0
+
+
+def test_the_daemon_writes_the_ledger_at_its_flush_interval_not_every_pass(tmp_path, monkeypatch):
+    """A write per supervisor pass (5 a second) had cost a third of a GPU's share of the daemon's CPU."""
+    from governor.backends import open_sim_devices
+    from governor.clock import RealClock
+    from governor.daemon import Daemon, DaemonOptions
+    from governor.paths import resolve_paths
+
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "govd.toml").write_text("[ledger]\nflush_s = 1.0\n[socket]\nenabled = false\n")
+    paths = resolve_paths(tmp_path)
+    paths.ensure()
+    clock = RealClock()
+    devices = open_sim_devices(["h100-sxm"], clock, paths.runtime_dir, load_trace("decode"))
+    d = Daemon(paths, DaemonOptions(policy="balanced", duration_s=3.0), devices, clock)
+    writes = []
+    monkeypatch.setattr(LedgerStore, "write", lambda self, rows: writes.append(len(rows)))
+    d.run()
+    # 3 s of running at flush_s = 1: a first write, about one a second, a minute boundary, the final one
+    assert 3 <= len(writes) <= 7
+
+
 def test_sigkill_and_restart_keep_lifetime_totals(tmp_path):
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "govd.toml").write_text("[ledger]\nflush_s = 1.0\n")
