@@ -316,6 +316,23 @@ def test_without_the_thermal_limit_a_held_phase_is_measured_again_and_its_refere
     assert c._realise(m.ref.f, m).is_default
 
 
+def test_a_refresh_the_thermal_limit_interrupts_keeps_the_reference_the_phase_had():
+    """A window measured under the guard's ceiling is no reference of default: taken as one, a hot
+    room's variant had its budget charged against a clock 10% under default's and ran 3.8% slow."""
+    c, m = _compute_phase_controller()
+    ref_before = m.ref
+    c._hold(0.0, "identified")
+    c._start_reference(130.0, "refresh")
+    assert c.state == "reference" and c.current is None
+    t = 130.0
+    for _ in range(3):  # the refresh runs at default clocks; the GPU reaches its limit
+        t += 0.2
+        c.note_thermal(520.0)
+        c.decide(sample(t, util=97.0, clock=1700.0, mem=27.0, dram=27.0, power=560.0, temp=86.0))
+    assert c.state == "hold" and c.current is m and c.last_change == "refresh abandoned: thermal limit"
+    assert m.ref is ref_before
+
+
 def test_power_alone_drifting_from_the_model_shifts_its_power_curve_instead_of_starting_a_new_phase():
     c, m = _compute_phase_controller()
     cold = PhaseModel(ref=m.ref, probes=list(m.probes))  # the power curve as first fitted

@@ -138,6 +138,7 @@ class ModelController(Controller):
         self._tick_s = 0.2
         self._window_extra_s = 0.0  # a mix window lengthened until it holds whole cycles
         self._thermal_power_w: float | None = None  # what default would dissipate at the thermal limit
+        self._refreshing: PhaseModel | None = None  # the phase a refresh re-measures
         self._charges: dict = {}  # (phase model id, probe clock) -> [seconds, slowdown seconds charged]
         self.changes: deque = deque()  # times of phase changes and unmeasurable windows
         self.change_interval_s = 0.0
@@ -356,6 +357,7 @@ class ModelController(Controller):
 
     def _start_reference(self, now: float, why: str) -> None:
         self.last_change = why
+        self._refreshing = self.current if why == "refresh" else None
         self.current = None
         self.held_f = None
         self._enter("reference", now, Setpoint())
@@ -482,6 +484,15 @@ class ModelController(Controller):
             charge[0] += dt
             charge[1] += dt * max(0.0, probe_slow) / (1.0 + max(0.0, probe_slow))
         self._account(dt, probe_slow if thermal is None else thermal)
+        if self.state == "reference" and self.last_change == "refresh" and self._thermal_power_w is not None \
+                and self._refreshing in self.models:
+            # the GPU reached the thermal limit during the refresh: what the window would measure is
+            # the guard's (or firmware's) ceiling, no reference of default (taken as one, it had the
+            # budget charged against a clock 10% under what default ran at, and a hot room's variant
+            # ran 3.8% slow against 3%); the phase keeps the reference it had
+            self.current = self._refreshing
+            self._hold(now, "refresh abandoned: thermal limit")
+            return self.setpoint
         if settled:
             self.window.append(sample)
             if self.state == "reference" and not self.composite and len(self.window) >= 2 \
