@@ -27,7 +27,6 @@ the predicted slowdown stays within budget. It works from samples only.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import replace
 
 import numpy as np
 
@@ -565,7 +564,7 @@ class ModelController(Controller):
         curve consistent with the reference it is compared with."""
         offset = obs.power - m.power(obs.f)
         if abs(offset) <= 0.2 * max(obs.power, 1.0):
-            m.probes = [replace(p, power=p.power + offset) for p in m.probes]
+            m.shift_power(offset, with_ref=False)
         m.ref = obs
 
     def _extrapolated(self, m: PhaseModel, obs: Probe) -> bool:
@@ -679,9 +678,7 @@ class ModelController(Controller):
         offset = recent.power - m.power(recent.f)
         if abs(offset) > 0.2 * max(m.ref.power, 1.0):
             return False
-        m.ref = replace(m.ref, power=m.ref.power + offset)
-        m.probes = [replace(p, power=p.power + offset) for p in m.probes]
-        m.refit()
+        m.shift_power(offset)
         for c in self.cusums:
             c.reset()
         return True

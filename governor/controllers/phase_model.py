@@ -19,7 +19,7 @@ busy time scales with 1/f and all idle time is serial.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import nnls
@@ -95,6 +95,15 @@ class PhaseModel:
 
     def add(self, probe: Probe) -> None:
         self.probes.append(probe)
+        self.refit()
+
+    def shift_power(self, offset_w: float, with_ref: bool = True) -> None:
+        """Add offset_w to each measured power (the probes', and the reference's when with_ref):
+        leakage adds about the same watts at every clock, so a GPU that warmed since the probes
+        moves the whole power curve, not its shape."""
+        if with_ref:
+            self.ref = replace(self.ref, power=self.ref.power + offset_w)
+        self.probes = [replace(p, power=p.power + offset_w) for p in self.probes]
         self.refit()
 
     def refit(self) -> None:
