@@ -142,6 +142,33 @@ def controller_with_phase(params, ref, *probes):
     return c, m
 
 
+def _mix_after_its_first_probe(progress_at_probe):
+    c = ModelController({"slowdown_budget": 0.03}, H100)
+    c.start(sample(0.0), Setpoint())
+    c.composite = True
+    ref = Probe(f=1940, util=0.55, progress=30.0, power=420.0, temp_c=45.0)
+    f = c.mix_probe_fracs[0] * ref.f
+    m = PhaseModel(ref=ref, mix=True)
+    m.add(Probe(f=f, util=0.55 * ref.f / f, progress=progress_at_probe, power=330.0, temp_c=45.0))
+    c.models, c.current = [m], m
+    c._next_probe(100.0)
+    return c, m, f
+
+
+def test_a_mix_of_arriving_work_goes_from_its_deepest_probe_straight_to_the_planned_clock():
+    c, m, first = _mix_after_its_first_probe(progress_at_probe=30.0)  # the work kept up
+    assert c.mix_probe_fracs == sorted(c.mix_probe_fracs) and len(c.mix_probe_fracs) == 2
+    assert m.kind == "arrival"
+    assert c.state == "probe" and c.probe_target < first  # not the shallower fixed probe: the plan
+
+
+def test_a_serial_mix_keeps_its_second_fixed_probe():
+    c, m, first = _mix_after_its_first_probe(progress_at_probe=30.0 * 0.85)  # progress fell with the clock
+    assert m.kind == "serial"
+    assert c.state == "probe"
+    assert c.probe_target == pytest.approx(c.limits.snap_clock(c.mix_probe_fracs[1] * m.ref.f))
+
+
 def test_a_hold_beyond_the_probed_clocks_corrects_the_model_instead_of_seeing_a_new_phase():
     # a light arrival phase probed only near the top; holding it far lower is an extrapolation
     c, m = controller_with_phase({"slowdown_budget": 0.03},
