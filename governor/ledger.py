@@ -348,14 +348,12 @@ class GpuLedger:
         would dissipate no more than govd does now, no saving is claimed. Returns (energy J, seconds)
         at default for this sample's work."""
         power_default = self.cooling.steady_power_w(thermal.default_temp_c)
-        power_now = added / dt
-        if power_default is None or power_default <= power_now:
+        if power_default is None:
             return added, dt
         ratio = thermal.work_ratio(sample, power_default)
-        if ratio is None:
+        if ratio is None or ratio <= 0:
             return added, dt
-        ratio = min(max(1.0, ratio), power_default / max(power_now, 1e-9))
-        return max(added, power_default * dt / ratio), dt / ratio
+        return power_default * dt / ratio, dt / ratio
 
     def _same_work(self, sample: Sample, ref: _Reference) -> bool:
         """Whether a sample at other settings does the kind of work a window at default measured:

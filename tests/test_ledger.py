@@ -287,6 +287,17 @@ def test_at_the_thermal_limit_work_is_priced_by_what_the_cooling_removes_at_defa
     # without a trusted cooling model, or without the controller's work ratio: no saving claimed
     assert run(ledger_with_cooling(False), 1.02).saved_j == pytest.approx(0.0)
     assert run(ledger_with_cooling(True), None).saved_j == pytest.approx(0.0)
+    # govd's GPU, kept cooler, running faster than default throttled would (ratio < 1) at more
+    # power than default could dissipate there: that costs energy, and the ledger says so. (Claiming
+    # zero there had made h100 hot-room over-report its saving by 20%.)
+    led = ledger_with_cooling(True)
+    limit = ThermalLimit(default_temp_c=85.0, work_ratio=lambda sample, watts: 0.98)
+    e = 0
+    for i in range(51):
+        e += 130_000  # 650 W, above the 615 W the cooling removes at 85 C
+        led.observe(s(i * 0.2, energy=e, power=650, mem=32), at_default=False, settled=True, thermal=limit)
+    assert led.since_start.counterfactual_j == pytest.approx(615.38 * 10.0 / 0.98, rel=1e-3)
+    assert led.since_start.saved_j < 0
 
 
 def test_a_control_window_prices_only_the_kind_of_work_it_measured():

@@ -795,11 +795,9 @@ class ModelController(Controller):
             return None
         f_now = sample.sm_clock_mhz
         offset = sample.power_now_w - m.power(f_now)
-        f_default = f_now
-        for f in self.limits.sm_clocks_mhz:
-            if f > f_now and m.power(f) + offset <= power_w:
-                f_default = f
-        return f_default
+        clocks = self.limits.sm_clocks_mhz
+        fitting = [f for f in clocks if m.power(f) + offset <= power_w]
+        return float(max(fitting)) if fitting else float(min(clocks))
 
     def _mix_windows_precise(self) -> bool:
         """Whether the mix's windows each agree over their own cycles within `mix_window_error`.
