@@ -344,9 +344,11 @@ class GpuLedger:
 
         Default settings would hold the GPU at about `thermal.default_temp_c`, dissipating what the
         cooling removes there (CoolingModel), and would do the work faster in proportion to the
-        clock that power buys (the controller's phase model). Without either, or where default
-        would dissipate no more than govd does now, no saving is claimed. Returns (energy J, seconds)
-        at default for this sample's work."""
+        clock that power buys (the controller's phase model). Without either no saving is claimed.
+        Where govd's GPU, kept cooler, runs faster than that clock, default would have taken longer
+        at less power and the saving is negative: it is counted as such (claimed as zero, it had
+        made the estimate err high by a fifth of a hot room's saving). Returns (energy J, seconds) at
+        default for this sample's work."""
         power_default = self.cooling.steady_power_w(thermal.default_temp_c)
         if power_default is None:
             return added, dt
