@@ -3,7 +3,7 @@
 import pytest
 from controller_helpers import H100, ceiling, sample
 
-from governor.controllers.model import ModelController
+from governor.controllers.model import DRAIN_MAX_S, ModelController
 from governor.controllers.phase_model import PhaseModel, Probe
 from governor.vocabulary import Setpoint
 
@@ -140,6 +140,28 @@ def controller_with_phase(params, ref, *probes):
         m.add(p)
     c.models, c.current = [m], m
     return c, m
+
+
+def _mix_window_start(saturated_s):
+    """When a mix's reference window takes its first reading, after saturated_s of a backlog."""
+    c = ModelController({"slowdown_budget": 0.03}, H100)
+    c.start(sample(0.0), Setpoint())
+    c.composite, c.change_interval_s = True, 2.0
+    c._enter("reference", 0.0, Setpoint())
+    t = 0.0
+    while t < 40.0 and not c.window:
+        t = round(t + 0.2, 1)
+        busy = t < saturated_s or (t % 6.0) < 2.0  # a backlog worked off, then 2 s bursts in 6 s
+        c.decide(sample(t, util=100.0 if busy else 20.0, mem=60.0 if busy else 5.0, dram=60.0 if busy else 5.0,
+                        power=600.0 if busy else 150.0))
+    return t, c._settle()
+
+
+def test_a_mix_reference_waits_for_a_backlog_to_drain_but_not_forever():
+    start, _ = _mix_window_start(saturated_s=4.0)
+    assert start == pytest.approx(4.0, abs=0.21)  # the saturated start was not measured
+    start, settle = _mix_window_start(saturated_s=100.0)  # saturated throughout: waits DRAIN_MAX_S at most
+    assert start == pytest.approx(settle + DRAIN_MAX_S, abs=0.41)
 
 
 def _mix_after_its_first_probe(progress_at_probe):
