@@ -142,12 +142,13 @@ def controller_with_phase(params, ref, *probes):
     return c, m
 
 
-def _mix_window_start(saturated_s):
+def _mix_window_start(saturated_s, saturated_before_s=0.0):
     """When a mix's reference window takes its first reading, after saturated_s of a backlog."""
     c = ModelController({"slowdown_budget": 0.03}, H100)
     c.start(sample(0.0), Setpoint())
     c.composite, c.change_interval_s = True, 2.0
     c._enter("reference", 0.0, Setpoint())
+    c._saturated_s = saturated_before_s
     t = 0.0
     while t < 40.0 and not c.window:
         t = round(t + 0.2, 1)
@@ -162,6 +163,9 @@ def test_a_mix_reference_waits_for_a_backlog_to_drain_but_not_forever():
     assert start == pytest.approx(4.0, abs=0.21)  # the saturated start was not measured
     start, settle = _mix_window_start(saturated_s=100.0)  # saturated throughout: waits DRAIN_MAX_S at most
     assert start == pytest.approx(settle + DRAIN_MAX_S, abs=0.41)
+    # saturated since long before the reference: a mix of phases all busy all the time, no backlog
+    start, settle = _mix_window_start(saturated_s=100.0, saturated_before_s=20.0)
+    assert start == pytest.approx(settle, abs=0.41)
 
 
 def _mix_after_its_first_probe(progress_at_probe):

@@ -38,7 +38,8 @@ from .mix import CLEAN_SPREAD, whole_cycles_mean
 from .phase_model import PhaseModel, Probe
 
 DRAIN_MAX_S = 5.0  # longest a mix's reference window waits for a backlog to drain (_draining)
-DRAIN_MIN_S = 1.0  # saturated this long without a break: a backlog, not one short busy phase
+DRAIN_MIN_S = 1.0  # saturated this long without a break: a backlog, not one short busy phase ...
+DRAIN_RUN_MAX_S = 8.0  # ... and no longer than this: a mix that never leaves saturation has no backlog to see
 
 
 class _Cusum:
@@ -212,16 +213,18 @@ class ModelController(Controller):
     def _draining(self, sample: Sample, dt: float) -> bool:
         """A mix's reference window waits, up to `DRAIN_MAX_S`, while the GPU is saturated at its
         start and has been for `DRAIN_MIN_S` (a 0.3 s compute phase saturates it briefly every
-        cycle; waiting for those only moved where the window began): it is working off the backlog
-        a lower clock left (the deep probes of the phases
-        the controller first tried to tell apart), which is no part of the mix at default. Counted
+        cycle; waiting for those only moved where the window began) but not for longer than
+        `DRAIN_RUN_MAX_S` (a mix of phases all busy all the time is saturated throughout; waiting
+        there only moved the window, and one variant's ledger over-reported by 42%): it is working
+        off the backlog a lower clock left (the deep probes of the phases the controller first
+        tried to tell apart), which is no part of the mix at default. Counted
         in, it read a bursty mix's progress 10% high; against that reference the probes' progress
         seemed to fall with the clock, and arriving work was fitted as serial (6.7% saved where the
         best fixed clock saves 33%). A mix whose window starts in a saturated phase merely starts
         its window a phase later: the window grows to whole cycles wherever it starts."""
         if not (self.composite and self.state == "reference" and not self.window):
             return False
-        if self._saturated_s < DRAIN_MIN_S or self._drained_s >= DRAIN_MAX_S:
+        if not DRAIN_MIN_S <= self._saturated_s <= DRAIN_RUN_MAX_S or self._drained_s >= DRAIN_MAX_S:
             return False
         self._drained_s += dt  # the window ends as much later
         return True
