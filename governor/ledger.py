@@ -271,15 +271,13 @@ class GpuLedger:
             return
         if thermal is not None and not at_default and thermal.at_limit:
             cf, dt_default = self._throttled_default(sample, added, dt, thermal)
-            self._add(added, cf, self.cfg["thermal_error"], dt, dt_default, key="thermal")
-            self._follow_default_temp(sample, cf / dt_default, dt)
+            self._add(sample, added, cf, self.cfg["thermal_error"], dt, dt_default, "thermal", cf / dt_default)
             return
         if at_default or (reference is None and self.ref is None) or (reference is not None and not reference.known):
             # at default the counterfactual is what was measured; without a measurement of this
             # work at default there is no evidence of a saving, so none is claimed
             u = 0.0 if at_default else self.cfg["unpriced_error"]
-            self._add(added, added, u, dt, dt, key="unpriced")
-            self._follow_default_temp(sample, added / dt, dt)
+            self._add(sample, added, added, u, dt, dt, "unpriced", added / dt)
             return
         if reference is not None:
             ref = _Reference(power_w=reference.power_w, progress=reference.progress, rel_error=reference.rel_error,
@@ -292,8 +290,7 @@ class GpuLedger:
             if not self._same_work(sample, ref):
                 # the window measured other work (a prefill, where this is a decode): it cannot price
                 # this sample, and a new window is asked for soon; no saving is claimed meanwhile
-                self._add(added, added, self.cfg["unpriced_error"], dt, dt, key="unpriced")
-                self._follow_default_temp(sample, added / dt, dt)
+                self._add(sample, added, added, self.cfg["unpriced_error"], dt, dt, "unpriced", added / dt)
                 self._watch_shift(sample, sample.progress_pct)
                 return
         progress = sample.progress_pct
@@ -311,13 +308,11 @@ class GpuLedger:
             # what the cooling removes, if that is less than the (unthrottled) reference's
             cf_hot, dt_hot = self._throttled_default(sample, added, dt, thermal)
             if cf_hot < cf:
-                self._add(added, cf_hot, self.cfg["thermal_error"], dt, dt_hot, key="thermal")
-                self._follow_default_temp(sample, cf_hot / dt_hot, dt)
+                self._add(sample, added, cf_hot, self.cfg["thermal_error"], dt, dt_hot, "thermal", cf_hot / dt_hot)
                 if reference is None:
                     self._watch_shift(sample, progress)
                 return
-        self._add(added, cf, u, dt, dt * work_ratio, key=key)
-        self._follow_default_temp(sample, ref.power_w, dt)
+        self._add(sample, added, cf, u, dt, dt * work_ratio, key, ref.power_w)
         if reference is None:
             self._watch_shift(sample, progress)
 
@@ -381,9 +376,13 @@ class GpuLedger:
             self.next_window_at = min(self.next_window_at, sample.time_s + self.cfg["control_window_s"])
             self._slow = self._fast
 
-    def _add(self, measured: float, cf: float, u: float, dt: float, dt_default: float, key: Hashable) -> None:
+    def _add(self, sample: Sample, measured: float, cf: float, u: float, dt: float, dt_default: float,
+             key: Hashable, default_power_w: float) -> None:
+        """Count one sample's measured and counterfactual energy, and follow how warm default
+        settings would have made the GPU doing that work at default_power_w."""
         self.since_start.add(measured, cf, u, dt, dt_default, key)
         self.minute.add(measured, cf, u, dt, dt_default, key)
+        self._follow_default_temp(sample, default_power_w, dt)
 
     def take_minute(self) -> Totals:
         """The totals since the last call (for the per-minute store), reset to zero."""
