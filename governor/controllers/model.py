@@ -494,6 +494,9 @@ class ModelController(Controller):
             self._tick_s = dt
         in_state = now - self.state_start
         settled = in_state >= self._settle()
+        # every tick, whatever the state: a run counted only outside holds carried a stale length
+        # from an earlier probe into the next mix reference (_draining)
+        self._saturated_s = self._saturated_s + dt if sample.gpu_util_pct >= 97.0 else 0.0
         # at the thermal limit default settings would be throttled too: what counts then is how much
         # slower than that the GPU runs (the guard's cut included), whatever the state
         thermal = self._thermal_slowdown(sample)
@@ -526,7 +529,6 @@ class ModelController(Controller):
             self.current = self._refreshing
             self._hold(now, "refresh abandoned: thermal limit")
             return self.setpoint
-        self._saturated_s = self._saturated_s + dt if sample.gpu_util_pct >= 97.0 else 0.0
         if settled and self._draining(sample, dt):
             return self.setpoint
         if settled:
