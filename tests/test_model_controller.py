@@ -188,6 +188,36 @@ def test_a_mix_of_arriving_work_goes_from_its_deepest_probe_straight_to_the_plan
     assert c.state == "probe" and c.probe_target < first  # not the shallower fixed probe: the plan
 
 
+def _held_mix(progress_at_probe):
+    c, m, f = _mix_after_its_first_probe(progress_at_probe)
+    c._mix_model = m
+    c._set_mix_windows([(m.ref, 0.0)])
+    c._hold(150.0, "identified")
+    return c, m
+
+
+def test_a_held_mix_of_arriving_work_is_priced_by_its_model_where_progress_is_an_integer():
+    # a quiet phase at 4.5% of DRAM bandwidth reads 4 or 5: the held clock's readings round
+    # otherwise than the reference window's did, and their ratio priced an a100 mix 5% low
+    c, m = _held_mix(progress_at_probe=30.0)
+    assert m.kind == "arrival"
+    held = c.limits.snap_clock(0.9 * m.ref.f)  # between the reference and the deepest probe
+    assert m.delay(held) == pytest.approx(0.0, abs=1e-9)
+    ref = c.reference(sample(200.0, util=70.0, clock=held, mem=28.0, dram=None))
+    assert ref.known and ref.power_w == m.ref.power and ref.work_ratio == pytest.approx(1.0)
+    # GPM's bandwidth reading is fine enough to price by: the pooled reference as it is
+    assert c.reference(sample(200.0, util=70.0, clock=held, mem=28.0, dram=28.4)).work_ratio is None
+    # below its deepest probe the model extrapolates, and while probing it is being tested: readings price
+    deep = c.limits.snap_clock(0.5 * m.probes[0].f)
+    assert c.reference(sample(200.0, util=99.0, clock=deep, mem=20.0, dram=None)).work_ratio is None
+    c._enter("probe", 200.0, Setpoint())
+    assert c.reference(sample(200.0, util=70.0, clock=held, mem=28.0, dram=None)).work_ratio is None
+    # a serial mix's model is the cautious one (it errs slow): its readings price it
+    c, m = _held_mix(progress_at_probe=30.0 * 0.85)
+    assert m.kind == "serial"
+    assert c.reference(sample(200.0, util=70.0, clock=m.probes[0].f, mem=25.0, dram=None)).work_ratio is None
+
+
 def test_a_serial_mix_keeps_its_second_fixed_probe():
     c, m, first = _mix_after_its_first_probe(progress_at_probe=30.0 * 0.85)  # progress fell with the clock
     assert m.kind == "serial"

@@ -27,6 +27,7 @@ the predicted slowdown stays within budget. It works from samples only.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 
 import numpy as np
 
@@ -762,7 +763,7 @@ class ModelController(Controller):
         too fast to tell apart is priced by the mean of all its default-settings windows: single
         windows catch the mix at different points of its cycle, the mean converges."""
         if self.composite:
-            return self._pooled_reference()
+            return self._mix_reference(sample)
         obs = self._last_obs(sample)
         best = self._match(obs, None, self.params["ledger_match_tolerance"])
         if best is None:
@@ -843,6 +844,29 @@ class ModelController(Controller):
         """Replace the mix's pool of default-settings windows (the pooled reference is recomputed)."""
         self._mix_windows = windows
         self._mix_version += 1
+
+    def _mix_reference(self, sample: Sample) -> DefaultReference:
+        """The pooled reference of the mix, with the work it does per second at this clock taken from
+        the mix's model where NVML's integer memory utilization is the only progress reading.
+
+        A mix's phases can read a point off in opposite directions (a quiet phase at 4.5% reads 4
+        in one run and 5 in another, a burst at 42.5% reads 42 or 43): the reference window and
+        the held clock's readings round differently, and pricing by their ratio put an a100 bursty
+        mix's default energy 5% low (the ledger under-reported its saving by 12%). The model's
+        slowdown, fitted over windows at clocks far apart, is what the budget is spent by; it
+        prices the work once the mix has probes (a reference alone predicts nothing)."""
+        pooled = self._pooled_reference()
+        m = self._mix_model
+        f = sample.sm_clock_mhz
+        if not pooled.known or sample.dram_bw_pct is not None or m is None or not m.has_proxy \
+                or m.kind != "arrival" or self.state != "hold" or m is not self.current \
+                or not m.probes or f < min(p.f for p in m.probes):
+            # a probe is what tests the model, and below its deepest probe the model extrapolates (two
+            # windows a few percent apart fitted kernel time falling with the clock; a v100 mix probed
+            # at 135 MHz, 2.4 times slower, was priced as on time): the readings price those
+            return pooled
+        ratio = 1.0 / (1.0 + max(0.0, m.delay(f)))
+        return replace(pooled, work_ratio=ratio)
 
     def _pooled_reference(self) -> DefaultReference:
         # asked for at every tick, changed once per window: computed when the pool changes
