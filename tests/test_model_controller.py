@@ -3,7 +3,7 @@
 import pytest
 from controller_helpers import H100, ceiling, sample
 
-from governor.controllers.model import DRAIN_MAX_S, ModelController
+from governor.controllers.model import DRAIN_MAX_S, MIX_STEP_MIN, ModelController
 from governor.controllers.phase_model import PhaseModel, Probe
 from governor.vocabulary import Setpoint
 
@@ -216,6 +216,22 @@ def test_a_held_mix_of_arriving_work_is_priced_by_its_model_where_progress_is_an
     c, m = _held_mix(progress_at_probe=30.0 * 0.85)
     assert m.kind == "serial"
     assert c.reference(sample(200.0, util=70.0, clock=m.probes[0].f, mem=25.0, dram=None)).work_ratio is None
+
+
+def test_a_mix_whose_utilization_did_not_rise_at_its_probe_is_not_sent_far_below_it():
+    # two windows a fifth apart in clock, utilization 0.42 then 0.40: fitted as not clock-bound at
+    # all, the plan is the lowest clock; the next window goes at most halfway below the probe
+    c = ModelController({"slowdown_budget": 0.03}, H100)
+    c.start(sample(0.0), Setpoint())
+    c.composite = True
+    ref = Probe(f=1980, util=0.42, progress=16.67, power=300.0, temp_c=45.0)
+    f = c.limits.snap_clock(c.mix_probe_fracs[0] * ref.f)
+    m = PhaseModel(ref=ref, mix=True)
+    m.add(Probe(f=f, util=0.40, progress=16.67, power=240.0, temp_c=45.0))
+    c.models, c.current = [m], m
+    assert m.kind == "arrival" and m.slowdown(c.limits.sm_clock_min_mhz) == pytest.approx(0.0)
+    c._next_probe(100.0)
+    assert c.state == "probe" and c.probe_target == c.limits.snap_clock(MIX_STEP_MIN * f)
 
 
 def test_a_serial_mix_keeps_its_second_fixed_probe():

@@ -41,6 +41,7 @@ from .phase_model import PhaseModel, Probe
 DRAIN_MAX_S = 5.0  # longest a mix's reference window waits for a backlog to drain (_draining)
 DRAIN_MIN_S = 1.0  # saturated this long without a break: a backlog, not one short busy phase ...
 DRAIN_RUN_MAX_S = 8.0  # ... and no longer than this: a mix that never leaves saturation has no backlog to see
+MIX_STEP_MIN = 0.5  # a mix's refining window goes no deeper than this share of its deepest (_next_probe)
 
 
 class _Cusum:
@@ -450,6 +451,13 @@ class ModelController(Controller):
         elif n < self.params["max_probes"]:
             # refine around the clock the current fit would choose, if it is not probed yet
             f = self._allocate()[id(m)]
+            if self.composite:
+                # a mix's refining window goes at most halfway below its deepest one: fitted over
+                # two windows a fifth apart in clock, the kernel time's share that scales with the
+                # clock is mostly noise (a v100 bursty mix whose utilization read 0.42 then 0.40 was
+                # fitted as not clock-bound at all and sent to 135 MHz, 2.4 times too slow for its
+                # work: 11% of the budget spent in one window, and the mix then held at default)
+                f = max(f, self.limits.snap_clock(MIX_STEP_MIN * min(p.f for p in m.points())))
             if f >= m.ref.f - 1e-6 or min(abs(p.f - f) for p in m.points()) < 3 * self._bin():
                 self._hold(now, "identified")
                 return
