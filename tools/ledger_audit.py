@@ -8,6 +8,7 @@ occurrence and summed per phase name. A debugging aid for the ledger; it reads t
 ground truth, which govd itself never does.
 
     python tools/ledger_audit.py h100-sxm llm-serving balanced
+    python tools/ledger_audit.py a100-sxm4 training balanced --variant 1   # as bench_ledger --vary seed 1
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from governor.policy import load_policy  # noqa: E402
 from governor.sim.spec import load_spec  # noqa: E402
-from governor.sim.trace import load_trace  # noqa: E402
+from governor.sim.trace import Trace, load_trace, variant_of  # noqa: E402
 from governor.simulate import DEFAULT_POLICY, run_trace  # noqa: E402
 
 
-def run(gpu: str, trace: str, policy: str | None) -> dict:
+def run(gpu: str, trace: Trace, policy: str | None) -> dict:
     """Energy per phase occurrence: {(k, name): [true J, ledger counterfactual J, ledger measured J, s]}."""
     out: dict = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
     seen = {"k": 0, "name": None, "prev": (0.0, 0.0, 0.0, 0.0)}
@@ -43,7 +44,7 @@ def run(gpu: str, trace: str, policy: str | None) -> dict:
             cell[i] += now[i] - seen["prev"][i]
         seen["prev"] = now
 
-    run_trace(load_spec(gpu), load_trace(trace), load_policy(policy) if policy else DEFAULT_POLICY, on_tick=per_tick)
+    run_trace(load_spec(gpu), trace, load_policy(policy) if policy else DEFAULT_POLICY, on_tick=per_tick)
     return dict(out)
 
 
@@ -53,9 +54,13 @@ def main() -> int:
     p.add_argument("trace")
     p.add_argument("policy")
     p.add_argument("--occurrences", action="store_true", help="print every phase occurrence, not only sums")
+    p.add_argument("--variant", type=int, default=0, help="a variant of the trace (governor.sim.trace.variant_of)")
     args = p.parse_args()
-    ref = run(args.gpu, args.trace, None)
-    pol = run(args.gpu, args.trace, args.policy)
+    trace = load_trace(args.trace)
+    if args.variant:
+        trace = variant_of(trace, args.variant)
+    ref = run(args.gpu, trace, None)
+    pol = run(args.gpu, trace, args.policy)
     sums: dict = defaultdict(lambda: [0.0] * 5)
     print(f"{'occurrence':>24} {'default J':>10} {'ledger cf J':>11} {'cf error':>9} {'policy J':>9} {'saved J':>8}")
     for key in sorted(set(ref) | set(pol)):
