@@ -301,6 +301,20 @@ def test_a_budget_between_two_clock_steps_is_spent_by_alternating_them():
     assert mean_slowdown == pytest.approx(0.03, abs=0.003)  # the budget, not the step below it
 
 
+def test_a_warmed_phase_at_the_power_limit_is_priced_as_default_holds_it_under_the_limit():
+    # compute-bound work at default runs at the power limit (700 W on this H100); leakage of a
+    # warmer GPU cannot lift default's power over the limit: the firmware takes a clock step instead
+    ref = Probe(f=1755, util=0.95, progress=20.0, power=699.0, temp_c=50.0)
+    c, m = controller_with_phase({"slowdown_budget": 0.03}, ref,
+                                 Probe(f=1605, util=0.96, progress=18.6, power=590.0, temp_c=50.0),
+                                 Probe(f=1455, util=0.97, progress=17.1, power=495.0, temp_c=50.0))
+    assert c._default_under_cap(m, 690.0) == (690.0, 1.0)  # under the limit: as measured
+    power, slower = c._default_under_cap(m, 699.0 + 8.0)  # 8 W of warm excess
+    assert power <= 700.0 and power < 699.0  # a clock step down, under the limit
+    assert slower == pytest.approx(m.wall_time(1740.0) / m.wall_time(1755.0))
+    assert 1.0 < slower < 1.01
+
+
 def test_a_first_probe_is_priced_by_its_phase_when_its_readings_fit_the_same_work():
     # one default-settings measurement only: the model cannot predict a probe's readings yet
     ref = Probe(f=1980, util=0.97, progress=30.0, power=690.0, temp_c=60.0)

@@ -781,8 +781,26 @@ class ModelController(Controller):
             # NVML's memory utilization is an integer: at 33% it cannot show a 2% slowdown, which the
             # model, fitted over probes far apart, predicts better than a rounded reading shows it
             ratio = 1.0 / (1.0 + max(0.0, best.slowdown(obs.f)))
-        return DefaultReference(power_w=best.ref.power + self._warm_excess_w(best, obs), progress=best.ref.progress,
-                                work_ratio=ratio, source=("phase", id(best), best.ref.f, best.ref.power))
+        power, slower = self._default_under_cap(best, best.ref.power + self._warm_excess_w(best, obs))
+        return DefaultReference(power_w=power, progress=best.ref.progress / slower,
+                                work_ratio=None if ratio is None else ratio * slower,
+                                source=("phase", id(best), best.ref.f, best.ref.power))
+
+    def _default_under_cap(self, m: PhaseModel, power_w: float) -> tuple[float, float]:
+        """What default settings would draw, and how much longer their work would take than at the
+        reference clock, once the GPU has warmed past the reference: the firmware holds the board
+        within its default power limit, so where the warm excess would lift the reference over it
+        default runs a clock step or two lower instead. Priced at the reference plus excess, an a100
+        training variant capped at 400 W was priced at 401 W where default ran 1335 MHz at 394 W, and
+        its saving over-reported by 22%. (The limit is never below the reference's own measured power:
+        a 1 s average can read over it, and that reading is what default did.)"""
+        cap = max(self.limits.power_limit_default_w, m.ref.power)
+        if power_w <= cap:
+            return power_w, 1.0
+        offset = power_w - m.power(m.ref.f)
+        clocks = [c for c in self.limits.sm_clocks_mhz if c <= m.ref.f + 1e-6] or [self.limits.sm_clock_min_mhz]
+        f = m.highest_clock_within(clocks, cap, offset)
+        return m.power(f) + offset, m.wall_time(f) / m.wall_time(m.ref.f)
 
     def _probe_reference(self, sample: Sample, obs: Probe) -> DefaultReference:
         """The phase being probed prices a probe's readings that its model cannot predict yet.
@@ -832,11 +850,8 @@ class ModelController(Controller):
         m = self.current
         if m is None or m.kind != "serial" or sample.sm_clock_mhz <= 0:
             return None
-        f_now = sample.sm_clock_mhz
-        offset = sample.power_now_w - m.power(f_now)
-        clocks = self.limits.sm_clocks_mhz
-        fitting = [f for f in clocks if m.power(f) + offset <= power_w]
-        return float(max(fitting)) if fitting else float(min(clocks))
+        offset = sample.power_now_w - m.power(sample.sm_clock_mhz)
+        return m.highest_clock_within(self.limits.sm_clocks_mhz, power_w, offset)
 
     def _mix_windows_precise(self) -> bool:
         """Whether the mix's windows each agree over their own cycles within `mix_window_error`.

@@ -185,6 +185,12 @@ class PhaseModel:
         c = self.power_coef
         return float(c[0] + c[1] * g + c[2] * g**3)
 
+    def highest_clock_within(self, clocks, power_w: float, offset_w: float = 0.0) -> float:
+        """The highest of clocks whose modelled power, offset by offset_w (what the model misses on
+        this GPU now: leakage of a warmer GPU), stays within power_w; the lowest if none does."""
+        fitting = [f for f in clocks if self.power(f) + offset_w <= power_w]
+        return float(max(fitting)) if fitting else float(min(clocks))
+
     def slowdown(self, f: float) -> float:
         return self.wall_time(f) / self.wall_time(self.ref.f) - 1.0
 
