@@ -8,7 +8,8 @@ occurrence and summed per phase name. A debugging aid for the ledger; it reads t
 ground truth, which govd itself never does.
 
     python tools/ledger_audit.py h100-sxm llm-serving balanced
-    python tools/ledger_audit.py a100-sxm4 training balanced --variant 1   # as bench_ledger --vary seed 1
+    python tools/ledger_audit.py a100-sxm4 training balanced --variant 1   # bench_ledger --vary's seed 1 trace
+                                                    # (there with other sensor noise: <0.1% of its estimate)
 """
 
 from __future__ import annotations
