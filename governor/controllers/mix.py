@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 CLEAN_SPREAD = 0.02  # sliding means that agree this well are taken for whole cycles
+BLOCK_CELLS = 16384  # sliding means computed at once (_sliding_means): bounds the memory of a long window
 
 
 @dataclass(frozen=True)
@@ -41,27 +42,58 @@ def whole_cycles_mean(power: np.ndarray, progress: np.ndarray, min_ticks: int = 
         return whole
     cp = np.concatenate([[0.0], np.cumsum(p)])
     cr = np.concatenate([[0.0], np.cumsum(r)])
-    best = longest = None
-    span_p, span_r = float(np.ptp(p)), float(np.ptp(r))
-    for m in range(min_ticks, n - min_positions + 2):
-        if n - m + 1 < m:
-            break  # a period is shown only by start positions spanning a whole stretch: two cycles
-        if np.ptp(p[: n - m + 1]) < 0.6 * span_p and np.ptp(r[: n - m + 1]) < 0.6 * span_r:
-            # the readings leaving the stretch as it slides do not show the mix's variation: the
-            # stretch merely holds every change (one burst inside calm), which is no period
-            continue
-        mp = (cp[m:] - cp[:-m]) / m
-        mr = (cr[m:] - cr[:-m]) / m
-        ratio = mp / np.maximum(mr, 1e-9) if r.mean() > 0 else mp
-        spread = float(np.std(ratio) / max(abs(float(np.mean(ratio))), 1e-9))
-        longest = spread
-        # prefer longer stretches when they agree as well (within a tenth of a percent)
-        if best is None or spread < best[0] - 1e-3 or (spread <= best[0] + 1e-3 and m > best[1]):
-            best = (spread, m, float(mp.mean()), float(mr.mean()))
-    if best is None:
+    # every candidate length at once: a window's end is the one heavy tick of a loop, and the 8 (or
+    # 64) GPUs of one job reach it together, queueing for one interpreter lock (3.5 ms a window of
+    # 200 readings, length by length; docs/benchmarks.md, "The daemon's own cost")
+    ms = np.arange(min_ticks, min(n - min_positions + 2, (n + 1) // 2 + 1))
+    if not ms.size:
         return whole
+    positions = n - ms + 1  # start positions of each length; >= ms: they span a whole stretch
+    # the readings leaving the stretch as it slides are p[:positions]: where they do not show the
+    # mix's variation, the stretch merely holds every change (one burst inside calm), no period
+    span_p, span_r = float(np.ptp(p)), float(np.ptp(r))
+    left_p = np.maximum.accumulate(p) - np.minimum.accumulate(p)
+    left_r = np.maximum.accumulate(r) - np.minimum.accumulate(r)
+    shows = (left_p[positions - 1] >= 0.6 * span_p) | (left_r[positions - 1] >= 0.6 * span_r)
+    if not shows.any():
+        return whole
+    ms, positions = ms[shows], positions[shows]
+    spreads, mean_ps, mean_rs = _sliding_means(cp, cr, ms, positions, by_ratio=r.mean() > 0)
+    longest = float(spreads[-1])
+    best = None
+    for k, spread in enumerate(spreads.tolist()):
+        # prefer longer stretches when they agree as well (within a tenth of a percent)
+        if best is None or spread <= best[0] + 1e-3:
+            best = (spread, int(ms[k]), float(mean_ps[k]), float(mean_rs[k]))
     spread, m, mean_p, mean_r = best
     if spread > clean_spread:
         # no whole number of cycles in the window: its mean, as far off as its longest stretches disagree
         return MixMean(power=whole.power, progress=whole.progress, ticks=n, rel_spread=longest)
     return MixMean(power=mean_p, progress=mean_r, ticks=m, rel_spread=spread)
+
+
+def _sliding_means(cp: np.ndarray, cr: np.ndarray, ms: np.ndarray, positions: np.ndarray,
+                   by_ratio: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each stretch length ms[k]: the relative spread of power per unit of progress (of power
+    alone when there is no progress) between its start positions, and its mean power and progress.
+
+    Computed for many lengths at once: row k holds the means of length ms[k] at every start
+    position, padded past its last one. Rows go in blocks of at most `BLOCK_CELLS` cells, so that a
+    long window at a fast control rate (30 000 readings at 50 Hz) costs time, not memory."""
+    spreads, mean_ps, mean_rs = [], [], []
+    j = np.arange(int(positions.max()))
+    rows = max(1, BLOCK_CELLS // len(j))
+    for a in range(0, len(ms), rows):
+        m, pos = ms[a:a + rows, None], positions[a:a + rows, None]
+        valid = j[None, :] < pos
+        start = np.where(valid, j[None, :], 0)
+        end = start + m
+        mp = (cp[end] - cp[start]) / m
+        mr = (cr[end] - cr[start]) / m
+        ratio = np.where(valid, mp / np.maximum(mr, 1e-9) if by_ratio else mp, 0.0)
+        mean_ratio = ratio.sum(axis=1, keepdims=True) / pos
+        dev = np.where(valid, ratio - mean_ratio, 0.0)
+        spreads.append(np.sqrt((dev * dev).sum(axis=1) / pos[:, 0]) / np.maximum(np.abs(mean_ratio[:, 0]), 1e-9))
+        mean_ps.append(np.where(valid, mp, 0.0).sum(axis=1) / pos[:, 0])
+        mean_rs.append(np.where(valid, mr, 0.0).sum(axis=1) / pos[:, 0])
+    return np.concatenate(spreads), np.concatenate(mean_ps), np.concatenate(mean_rs)

@@ -291,8 +291,8 @@ class ModelController(Controller):
             clocks = np.array([c for c in self.limits.sm_clocks_mhz if c <= m.ref.f + 1e-6], dtype=float)
             if not clocks.size:
                 clocks = np.array([float(self.limits.sm_clock_min_mhz)])
-            slow = np.array([max(0.0, m.slowdown(f)) for f in clocks])
-            cost = np.array([m.energy_per_ref_second(f) for f in clocks])
+            slow = np.maximum(0.0, m.slowdown(clocks))
+            cost = m.energy_per_ref_second(clocks)
             if self.params["objective"] == "min_edp":
                 cost = cost * (1.0 + slow)
             cached = (clocks, cost, slow)

@@ -171,11 +171,13 @@ class PhaseModel:
     def kernel_time(self, f: float) -> float:
         return self.a + self.b / f
 
+    # The predictions take a clock or an array of clocks: the planner prices every supported clock
+    # of a phase at once when its fit changes (_curves), a hundred of them on an H100.
     def wall_time(self, f: float) -> float:
         """Wall time per unit of work at clock f."""
         k = self.kernel_time(f)
         if self.kind == "arrival":
-            return max(self.t_arrival, k / max(self.util_max, self.ref.util))
+            return np.maximum(self.t_arrival, k / max(self.util_max, self.ref.util))
         if self.t_fit is not None:
             return self.t_fit[0] + self.t_fit[1] / f
         return k + self.host
@@ -183,7 +185,7 @@ class PhaseModel:
     def power(self, f: float) -> float:
         g = f / 1000.0
         c = self.power_coef
-        return float(c[0] + c[1] * g + c[2] * g**3)
+        return c[0] + c[1] * g + c[2] * g**3
 
     def highest_clock_within(self, clocks, power_w: float, offset_w: float = 0.0) -> float:
         """The highest of clocks whose modelled power, offset by offset_w (what the model misses on
