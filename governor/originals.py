@@ -8,6 +8,7 @@ file when the daemon is gone, however it died, and puts every GPU back.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import threading
@@ -59,12 +60,21 @@ class SavedGpu:
 
 
 class OriginalsFile:
-    """Thread-safe view of originals.json for the daemon that owns it."""
+    """Thread-safe view of originals.json for the daemon that owns it.
+
+    Every change is on disk before the call that made it returns (a GPU is written only once its
+    originals are), but GPUs that change together share one write: the GPUs of one job reach their
+    first write in the same tick, and 64 of them each rewriting and fsyncing the file in turn held
+    the last one's loop for 200 ms (docs/benchmarks.md, "The daemon's own cost"). A change waits
+    for a write that began after it was made; whoever writes next writes every change so far."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the in-memory view and its version
+        self._write_lock = threading.Lock()  # one write of the file at a time
         self._data: dict | None = None
+        self._version = 0  # bumped by every change to the view
+        self._durable = 0  # the version the file on disk holds
 
     @staticmethod
     def read(path: Path) -> dict | None:
@@ -81,19 +91,26 @@ class OriginalsFile:
         return data
 
     def save_once(self, device: Device) -> bool:
-        """Save this GPU's current settings unless already saved; True if saved now."""
-        with self._lock:
-            if self._data is None:
-                self._data = {"version": VERSION, "owner": process_identity(), "gpus": {}}
-            gpus = self._data["gpus"]
-            uuid = device.info.uuid
-            if uuid in gpus:
-                return False
-            settings = device.read_settings()
-            gpus[uuid] = {"handle": device.restore_handle(), "settings": settings.to_dict(),
-                          "order": len(gpus), "saved_at": time.time()}
-            write_json_atomic(self.path, self._data)
-            return True
+        """Save this GPU's current settings unless already saved; True if saved now. Returns once
+        the file on disk holds them. The GPU is read outside the lock: one GPU's slow read must not
+        hold up the others' first writes."""
+        uuid = device.info.uuid
+        entry = None
+        while True:
+            with self._lock:
+                if self._data is None:
+                    self._data = {"version": VERSION, "owner": process_identity(), "gpus": {}}
+                gpus = self._data["gpus"]
+                saved = uuid not in gpus
+                if saved and entry is not None:
+                    gpus[uuid] = {**entry, "order": len(gpus), "saved_at": time.time()}
+                    self._version += 1
+                if not saved or entry is not None:
+                    version = self._version  # saved by a call whose write may not be done: wait for it too
+                    break
+            entry = {"handle": device.restore_handle(), "settings": device.read_settings().to_dict()}
+        self._persist(version)
+        return saved
 
     def saved(self, uuid: str) -> DeviceSettings | None:
         with self._lock:
@@ -107,11 +124,26 @@ class OriginalsFile:
             if self._data is None or uuid not in self._data["gpus"]:
                 return
             del self._data["gpus"][uuid]
-            if self._data["gpus"]:
-                write_json_atomic(self.path, self._data)
-            else:
-                self.path.unlink(missing_ok=True)
+            if not self._data["gpus"]:
                 self._data = None
+            self._version += 1
+            version = self._version
+        self._persist(version)
+
+    def _persist(self, version: int) -> None:
+        """Make the file hold at least `version` of the view: the latest one, written whole
+        (or removed once no GPU is left to restore)."""
+        with self._write_lock:
+            if self._durable >= version:
+                return  # a write that began after this change has put it on disk
+            with self._lock:
+                latest = self._version
+                snapshot = copy.deepcopy(self._data) if self._data is not None else None
+            if snapshot is None:
+                self.path.unlink(missing_ok=True)
+            else:
+                write_json_atomic(self.path, snapshot)
+            self._durable = latest
 
 
 def saved_gpus(data: dict) -> list[SavedGpu]:

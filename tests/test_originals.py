@@ -1,0 +1,74 @@
+"""originals.json under concurrent use: every GPU's settings on disk before its first write."""
+
+import threading
+import time
+from types import SimpleNamespace
+
+import governor.originals as originals_module
+from governor.originals import OriginalsFile
+from governor.vocabulary import DeviceSettings
+
+
+class FakeGpu:
+    def __init__(self, i):
+        self.info = SimpleNamespace(uuid=f"GPU-{i:04d}", index=i)
+        self.watts = 300.0 + i
+
+    def read_settings(self):
+        return DeviceSettings(power_limit_w=self.watts)
+
+    def restore_handle(self):
+        return {"uuid": self.info.uuid}
+
+
+def test_gpus_saving_together_are_each_on_disk_when_save_returns_and_share_writes(tmp_path, monkeypatch):
+    real_write = originals_module.write_json_atomic
+    writes = []
+
+    def slow_write(path, data):  # a disk whose fsync takes 20 ms
+        writes.append(sorted(data["gpus"]))
+        time.sleep(0.02)
+        real_write(path, data)
+
+    monkeypatch.setattr(originals_module, "write_json_atomic", slow_write)
+    orig = OriginalsFile(tmp_path / "originals.json")
+    gpus = [FakeGpu(i) for i in range(16)]
+    start = threading.Barrier(len(gpus))
+    missing = []
+
+    def first_write(gpu):
+        start.wait()
+        assert orig.save_once(gpu)
+        on_disk = OriginalsFile.read(orig.path)["gpus"]
+        if gpu.info.uuid not in on_disk:
+            missing.append(gpu.info.uuid)
+
+    threads = [threading.Thread(target=first_write, args=(g,)) for g in gpus]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert not missing  # no save_once returned before its GPU was on disk
+    on_disk = OriginalsFile.read(orig.path)["gpus"]
+    assert sorted(on_disk) == sorted(g.info.uuid for g in gpus)
+    assert on_disk["GPU-0003"]["settings"]["power_limit_w"] == 303.0
+    assert sorted(e["order"] for e in on_disk.values()) == list(range(16))
+    assert len(writes) < len(gpus)  # GPUs that arrived during a write shared the next one
+    assert not orig.save_once(gpus[0])  # saved once: the first settings stay
+    assert len(OriginalsFile.read(orig.path)["gpus"]) == 16
+
+
+def test_forgetting_the_last_gpu_removes_the_file_and_a_later_save_writes_it_anew(tmp_path):
+    orig = OriginalsFile(tmp_path / "originals.json")
+    a, b = FakeGpu(0), FakeGpu(1)
+    orig.save_once(a)
+    orig.save_once(b)
+    orig.forget(a.info.uuid)
+    assert list(OriginalsFile.read(orig.path)["gpus"]) == [b.info.uuid]
+    orig.forget(b.info.uuid)
+    assert not orig.path.exists()
+    orig.forget(b.info.uuid)  # nothing left: no write, no error
+    assert not orig.path.exists()
+    b.watts = 250.0  # settings changed after govd handed the GPU back: those are the originals now
+    assert orig.save_once(b)
+    assert OriginalsFile.read(orig.path)["gpus"][b.info.uuid]["settings"]["power_limit_w"] == 250.0
