@@ -176,13 +176,8 @@ class Daemon:
         self._wake.clear()
 
     def start_loops(self) -> None:
-        """One thread per GPU (an NVML call blocks its caller for up to milliseconds, and one slow
-        GPU must not delay the others), their first ticks spread evenly over one period."""
-        n = len(self.workers)
-        for i, w in enumerate(self.workers):
-            offset = w.period_s * i / n
-            t = threading.Thread(target=w.run, args=(self.stop_event, offset), name=f"gpu{w.info.index}",
-                                 daemon=True)
+        for w in self.workers:
+            t = threading.Thread(target=w.run, args=(self.stop_event,), name=f"gpu{w.info.index}", daemon=True)
             t.start()
             self.threads.append(t)
 

@@ -334,14 +334,8 @@ class GpuWorker:
             self.period_s = config.get("daemon", "period_ms") / 1000.0
 
     # ----- the loop ----------------------------------------------------------------------------
-    def run(self, stop: threading.Event, start_offset_s: float = 0.0) -> None:
-        """Tick once a period until stopped. `start_offset_s` delays the first tick so that the
-        daemon's loops tick at evenly spread instants rather than all at once: 64 loops waking
-        together queue behind one another for the interpreter lock (and, on real GPUs, for the
-        driver's), which is what a tick's latency tail is made of."""
-        next_t = self.clock.now() + max(0.0, start_offset_s)
-        if start_offset_s > 0 and not self.clock.sleep_until(next_t, stop):
-            return
+    def run(self, stop: threading.Event) -> None:
+        next_t = self.clock.now()
         while not stop.is_set():
             try:
                 self.tick()

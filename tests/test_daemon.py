@@ -231,24 +231,3 @@ def test_without_a_driver_govd_says_how_to_use_the_simulator(root):
     r = run_govd(root, "--duration", "1")
     assert r.returncode == 1 and "no NVIDIA driver found; run with --sim GPU" in r.stderr
     assert "Traceback" not in r.stderr
-
-
-def test_the_loops_first_ticks_are_spread_over_one_period(root):
-    """64 loops waking at once queue for the interpreter lock; spread, each finds it free."""
-    paths = resolve_paths(root)
-    paths.ensure()
-    clock = RealClock()
-    devices = open_sim_devices(["h100-sxm"] * 4, clock, paths.runtime_dir, load_trace("demo"))
-    d = Daemon(paths, DaemonOptions(policy="cap"), devices, clock)
-    d.setup()
-    offsets = {}
-    for w in d.workers:
-        w.run = lambda stop, offset, w=w: offsets.__setitem__(w.info.index, offset)
-    try:
-        d.start_loops()
-        for t in d.threads:
-            t.join(5)
-        period = d.workers[0].period_s
-        assert [offsets[i] for i in range(4)] == pytest.approx([0, period / 4, period / 2, 3 * period / 4])
-    finally:
-        d.shutdown()

@@ -1,9 +1,7 @@
 """Closed-loop tests of one GPU's control loop on the simulator, faults included."""
 
 import json
-import threading
 
-import pytest
 from conftest import static_policy
 
 from governor.config import default_config
@@ -183,19 +181,3 @@ def test_a_controller_needing_app_progress_is_refused_in_the_daemon(sim, clock, 
 
     with pytest.raises(ConfigError, match="needs the application's own progress"):
         GpuWorker(sim, Policy(name="z", controller="zeus-pl", source="t"), config, originals, clock)
-
-
-def test_first_tick_waits_for_the_loops_start_offset(sim, clock, originals, config):
-    w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200), config, originals, clock)
-    stop = threading.Event()
-    ticked = []
-    t0 = clock.now()
-
-    def tick():
-        ticked.append(clock.now() - t0)
-        if len(ticked) == 3:
-            stop.set()
-
-    w.tick = tick
-    w.run(stop, start_offset_s=0.04)
-    assert ticked == pytest.approx([0.04, 0.04 + w.period_s, 0.04 + 2 * w.period_s])
