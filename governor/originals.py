@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from .atomic import write_json_atomic
+from .atomic import write_text_atomic
 from .device import Device
 from .errors import GovdError
 from .vocabulary import DeviceSettings
@@ -142,8 +142,21 @@ class OriginalsFile:
             if snapshot is None:
                 self.path.unlink(missing_ok=True)
             else:
-                write_json_atomic(self.path, snapshot)
+                write_text_atomic(self.path, render(snapshot))
             self._durable = latest
+
+
+def render(data: dict) -> str:
+    """originals.json as text: one line per GPU (`grep` its uuid to see what it will get back).
+
+    Written by the C JSON encoder, entry by entry: the indenting encoder is pure Python and took a
+    millisecond of the interpreter lock per write with 64 GPUs, one write per GPU as each reached
+    its first write (docs/benchmarks.md, "The daemon's own cost")."""
+    head = {k: v for k, v in data.items() if k != "gpus"}
+    lines = ["{"] + [f"  {json.dumps(k)}: {json.dumps(v, sort_keys=True)}," for k, v in sorted(head.items())]
+    gpus = [f"    {json.dumps(uuid)}: {json.dumps(entry, sort_keys=True)}" for uuid, entry in data["gpus"].items()]
+    lines += ['  "gpus": {', ",\n".join(gpus), "  }", "}"] if gpus else ['  "gpus": {}', "}"]
+    return "\n".join(lines) + "\n"
 
 
 def saved_gpus(data: dict) -> list[SavedGpu]:

@@ -22,15 +22,15 @@ class FakeGpu:
 
 
 def test_gpus_saving_together_are_each_on_disk_when_save_returns_and_share_writes(tmp_path, monkeypatch):
-    real_write = originals_module.write_json_atomic
+    real_write = originals_module.write_text_atomic
     writes = []
 
-    def slow_write(path, data):  # a disk whose fsync takes 20 ms
-        writes.append(sorted(data["gpus"]))
+    def slow_write(path, text):  # a disk whose fsync takes 20 ms
+        writes.append(text)
         time.sleep(0.02)
-        real_write(path, data)
+        real_write(path, text)
 
-    monkeypatch.setattr(originals_module, "write_json_atomic", slow_write)
+    monkeypatch.setattr(originals_module, "write_text_atomic", slow_write)
     orig = OriginalsFile(tmp_path / "originals.json")
     gpus = [FakeGpu(i) for i in range(16)]
     start = threading.Barrier(len(gpus))
@@ -54,6 +54,8 @@ def test_gpus_saving_together_are_each_on_disk_when_save_returns_and_share_write
     assert on_disk["GPU-0003"]["settings"]["power_limit_w"] == 303.0
     assert sorted(e["order"] for e in on_disk.values()) == list(range(16))
     assert len(writes) < len(gpus)  # GPUs that arrived during a write shared the next one
+    line = [x for x in orig.path.read_text().splitlines() if "GPU-0003" in x]
+    assert len(line) == 1 and '"power_limit_w": 303.0' in line[0]  # one line per GPU: grep its uuid
     assert not orig.save_once(gpus[0])  # saved once: the first settings stay
     assert len(OriginalsFile.read(orig.path)["gpus"]) == 16
 
