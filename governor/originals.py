@@ -64,9 +64,9 @@ class OriginalsFile:
 
     Every change is on disk before the call that made it returns (a GPU is written only once its
     originals are), but GPUs that change together share one write: the GPUs of one job reach their
-    first write in the same tick, and 64 of them each rewriting and fsyncing the file in turn held
-    the last one's loop for 200 ms (docs/benchmarks.md, "The daemon's own cost"). A change waits
-    for a write that began after it was made; whoever writes next writes every change so far."""
+    first write in the same tick, and 64 of them had each rewritten and fsynced the file in turn,
+    queued on one lock (docs/benchmarks.md, "The daemon's own cost"). A change waits for a write
+    that began after it was made; whoever writes next writes every change so far."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
