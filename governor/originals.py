@@ -8,7 +8,6 @@ file when the daemon is gone, however it died, and puts every GPU back.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import threading
@@ -136,13 +135,13 @@ class OriginalsFile:
         with self._write_lock:
             if self._durable >= version:
                 return  # a write that began after this change has put it on disk
-            with self._lock:
+            with self._lock:  # the text is the snapshot: rendered under the lock, written outside it
                 latest = self._version
-                snapshot = copy.deepcopy(self._data) if self._data is not None else None
-            if snapshot is None:
+                text = render(self._data) if self._data is not None else None
+            if text is None:
                 self.path.unlink(missing_ok=True)
             else:
-                write_text_atomic(self.path, render(snapshot))
+                write_text_atomic(self.path, text)
             self._durable = latest
 
 
