@@ -288,9 +288,7 @@ class ModelController(Controller):
         key = (id(m), m.version)
         cached = self._curve_cache.get(key)
         if cached is None:
-            clocks = np.array([c for c in self.limits.sm_clocks_mhz if c <= m.ref.f + 1e-6], dtype=float)
-            if not clocks.size:
-                clocks = np.array([float(self.limits.sm_clock_min_mhz)])
+            clocks = np.array(self._clocks_up_to(m), dtype=float)
             slow = np.maximum(0.0, m.slowdown(clocks))
             cost = m.energy_per_ref_second(clocks)
             if self.params["objective"] == "min_edp":
@@ -300,6 +298,10 @@ class ModelController(Controller):
                 self._curve_cache.clear()
             self._curve_cache[key] = cached
         return cached
+
+    def _clocks_up_to(self, m: PhaseModel) -> list[float]:
+        """The supported clocks a phase can be run at: none above its reference (the lowest if all are)."""
+        return [c for c in self.limits.sm_clocks_mhz if c <= m.ref.f + 1e-6] or [float(self.limits.sm_clock_min_mhz)]
 
     def _allocate(self) -> dict[int, float]:
         """Per-phase clocks: minimum energy with the time-weighted slowdown within the budget.
@@ -798,8 +800,7 @@ class ModelController(Controller):
         if power_w <= cap:
             return power_w, 1.0
         offset = power_w - m.power(m.ref.f)
-        clocks = [c for c in self.limits.sm_clocks_mhz if c <= m.ref.f + 1e-6] or [self.limits.sm_clock_min_mhz]
-        f = m.highest_clock_within(clocks, cap, offset)
+        f = m.highest_clock_within(self._clocks_up_to(m), cap, offset)
         return m.power(f) + offset, m.wall_time(f) / m.wall_time(m.ref.f)
 
     def _probe_reference(self, sample: Sample, obs: Probe) -> DefaultReference:
