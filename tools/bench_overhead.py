@@ -9,7 +9,7 @@ SIGKILL reads); that one-off wait is also shown apart: p99 over the other ticks,
 first write.
 
 The CPU share is the running daemon's: from READY=1 (every GPU set up and read once) to STOPPING=1,
-the span a long-running service spends in. Start-up (opening the ledger, saving originals, loading
+the span a long-running service spends in. Start-up (opening the ledger, restoring a crash's leftovers, loading
 policies) and shutdown (restoring every GPU) are one-off costs, reported apart in CPU seconds.
 
     python tools/bench_overhead.py                      # 1, 8 and 64 GPUs, 10 Hz, 20 s each
@@ -99,6 +99,7 @@ def run_one(gpus: int, hz: float, seconds: float) -> dict:
 
     latencies: list[float] = []
     first_writes: list[float] = []  # each GPU's first write waits for its originals to be on disk
+    later: list[float] = []  # every other tick
     from governor.worker import GpuWorker
 
     original_tick = GpuWorker.tick
@@ -111,9 +112,9 @@ def run_one(gpus: int, hz: float, seconds: float) -> dict:
         original_tick(self)
         total = time.perf_counter() - w0
         with lock:
-            latencies.append(total - tick_device_wall.get(tid, 0.0))
-            if unwritten and self.stats.writes > 0:
-                first_writes.append(latencies[-1])
+            latency = total - tick_device_wall.get(tid, 0.0)
+            latencies.append(latency)
+            (first_writes if unwritten and self.stats.writes > 0 else later).append(latency)
 
     GpuWorker.tick = tick
     mark("start")
@@ -122,13 +123,10 @@ def run_one(gpus: int, hz: float, seconds: float) -> dict:
     (c0, d0, _), (c1, d1, w1), (c2, d2, w2), (c3, d3, _) = (marks[k] for k in ("start", "ready", "stopping", "end"))
     wall = w2 - w1
     governor_cpu = max(0.0, (c2 - c1) - (d2 - d1))
+
     def pct(q, values=latencies):
         values = sorted(values)
         return 1000.0 * values[min(len(values) - 1, int(q * len(values)))] if values else None
-
-    later = list(latencies)
-    for x in first_writes:
-        later.remove(x)
 
     return {"gpus": gpus, "hz": hz, "seconds": round(wall, 2), "ticks": len(latencies),
             "governor_cpu_core_share": round(governor_cpu / wall, 5),
