@@ -148,8 +148,19 @@ class Daemon:
         for device in self.devices:
             policy = self._policy_for(self.config, device, cache)
             self.workers.append(GpuWorker(device, policy, self.config, self.originals, self.clock, dry_run=dry_run))
+        # every managed GPU's originals on disk in one write before any loop runs, so that no loop
+        # waits for the disk at its first write (they would all wait in the same tick)
+        try:
+            unread = self.originals.save_all([w.device for w in self.workers if w.state == "managed"])
+        except OSError as exc:  # each GPU's first write tries again, and does not write if it fails too
+            log.error("cannot write %s (%s); no GPU is written until its originals are saved", self.paths.originals,
+                      exc)
+            unread = {}
         for w in self.workers:
             log.info("GPU %d %s (%s): policy %s, %s", w.info.index, w.info.name, w.info.uuid, w.policy.name, w.state)
+            if w.info.uuid in unread:
+                log.warning("GPU %d: could not read its settings at start-up (%s); they are saved at its first "
+                            "write, which waits for that", w.info.index, unread[w.info.uuid])
 
     # ----- run ---------------------------------------------------------------------------------
     def _signals(self) -> None:

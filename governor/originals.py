@@ -1,4 +1,4 @@
-"""originals.json: each GPU's settings as govd found them, saved before its first write.
+"""originals.json: each GPU's settings as govd found them, on disk before govd first writes to it.
 
 Written atomically (temp file + rename, mode 0600) so a crash never leaves half a file, and owned
 by a process identified by pid *and* start time: after a crash the pid may be reused by another
@@ -19,7 +19,7 @@ import psutil
 
 from .atomic import write_text_atomic
 from .device import Device
-from .errors import GovdError
+from .errors import DeviceError, GovdError
 from .vocabulary import DeviceSettings
 
 VERSION = 1
@@ -74,6 +74,7 @@ class OriginalsFile:
         self._data: dict | None = None
         self._version = 0  # bumped by every change to the view
         self._durable = 0  # the version the file on disk holds
+        self._saved_in: dict[str, int] = {}  # uuid -> the version that added it
 
     @staticmethod
     def read(path: Path) -> dict | None:
@@ -91,25 +92,55 @@ class OriginalsFile:
 
     def save_once(self, device: Device) -> bool:
         """Save this GPU's current settings unless already saved; True if saved now. Returns once
-        the file on disk holds them. The GPU is read outside the lock: one GPU's slow read must not
-        hold up the others' first writes."""
+        the file on disk holds them (at once when it already does: a GPU saved at start-up never
+        waits for another GPU's write). The GPU is read outside the lock: one GPU's slow read must
+        not hold up the others' first writes."""
         uuid = device.info.uuid
-        entry = None
-        while True:
-            with self._lock:
-                if self._data is None:
-                    self._data = {"version": VERSION, "owner": process_identity(), "gpus": {}}
-                gpus = self._data["gpus"]
-                saved = uuid not in gpus
-                if saved and entry is not None:
-                    gpus[uuid] = {**entry, "order": len(gpus), "saved_at": time.time()}
-                    self._version += 1
-                if not saved or entry is not None:
-                    version = self._version  # saved by a call whose write may not be done: wait for it too
-                    break
-            entry = {"handle": device.restore_handle(), "settings": device.read_settings().to_dict()}
+        with self._lock:
+            version = self._saved_in.get(uuid)
+        if version is None:
+            saved = self._add({uuid: self._entry(device)})
+            return uuid in saved
+        self._persist(version)  # saved by a call whose write may not be done: wait for it too
+        return False
+
+    def save_all(self, devices: list[Device]) -> dict[str, str]:
+        """Save every GPU not saved yet in one write, before any is written to; returns the GPUs
+        that could not be read ({uuid: why}), which are then saved at their first write instead.
+
+        The daemon takes the originals of every GPU it manages at start-up: 64 GPUs of one job
+        reach their first write in the same tick, and waiting there for originals.json to be on
+        disk was the tail of the loops' tick latency (docs/benchmarks.md, "The daemon's own cost")."""
+        entries, failed = {}, {}
+        for device in devices:
+            try:
+                entries[device.info.uuid] = self._entry(device)
+            except DeviceError as exc:
+                failed[device.info.uuid] = str(exc)
+        if entries:
+            self._add(entries)
+        return failed
+
+    @staticmethod
+    def _entry(device: Device) -> dict:
+        return {"handle": device.restore_handle(), "settings": device.read_settings().to_dict()}
+
+    def _add(self, entries: dict[str, dict]) -> set[str]:
+        """Add the GPUs not saved yet and put them on disk; returns the uuids added by this call."""
+        with self._lock:
+            if self._data is None:
+                self._data = {"version": VERSION, "owner": process_identity(), "gpus": {}}
+            gpus = self._data["gpus"]
+            added = {uuid for uuid in entries if uuid not in gpus}
+            if added:
+                self._version += 1
+            now = time.time()
+            for uuid in added:
+                gpus[uuid] = {**entries[uuid], "order": len(gpus), "saved_at": now}
+                self._saved_in[uuid] = self._version
+            version = max(self._saved_in[uuid] for uuid in entries)
         self._persist(version)
-        return saved
+        return added
 
     def saved(self, uuid: str) -> DeviceSettings | None:
         with self._lock:
@@ -123,6 +154,7 @@ class OriginalsFile:
             if self._data is None or uuid not in self._data["gpus"]:
                 return
             del self._data["gpus"][uuid]
+            del self._saved_in[uuid]
             if not self._data["gpus"]:
                 self._data = None
             self._version += 1
@@ -132,6 +164,8 @@ class OriginalsFile:
     def _persist(self, version: int) -> None:
         """Make the file hold at least `version` of the view: the latest one, written whole
         (or removed once no GPU is left to restore)."""
+        if self._durable >= version:
+            return  # already on disk: no need to queue behind a write in progress
         with self._write_lock:
             if self._durable >= version:
                 return  # a write that began after this change has put it on disk

@@ -92,6 +92,9 @@ class GpuWorker:
         self.state = "dry-run" if dry_run else ("managed" if self.manage else "watching")
         self.reason: str | None = None
         self.applied: Setpoint | None = None  # what govd last wrote and read back (None: nothing yet)
+        # govd has written to this GPU since its originals were saved: only then is there anything
+        # to put back (the daemon saves every managed GPU's originals at start-up, before any write)
+        self.wrote = False
         self.target: Setpoint | None = None  # the envelope's latest decision
         self.last_sample: Sample | None = None
         self.started = False
@@ -161,7 +164,7 @@ class GpuWorker:
         # it cooler rests on the cooling extrapolated to temperatures not seen, which may say
         # "throttled" of a default that is not (and the budget would be overspent against it)
         self.controller.note_thermal(self._thermal_default_power_w() if at_limit else None)
-        if self.applied is not None and not self.dry_run and self._changed_behind_our_back(sample, counter_reset):
+        if not self.dry_run and self._changed_behind_our_back(sample, counter_reset):
             return
         if self.state == "managed" and not self.controller.measures_reference and self.ledger.wants_default(now):
             proposal = Setpoint()  # a control window for the ledger: the controller is not consulted
@@ -205,6 +208,7 @@ class GpuWorker:
             # never write to a GPU whose originals could not be saved
             self._error(now, f"cannot save originals, not writing: {exc}")
             return
+        self.wrote = True  # from here on the GPU may differ from its originals, even if the write fails
         results = apply_setpoint(self.device, self.limits, setpoint, self.applied)
         self.envelope.record_write(now)
         self.last_write_t = now
@@ -232,24 +236,42 @@ class GpuWorker:
         watts = sp.power_limit_w if sp.power_limit_w is not None else self.limits.power_limit_default_w
         return clock / self.limits.sm_clock_max_mhz + watts / self.limits.power_limit_max_w
 
+    def _expected_settings(self) -> tuple[float, tuple[int, int] | None] | None:
+        """The power limit and clock lock the GPU should hold if nobody else wrote to it: what govd
+        last wrote, or, before its first write, the originals saved at start-up; None when unknown
+        (after a failed write, or with nothing saved)."""
+        if self.applied is not None:
+            return desired_power(self.applied, self.limits), desired_lock(self.applied, self.limits)
+        if self.wrote:
+            return None
+        saved = self.originals.saved(self.info.uuid)
+        if saved is None:
+            return None
+        return saved.power_limit_w, (saved.locked_clocks_mhz if saved.clocks_known else UNKNOWN_LOCK)
+
     def _changed_behind_our_back(self, sample: Sample, counter_reset: bool) -> bool:
         """Detect another writer (nvidia-smi, another daemon) or a driver reload.
 
         A driver reload resets the energy counter and puts the defaults back: govd re-applies its
-        setpoint. Anything else that differs from what govd wrote is another program: govd backs off
-        rather than fight it, and leaves that program's settings in place.
+        setpoint. Anything else that differs from what govd wrote (or, before govd's first write,
+        from the originals it saved) is another program: govd backs off rather than fight it, and
+        leaves that program's settings in place, also when it exits.
         """
-        want_power = desired_power(self.applied, self.limits)
+        expected = self._expected_settings()
+        if expected is None:
+            return False
+        want_power, want_lock = expected
         seen = []
         if self.limits.capabilities.can_set_power_limit and abs(sample.power_limit_w - want_power) > 0.5:
-            seen.append(f"power limit {sample.power_limit_w:g} W (govd set {want_power:g} W)")
-        try:
-            lock = self.device.get_locked_clocks()
-        except DeviceError:
-            lock = UNKNOWN_LOCK
-        want_lock = desired_lock(self.applied, self.limits)
-        if self.limits.capabilities.can_lock_clocks and lock != UNKNOWN_LOCK and lock != want_lock:
-            seen.append(f"clock lock {lock} (govd set {want_lock})")
+            seen.append(f"power limit {sample.power_limit_w:g} W (expected {want_power:g} W)")
+        lock = UNKNOWN_LOCK
+        if self.limits.capabilities.can_lock_clocks and want_lock != UNKNOWN_LOCK:
+            try:
+                lock = self.device.get_locked_clocks()
+            except DeviceError:
+                lock = UNKNOWN_LOCK
+        if lock != UNKNOWN_LOCK and lock != want_lock:
+            seen.append(f"clock lock {lock} (expected {want_lock})")
         if not seen:
             return False
         if counter_reset:
@@ -264,6 +286,7 @@ class GpuWorker:
         self.state, self.reason = "backed-off", f"changed by another program: {what}"
         self.backoff_until = self.clock.now() + backoff
         self.applied = None
+        self.wrote = False
         self.originals.forget(self.info.uuid)  # the other program owns these settings now
         return True
 
@@ -291,8 +314,12 @@ class GpuWorker:
             self.started = False
             if saved is None:
                 return []
+            if not self.wrote:  # saved at start-up, never written: nothing to put back
+                self.originals.forget(self.info.uuid)
+                return []
             results = restore_settings(self.device, saved, self.limits)
             if all(r.ok for r in results):
+                self.wrote = False
                 self.originals.forget(self.info.uuid)
                 self.log.info("GPU %d: restored to its original settings", self.info.index)
             else:

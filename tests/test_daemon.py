@@ -190,6 +190,25 @@ def test_a_hung_gpu_never_stalls_the_others_and_is_marked_degraded(root):
     assert state(root, 1)["locked_clocks_mhz"] is None and state(root, 1)["power_limit_w"] == 400
 
 
+def test_start_up_saves_every_managed_gpus_originals_before_any_loop_runs(root):
+    """One write for all managed GPUs before the loops start, so no loop waits for the disk at its
+    first write; a GPU configured with manage = false is never listed."""
+    paths = resolve_paths(root)
+    paths.ensure()
+    (root / "etc" / "govd.toml").write_text('[gpu.2]\nmanage = false\n')
+    clock = RealClock()
+    devices = open_sim_devices(["h100-sxm"] * 3, clock, paths.runtime_dir, load_trace("gemm"))
+    d = Daemon(paths, DaemonOptions(policy="cap", duration_s=1.0), devices, clock)
+    d.setup()
+    try:
+        on_disk = json.loads(paths.originals.read_text())["gpus"]
+        assert sorted(on_disk) == sorted(dev.info.uuid for dev in devices[:2])
+        assert all(w.stats.ticks == 0 for w in d.workers)
+    finally:
+        d.shutdown()
+    assert not paths.originals.exists()
+
+
 def test_restore_on_an_unhandled_error(root, monkeypatch):
     paths = resolve_paths(root)
     paths.ensure()

@@ -74,3 +74,53 @@ def test_forgetting_the_last_gpu_removes_the_file_and_a_later_save_writes_it_ane
     b.watts = 250.0  # settings changed after govd handed the GPU back: those are the originals now
     assert orig.save_once(b)
     assert OriginalsFile.read(orig.path)["gpus"][b.info.uuid]["settings"]["power_limit_w"] == 250.0
+
+
+def test_save_all_puts_every_gpu_on_disk_in_one_write_and_skips_those_it_cannot_read(tmp_path, monkeypatch):
+    from governor.errors import DeviceError
+
+    real_write = originals_module.write_text_atomic
+    writes = []
+    monkeypatch.setattr(originals_module, "write_text_atomic", lambda p, t: (writes.append(t), real_write(p, t)))
+
+    class Unreadable(FakeGpu):
+        def read_settings(self):
+            raise DeviceError("GPU 7: read power limit: Unknown Error")
+
+    orig = OriginalsFile(tmp_path / "originals.json")
+    gpus = [FakeGpu(i) for i in range(7)] + [Unreadable(7)]
+    unread = orig.save_all(gpus)
+    assert list(unread) == ["GPU-0007"] and "Unknown Error" in unread["GPU-0007"]
+    assert len(writes) == 1
+    on_disk = OriginalsFile.read(orig.path)["gpus"]
+    assert sorted(on_disk) == [f"GPU-{i:04d}" for i in range(7)]
+    assert not orig.save_once(gpus[3]) and len(writes) == 1  # already on disk: no second write
+    gpus[7] = FakeGpu(7)  # readable again: saved at its first write
+    assert orig.save_once(gpus[7]) and len(writes) == 2
+
+
+def test_a_gpu_already_on_disk_never_waits_for_another_gpus_write(tmp_path, monkeypatch):
+    """Its first write goes ahead while another GPU's originals are still being written."""
+    real_write = originals_module.write_text_atomic
+    in_write, release = threading.Event(), threading.Event()
+
+    def stuck_write(path, text):  # the second write hangs until released (a slow disk)
+        if "GPU-0001" in text:
+            in_write.set()
+            release.wait(10)
+        real_write(path, text)
+
+    monkeypatch.setattr(originals_module, "write_text_atomic", stuck_write)
+    orig = OriginalsFile(tmp_path / "originals.json")
+    a, b = FakeGpu(0), FakeGpu(1)
+    orig.save_all([a])
+    other = threading.Thread(target=orig.save_once, args=(b,))
+    other.start()
+    assert in_write.wait(10)
+    done = threading.Event()
+    threading.Thread(target=lambda: (orig.save_once(a), done.set()), daemon=True).start()
+    finished_during_write = done.wait(5)
+    release.set()
+    other.join(10)
+    assert finished_during_write
+    assert sorted(OriginalsFile.read(orig.path)["gpus"]) == ["GPU-0000", "GPU-0001"]

@@ -109,6 +109,32 @@ def test_another_program_writing_makes_govd_back_off_and_leave_its_settings(sim,
     assert driver_state(sim)["locked_clocks_mhz"] == [1410, 1410]  # not clobbered on exit
 
 
+def test_originals_saved_at_start_but_never_written_are_not_written_back(sim, clock, originals, config):
+    """The daemon saves every managed GPU's originals at start-up; a GPU govd then never wrote to
+    is not written at hand-back, and another program's change before govd's first write is its own."""
+    originals.save_all([sim])
+    w = GpuWorker(sim, DEFAULT_POLICY, config, originals, clock)
+    run(w, clock, 2)
+    assert w.stats.writes == 0 and w.state == "managed"
+    state = driver_state(sim)
+    state["power_limit_w"] = 450.0  # as `nvidia-smi -pl 450` would, before govd ever wrote
+    sim.driver.write(state)
+    run(w, clock, 1)
+    assert w.state == "backed-off" and "power limit 450 W (expected 700 W)" in w.reason
+    assert not originals.path.exists()  # the other program owns the settings: `govd --restore` leaves them
+    w.hand_back()
+    assert driver_state(sim)["power_limit_w"] == 450.0
+
+
+def test_a_gpu_saved_at_start_and_never_written_is_forgotten_at_hand_back(sim, clock, originals, config):
+    originals.save_all([sim])
+    w = GpuWorker(sim, DEFAULT_POLICY, config, originals, clock)
+    run(w, clock, 2)
+    before = sim.driver.path.stat().st_mtime_ns
+    assert w.hand_back() == []
+    assert sim.driver.path.stat().st_mtime_ns == before and not originals.path.exists()
+
+
 def test_backoff_ends_and_govd_takes_the_gpu_again(sim, clock, originals):
     config = default_config()
     config.values["envelope"]["external_backoff_s"] = 5.0
