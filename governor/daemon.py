@@ -306,15 +306,7 @@ class Daemon:
                 self.server.stop()
         for t in self.threads:
             t.join(timeout=self.options.join_timeout_s)
-        for w, t in reversed(list(zip(self.workers, self.threads or [None] * len(self.workers), strict=False))):
-            if t is not None and t.is_alive():
-                log.error("GPU %d: control loop did not stop (hung in a GPU call); leaving it in originals.json "
-                          "for `govd --restore`", w.info.index)
-                continue
-            try:
-                w.hand_back()
-            except Exception:  # keep going: every other GPU must still be restored
-                log.exception("GPU %d: restore failed", w.info.index)
+        self._hand_back_all()
         for d in self.devices:
             with contextlib.suppress(Exception):  # closing: nothing useful to do with an error
                 d.close()
@@ -326,6 +318,23 @@ class Daemon:
             self.store.close()
         log.info("govd stopped")
         log.removeHandler(self.log_tail)
+
+    def _hand_back_all(self) -> None:
+        """Restore every GPU, last-changed first; originals.json loses them in one write at the end."""
+        try:
+            with self.originals.forgetting_together():
+                for w, t in reversed(list(zip(self.workers, self.threads or [None] * len(self.workers),
+                                              strict=False))):
+                    if t is not None and t.is_alive():
+                        log.error("GPU %d: control loop did not stop (hung in a GPU call); leaving it in "
+                                  "originals.json for `govd --restore`", w.info.index)
+                        continue
+                    try:
+                        w.hand_back()
+                    except Exception:  # keep going: every other GPU must still be restored
+                        log.exception("GPU %d: restore failed", w.info.index)
+        except OSError as exc:  # the GPUs are restored; the file lists some still, for `govd --restore`
+            log.error("cannot rewrite %s after restoring the GPUs (%s)", self.paths.originals, exc)
 
     # ----- ledger ------------------------------------------------------------------------------
     def flush_ledger(self) -> None:

@@ -8,6 +8,7 @@ file when the daemon is gone, however it died, and puts every GPU back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -75,6 +76,7 @@ class OriginalsFile:
         self._version = 0  # bumped by every change to the view
         self._durable = 0  # the version the file on disk holds
         self._saved_in: dict[str, int] = {}  # uuid -> the version that added it
+        self._deferring = 0  # inside forgetting_together(): forget() leaves the write to its end
 
     @staticmethod
     def read(path: Path) -> dict | None:
@@ -159,7 +161,24 @@ class OriginalsFile:
                 self._data = None
             self._version += 1
             version = self._version
+            if self._deferring:
+                return
         self._persist(version)
+
+    @contextlib.contextmanager
+    def forgetting_together(self):
+        """GPUs forgotten inside are dropped from the file in one write at the end, not one each:
+        shutdown restores 64 GPUs one after another. Until then the file still lists GPUs already
+        restored, which a restore after a crash in between puts back once more: the same values."""
+        with self._lock:
+            self._deferring += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._deferring -= 1
+                version = self._version
+            self._persist(version)
 
     def _persist(self, version: int) -> None:
         """Make the file hold at least `version` of the view: the latest one, written whole

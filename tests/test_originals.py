@@ -124,3 +124,21 @@ def test_a_gpu_already_on_disk_never_waits_for_another_gpus_write(tmp_path, monk
     other.join(10)
     assert finished_during_write
     assert sorted(OriginalsFile.read(orig.path)["gpus"]) == ["GPU-0000", "GPU-0001"]
+
+
+def test_gpus_forgotten_together_leave_the_file_in_one_write_at_the_end(tmp_path, monkeypatch):
+    real_write = originals_module.write_text_atomic
+    writes = []
+    monkeypatch.setattr(originals_module, "write_text_atomic", lambda p, t: (writes.append(t), real_write(p, t)))
+    orig = OriginalsFile(tmp_path / "originals.json")
+    gpus = [FakeGpu(i) for i in range(4)]
+    orig.save_all(gpus)
+    with orig.forgetting_together():
+        for g in gpus[:3]:
+            orig.forget(g.info.uuid)
+        assert len(OriginalsFile.read(orig.path)["gpus"]) == 4  # restored GPUs are still listed until the end
+        assert orig.saved(gpus[0].info.uuid) is None
+    assert len(writes) == 2 and list(OriginalsFile.read(orig.path)["gpus"]) == ["GPU-0003"]
+    with orig.forgetting_together():
+        orig.forget("GPU-0003")
+    assert not orig.path.exists()
