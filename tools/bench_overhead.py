@@ -4,9 +4,9 @@
 Reports the governor's CPU time as a share of one core with the simulator's own cost taken out
 (the time spent inside the simulated device's calls, which on real GPUs is NVML's), peak RSS of the
 process (simulator included), and tick latency p50/p99 excluding the device calls. A GPU's first
-write waits until its original settings are on disk (originals.json, fsynced: what a restore after
-SIGKILL reads); that one-off wait is also shown apart: p99 over the other ticks, and the slowest
-first write.
+write needs its original settings on disk (originals.json, fsynced: what a restore after SIGKILL
+reads; the daemon saves them at start-up); those ticks are also shown apart: p99 over the other
+ticks, and the slowest first write.
 
 The CPU share is the running daemon's: from READY=1 (every GPU set up and read once) to STOPPING=1,
 the span a long-running service spends in. Start-up (opening the ledger, restoring a crash's leftovers, loading
@@ -98,7 +98,7 @@ def run_one(gpus: int, hz: float, seconds: float) -> dict:
     daemon = Daemon(paths, options, devices, clock)
 
     latencies: list[float] = []
-    first_writes: list[float] = []  # each GPU's first write waits for its originals to be on disk
+    first_writes: list[float] = []  # each GPU's first write needs its originals on disk
     later: list[float] = []  # every other tick
     from governor.worker import GpuWorker
 
