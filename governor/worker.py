@@ -427,4 +427,13 @@ class GpuWorker:
             "energy_since_start_j": round(self.ledger.meter.joules, 3),
             "ledger": self.ledger.since_start.to_dict(),
             "cooling": self._cooling_status(),
+            "originals": self._originals_status(),
         }
+
+    def _originals_status(self) -> dict | None:
+        """What a restore would give this GPU back, and whether govd has changed it since (a GPU
+        saved at start-up and never written is left alone at a clean stop); None when not listed."""
+        saved = self.originals.saved(self.info.uuid)
+        if saved is None:
+            return None
+        return {"settings": saved.to_dict(), "changed_by_govd": self.wrote}

@@ -85,8 +85,9 @@ def test_status_has_what_an_operator_needs(daemon):
     assert {g["name"] for g in st_["gpus"]} == {"NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB"}
     g = st_["gpus"][0]
     for key in ("index", "uuid", "policy", "controller_state", "target", "sample", "limits", "state", "reason",
-                "energy_since_start_j", "clock_event_reasons", "ledger", "cooling"):
+                "energy_since_start_j", "clock_event_reasons", "ledger", "cooling", "originals"):
         assert key in g
+    assert g["originals"]["settings"]["power_limit_w"] > 0  # saved at start-up
     assert st_["daemon"]["rss_mb"] > 0 and "cpu_core_share" in st_["daemon"]
     assert st_["other_writers"] == [] and st_["config_files"]
     r = govctl(paths, "status")
@@ -101,6 +102,8 @@ def test_status_shows_a_dither_and_the_learned_cooling():
     gpu = {"index": 0, "uuid": "GPU-x", "name": "sim", "state": "managed", "policy": "balanced", "sample": {},
            "target": None, "limits": {"sm_clock_max_mhz": 1980}, "energy_since_start_j": 0.0, "reason": None,
            "controller": "model", "cooling": {"removes_w": 612.4, "at_temp_c": 84.5},
+           "originals": {"settings": {"power_limit_w": 700.0, "locked_clocks_mhz": None, "clocks_known": False},
+                         "changed_by_govd": True},
            "controller_state": {"state": "hold", "dither": {"planned_clock_mhz": 1650.0, "lower_clock_mhz": 1635.0,
                                                             "lower_share": 0.77}}}
     st_ = {"daemon": {"version": "x", "pid": 1, "uptime_s": 5, "healthy": True, "cpu_core_share": 0.01, "rss_mb": 80},
@@ -108,6 +111,8 @@ def test_status_shows_a_dither_and_the_learned_cooling():
     text = render_status(st_)
     assert "alternating 1650 and 1635 MHz, 77% of the time at the lower" in text
     assert "cooling learned: removes about 612 W at 84.5 C" in text
+    assert ("originals: power limit 700 W, clock lock reset (the driver cannot read it); changed by govd, "
+            "given back at stop") in text
 
 
 def test_policy_set_pause_resume_try(daemon):

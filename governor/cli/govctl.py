@@ -96,6 +96,18 @@ def _mhz(v) -> str:
     return "-" if v is None else f"{v:.0f}"
 
 
+def _describe_settings(settings: dict) -> str:
+    """A GPU's saved settings in words (originals.json's entry)."""
+    lock = settings.get("locked_clocks_mhz")
+    if not settings.get("clocks_known", True):
+        clocks = "clock lock reset (the driver cannot read it)"
+    elif lock:
+        clocks = f"clocks locked {lock[0]}-{lock[1]} MHz"
+    else:
+        clocks = "clocks unlocked"
+    return f"power limit {settings['power_limit_w']:.0f} W, {clocks}"
+
+
 def render_status(st: dict) -> str:
     d = st["daemon"]
     up = int(d["uptime_s"])
@@ -135,6 +147,11 @@ def render_status(st: dict) -> str:
         if cooling:
             lines.append(f"  cooling learned: removes about {cooling['removes_w']:.0f} W at "
                          f"{cooling['at_temp_c']:.1f} C (prices work at the thermal limit)")
+        originals = g.get("originals")
+        if originals:
+            lines.append(f"  originals: {_describe_settings(originals['settings'])}; "
+                         + ("changed by govd, given back at stop" if originals["changed_by_govd"]
+                            else "not changed by govd yet, nothing to give back"))
         if g["reason"]:
             lines.append(f"  why {g['state']}: {g['reason']}")
     lines.append("")
