@@ -275,6 +275,14 @@ class GpuWorker:
         if not seen:
             return False
         if counter_reset:
+            if not self.wrote:
+                # before govd's first write: the driver's defaults are what govd found now, and
+                # the settings saved at start-up are gone from the GPU (not by govd's hand)
+                self.log.warning("GPU %d: driver reload detected (energy counter reset, settings at defaults) "
+                                 "before govd wrote to it; its originals are saved again at the first write",
+                                 self.info.index)
+                self.originals.forget(self.info.uuid)
+                return False
             self.log.warning("GPU %d: driver reload detected (energy counter reset, settings at defaults); "
                         "re-applying", self.info.index)
             self.applied = None

@@ -135,6 +135,17 @@ def test_a_gpu_saved_at_start_and_never_written_is_forgotten_at_hand_back(sim, c
     assert sim.driver.path.stat().st_mtime_ns == before and not originals.path.exists()
 
 
+def test_a_driver_reload_before_the_first_write_is_not_taken_for_another_program(sim, clock, originals, config):
+    sim.set_locked_clocks(345, 1755)  # an admin's lock from before govd, which the reload clears
+    originals.save_all([sim])
+    w = GpuWorker(sim, DEFAULT_POLICY, config, originals, clock)
+    run(w, clock, 1)
+    sim.faults = SimFaults(driver_reload_at_s=clock.now() + 0.5)
+    run(w, clock, 2)
+    assert w.state == "managed" and driver_state(sim)["locked_clocks_mhz"] is None
+    assert originals.saved(sim.info.uuid) is None  # saved again at govd's first write, as the driver left it
+
+
 def test_backoff_ends_and_govd_takes_the_gpu_again(sim, clock, originals):
     config = default_config()
     config.values["envelope"]["external_backoff_s"] = 5.0
