@@ -83,6 +83,29 @@ def test_sigkill_then_govd_restore_puts_the_gpus_back(root):
     assert again.returncode == 0 and "nothing to restore" in again.stdout
 
 
+def test_a_gpu_govd_never_wrote_keeps_its_settings_after_sigkill_and_restore(root):
+    """Originals are saved at start-up, before any write: after a SIGKILL, `govd --restore` gives a
+    GPU govd never wrote exactly what it had (here an administrator's power limit)."""
+    sim = root / "run" / "sim"
+    sim.mkdir(parents=True)
+    (sim / "gpu0.json").write_text(json.dumps({"spec": "h100-sxm", "uuid": "x", "index": 0,
+                                               "locked_clocks_mhz": [345, 1755], "power_limit_w": 600.0}))
+    p = govd(root, "--sim", "h100-sxm", "--policy", "performance", "--speed", "5")
+    try:
+        originals = root / "run" / "originals.json"
+        assert wait_for(lambda: originals.exists()), p.stderr
+        time.sleep(1.0)
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+    finally:
+        p.kill()
+    assert json.loads(originals.read_text())["gpus"]  # listed, though never written
+    r = run_govd(root, "--restore", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["ok"]
+    assert state(root)["power_limit_w"] == 600.0 and state(root)["locked_clocks_mhz"] == [345, 1755]
+    assert not originals.exists()
+
+
 def test_sigterm_restores_and_exits_cleanly(root):
     p = govd(root, "--sim", "a100-sxm4", "--policy", "cap", "--speed", "5")
     assert wait_for(lambda: state(root) and state(root)["locked_clocks_mhz"] == [210, 1200])
