@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .actuation import restore_settings
-from .atomic import write_json_atomic
+from .atomic import write_text_atomic
 from .backends import RestoreOpener
 from .errors import GovdError
-from .originals import OriginalsFile, owner_alive, saved_gpus
+from .originals import OriginalsFile, owner_alive, render, saved_gpus
 
 
 @dataclass
@@ -66,7 +66,7 @@ def restore_from_originals(path: Path, force: bool = False, nvml=None, allow_sel
         opener.close()
     if remaining:
         data["gpus"] = remaining
-        write_json_atomic(Path(path), data)
+        write_text_atomic(Path(path), render(data))  # the daemon's format: one line per GPU still to restore
     else:
         Path(path).unlink(missing_ok=True)
     return report

@@ -178,3 +178,5 @@ def test_restore_keeps_going_when_one_knob_fails(tmp_path):
     assert fake.gpus[1].pl_mw == 700_000
     remaining = OriginalsFile.read(orig.path)["gpus"]
     assert list(remaining) == [g.uuid]  # only the failed GPU stays for a later try
+    line = [x for x in orig.path.read_text().splitlines() if g.uuid in x]
+    assert len(line) == 1 and '"power_limit_w"' in line[0]  # the daemon's format: `grep` the uuid
