@@ -9,8 +9,9 @@ reads; the daemon saves them at start-up); those ticks are also shown apart: p99
 ticks, and the slowest first write.
 
 The CPU share is the running daemon's: from READY=1 (every GPU set up and read once) to STOPPING=1,
-the span a long-running service spends in. Start-up (opening the ledger, restoring a crash's leftovers, loading
-policies) and shutdown (restoring every GPU) are one-off costs, reported apart in CPU seconds.
+the span a long-running service spends in. Start-up (opening the ledger, restoring a crash's leftovers,
+loading policies, saving every GPU's originals in one write) and shutdown (restoring every GPU) are
+one-off costs, reported apart in CPU seconds.
 
     python tools/bench_overhead.py                      # 1, 8 and 64 GPUs, 10 Hz, 20 s each
     python tools/bench_overhead.py --gpus 8 --seconds 30 --json
