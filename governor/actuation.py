@@ -8,7 +8,7 @@ others from going back (GEOPM #4010).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .device import UNKNOWN_LOCK, Device
 from .errors import DeviceError
@@ -101,3 +101,63 @@ def restore_settings(device: Device, settings: DeviceSettings, limits: Limits | 
     if caps is None or caps.can_lock_clocks:
         results.append(_write_lock(device, settings.locked_clocks_mhz if settings.clocks_known else None))
     return results
+
+
+def describe_settings(settings: DeviceSettings) -> str:
+    """A GPU's writable settings in words, for logs and errors."""
+    if not settings.clocks_known:
+        clocks = "clock lock unreadable"
+    elif settings.locked_clocks_mhz:
+        clocks = f"clocks locked {settings.locked_clocks_mhz[0]}-{settings.locked_clocks_mhz[1]} MHz"
+    else:
+        clocks = "clocks unlocked"
+    return f"power limit {settings.power_limit_w:g} W, {clocks}"
+
+
+@dataclass(frozen=True)
+class GiveBack:
+    """What putting one GPU back to its saved settings did, and what the GPU holds afterwards.
+
+    ok only when every knob was written and reads back as saved: a write that NVML accepted but
+    that did not take is no restore."""
+
+    saved: DeviceSettings
+    knobs: list[KnobResult] = field(default_factory=list)
+    now: DeviceSettings | None = None  # read after the attempt; None when unreadable
+    mismatches: list[str] = field(default_factory=list)
+    read_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(k.ok for k in self.knobs) and not self.mismatches
+
+    def problem(self) -> str:
+        """Why it is not back, and what it holds now (empty when ok)."""
+        if self.ok:
+            return ""
+        why = [f"{k.action}: {k.error}" for k in self.knobs if not k.ok] + self.mismatches
+        now = describe_settings(self.now) if self.now is not None else f"unreadable ({self.read_error})"
+        return f"{'; '.join(why)}; it now has {now} (saved: {describe_settings(self.saved)})"
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "knobs": [k.to_dict() for k in self.knobs], "saved": self.saved.to_dict(),
+                "now": self.now.to_dict() if self.now is not None else None, "problem": self.problem() or None}
+
+
+def give_back(device: Device, saved: DeviceSettings, limits: Limits | None = None) -> GiveBack:
+    """The one restore routine of every exit path (stop, error, pause, back-off, `govd --restore`):
+    write the saved settings, then read the GPU to say whether they took and what it holds."""
+    knobs = restore_settings(device, saved, limits)
+    caps = limits.capabilities if limits is not None else None
+    try:
+        now = device.read_settings()
+    except DeviceError as exc:
+        return GiveBack(saved, knobs, None, [], str(exc))
+    failed = {k.knob for k in knobs if not k.ok}  # already reported as failed writes
+    mismatches = []
+    if (caps is None or caps.can_set_power_limit) and "power_limit" not in failed and abs(now.power_limit_w - saved.power_limit_w) > 0.5:
+        mismatches.append(f"power limit reads {now.power_limit_w:g} W, saved {saved.power_limit_w:g} W")
+    if (caps is None or caps.can_lock_clocks) and "clocks" not in failed and saved.clocks_known and now.clocks_known \
+            and now.locked_clocks_mhz != saved.locked_clocks_mhz:
+        mismatches.append(f"clock lock reads {now.locked_clocks_mhz}, saved {saved.locked_clocks_mhz}")
+    return GiveBack(saved, knobs, now, mismatches)

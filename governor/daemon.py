@@ -225,9 +225,13 @@ class Daemon:
                 if deadline is not None and self.clock.now() >= deadline:
                     log.info("duration reached; stopping")
                     break
-            return 0
         finally:
-            self.shutdown()
+            left = self.shutdown()
+        if left:
+            log.error("govd stopped with %d GPU(s) not back to their original settings: %s; run `govd --restore` "
+                      "once the cause is fixed", len(left), "; ".join(left))
+            return 1
+        return 0
 
     def wait_first_ticks(self, timeout_s: float = 30.0) -> None:
         """READY=1 only once every GPU is set up: each loop has read its GPU at least once."""
@@ -297,8 +301,9 @@ class Daemon:
         log.info("config reloaded from %s", ", ".join(config.files) or "defaults")
         return True
 
-    def shutdown(self) -> None:
-        """Stop every loop, then restore every GPU govd changed, last-changed GPU first."""
+    def shutdown(self) -> list[str]:
+        """Stop every loop, then restore every GPU govd changed, last-changed GPU first; returns one
+        line per GPU that is not back to its original settings (empty when all are)."""
         self.notifier.stopping()
         self.stop_event.set()
         if self.server is not None:
@@ -306,7 +311,7 @@ class Daemon:
                 self.server.stop()
         for t in self.threads:
             t.join(timeout=self.options.join_timeout_s)
-        self._hand_back_all()
+        left = self._hand_back_all()
         for d in self.devices:
             with contextlib.suppress(Exception):  # closing: nothing useful to do with an error
                 d.close()
@@ -318,9 +323,12 @@ class Daemon:
             self.store.close()
         log.info("govd stopped")
         log.removeHandler(self.log_tail)
+        return left
 
-    def _hand_back_all(self) -> None:
-        """Restore every GPU, last-changed first; originals.json loses them in one write at the end."""
+    def _hand_back_all(self) -> list[str]:
+        """Restore every GPU, last-changed first; originals.json loses them in one write at the end.
+        Returns one line per GPU left changed: what went wrong and what it holds now."""
+        left = []
         try:
             with self.originals.forgetting_together():
                 for w, t in reversed(list(zip(self.workers, self.threads or [None] * len(self.workers),
@@ -328,13 +336,20 @@ class Daemon:
                     if t is not None and t.is_alive():
                         log.error("GPU %d: control loop did not stop (hung in a GPU call); leaving it in "
                                   "originals.json for `govd --restore`", w.info.index)
+                        if self.originals.saved(w.info.uuid) is not None and w.wrote:
+                            left.append(f"GPU {w.info.index} ({w.info.uuid}): its loop is hung in a GPU call")
                         continue
                     try:
-                        w.hand_back()
-                    except Exception:  # keep going: every other GPU must still be restored
+                        report = w.hand_back()
+                    except Exception as exc:  # keep going: every other GPU must still be restored
                         log.exception("GPU %d: restore failed", w.info.index)
+                        left.append(f"GPU {w.info.index} ({w.info.uuid}): restore failed: {exc}")
+                        continue
+                    if report is not None and not report.ok:
+                        left.append(f"GPU {w.info.index} ({w.info.uuid}): {report.problem()}")
         except OSError as exc:  # the GPUs are restored; the file lists some still, for `govd --restore`
             log.error("cannot rewrite %s after restoring the GPUs (%s)", self.paths.originals, exc)
+        return left
 
     # ----- ledger ------------------------------------------------------------------------------
     def flush_ledger(self) -> None:
@@ -459,7 +474,8 @@ class Daemon:
         if name == "pause":
             done = {}
             for w in self._selected(args):
-                done[w.info.index] = [r.to_dict() for r in w.pause()]
+                report = w.pause()
+                done[w.info.index] = report.to_dict() if report is not None else None
             return {"paused": done}
         if name == "resume":
             selected = self._selected(args)

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .actuation import restore_settings
+from .actuation import give_back
 from .atomic import write_text_atomic
 from .backends import RestoreOpener
 from .errors import GovdError
@@ -54,9 +54,12 @@ def restore_from_originals(path: Path, force: bool = False, nvml=None, allow_sel
                 limits = None
                 with contextlib.suppress(GovdError):
                     limits = device.limits()
-                results = restore_settings(device, saved.settings, limits)
-                entry["knobs"] = [r.to_dict() for r in results]
-                entry["ok"] = all(r.ok for r in results)
+                gave = give_back(device, saved.settings, limits)
+                entry["knobs"] = [r.to_dict() for r in gave.knobs]
+                entry["ok"] = gave.ok
+                entry["now"] = gave.now.to_dict() if gave.now is not None else None
+                if not gave.ok:
+                    entry["error"] = gave.problem()
             except GovdError as exc:
                 entry["error"] = str(exc)
             if entry["ok"]:

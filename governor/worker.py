@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .actuation import KnobResult, apply_setpoint, desired_lock, desired_power, read_back, restore_settings
+from .actuation import GiveBack, apply_setpoint, desired_lock, desired_power, give_back, read_back
 from .clock import Clock
 from .config import Config
 from .controllers import Controller, controller_class
@@ -314,34 +314,38 @@ class GpuWorker:
         self.state, self.reason = "degraded", reason
 
     # ----- hand back, pause, policy ------------------------------------------------------------
-    def hand_back(self) -> list[KnobResult]:
-        """Restore this GPU's originals (if govd ever wrote to it) and forget them once restored."""
+    def hand_back(self) -> GiveBack | None:
+        """Restore this GPU's originals (if govd ever wrote to it) and forget them once restored.
+
+        None when there was nothing to put back; otherwise what the restore did. A GPU that could
+        not be put back stays in originals.json for `govd --restore`, and its report says what it
+        holds now."""
         with self._lock:
             saved = self.originals.saved(self.info.uuid)
             self.applied = None
             self.started = False
             if saved is None:
-                return []
+                return None
             if not self.wrote:  # saved at start-up, never written: nothing to put back
                 self.originals.forget(self.info.uuid)
-                return []
-            results = restore_settings(self.device, saved, self.limits)
-            if all(r.ok for r in results):
+                return None
+            report = give_back(self.device, saved, self.limits)
+            if report.ok:
                 self.wrote = False
                 self.originals.forget(self.info.uuid)
                 self.log.info("GPU %d: restored to its original settings", self.info.index)
             else:
-                self.log.error("GPU %d: restore incomplete (%s); originals.json keeps it for `govd --restore`",
-                          self.info.index, "; ".join(f"{r.action}: {r.error}" for r in results if not r.ok))
-            return results
+                self.log.error("GPU %d (%s): restore incomplete: %s; originals.json keeps it for `govd --restore`",
+                               self.info.index, self.info.uuid, report.problem())
+            return report
 
-    def pause(self) -> list[KnobResult]:
+    def pause(self) -> GiveBack | None:
         with self._lock:
-            results = self.hand_back()
+            report = self.hand_back()
             self.target = None
             if self.state not in ("degraded",):
                 self.state, self.reason = "paused", "paused by operator"
-            return results
+            return report
 
     def resume(self) -> None:
         with self._lock:

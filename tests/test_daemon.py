@@ -273,3 +273,49 @@ def test_without_a_driver_govd_says_how_to_use_the_simulator(root):
     r = run_govd(root, "--duration", "1")
     assert r.returncode == 1 and "no NVIDIA driver found; run with --sim GPU" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def write_driver_state(root, i=0, lock=None, watts=700.0, spec="h100-sxm"):
+    sim = root / "run" / "sim"
+    sim.mkdir(parents=True, exist_ok=True)
+    (sim / f"gpu{i}.json").write_text(json.dumps({"spec": spec, "uuid": "x", "index": i,
+                                                  "locked_clocks_mhz": lock, "power_limit_w": watts}))
+
+
+@pytest.mark.parametrize("how", ["sigterm", "duration"])
+def test_a_clean_stop_gives_back_an_off_grid_original_lock(root, how):
+    """An operator's `nvidia-smi -lgc 1000,1500` is off the supported grid: a clean stop must put it
+    back as `govd --restore` does (it had failed in-process, left govd's lock, and exited 0)."""
+    write_driver_state(root, lock=[1000, 1500])
+    extra = ["--duration", "4"] if how == "duration" else []
+    p = govd(root, "--sim", "h100-sxm", "--policy", "cap", "--speed", "5", *extra)
+    try:
+        assert wait_for(lambda: state(root)["locked_clocks_mhz"] == [345, 1200]), p.stderr
+        if how == "sigterm":
+            p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err
+    assert state(root)["locked_clocks_mhz"] == [1000, 1500] and state(root)["power_limit_w"] == 700
+    assert not (root / "run" / "originals.json").exists()
+
+
+def test_a_stop_that_cannot_restore_exits_non_zero_and_names_the_gpu_and_what_it_has(root):
+    p = govd(root, "--sim", "h100-sxm", "--policy", "cap", "--speed", "5")
+    try:
+        assert wait_for(lambda: locked(root)), p.stderr
+        (root / "run" / "sim" / "faults-gpu0.json").write_text(json.dumps({"fail_sets": 100}))
+        time.sleep(0.5)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert p.returncode == 1, err
+    assert "not back to their original settings" in err
+    assert "GPU 0 (GPU-" in err and "it now has power limit 450 W, clocks locked 345-1200 MHz" in err
+    assert locked(root)
+    assert (root / "run" / "originals.json").exists()  # kept for `govd --restore`
+    r = run_govd(root, "--restore")
+    assert r.returncode == 0, r.stderr
+    assert at_defaults(root)

@@ -30,11 +30,20 @@ def test_locked_clock_settles_after_about_25_ms(sim, clock):
     assert sim.sample().sm_clock_mhz == 1200
 
 
-def test_unsupported_clock_or_power_is_refused(sim):
-    with pytest.raises(DeviceError, match="not supported clocks"):
-        sim.set_locked_clocks(345, 1201)
-    with pytest.raises(DeviceError, match="out of range"):
-        sim.set_power_limit_w(900)
+def test_an_inverted_lock_or_a_power_out_of_range_is_refused_online_and_offline(sim):
+    offline = SimDriverOnly(sim.restore_handle())
+    for dev in (sim, offline):
+        with pytest.raises(DeviceError, match="invalid"):
+            dev.set_locked_clocks(1500, 1000)
+        with pytest.raises(DeviceError, match="out of range"):
+            dev.set_power_limit_w(900)
+
+
+def test_an_off_grid_lock_is_accepted_as_nvml_does(sim):
+    """`nvidia-smi -lgc 1000,1500` is off the supported grid; the driver takes it (and runs at
+    supported clocks within it), so a restore of such an original must succeed online too."""
+    sim.set_locked_clocks(1000, 1500)
+    assert sim.get_locked_clocks() == (1000, 1500)
 
 
 def test_energy_counter_steps_every_100_ms_and_matches_power(sim, clock):

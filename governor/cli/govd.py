@@ -64,8 +64,10 @@ def do_restore(args, paths) -> int:
     else:
         for g in report.gpus:
             knobs = ", ".join(f"{k['action']}: {'ok' if k['ok'] else k['error']}" for k in g["knobs"])
-            state = "restored" if g["ok"] else "FAILED"
-            print(f"GPU {g['index']} {g['uuid']}: {state} ({knobs or g.get('error', '')})")
+            if g["ok"]:
+                print(f"GPU {g['index']} {g['uuid']}: restored ({knobs})")
+            else:
+                print(f"GPU {g['index']} {g['uuid']}: FAILED: {g.get('error') or knobs}", file=sys.stderr)
     return 0 if report.ok else 1
 
 

@@ -55,6 +55,21 @@ class SimFaults:
         return cls(**d)
 
 
+def check_lock(spec: GpuSpec, index: int, min_mhz: int, max_mhz: int) -> None:
+    """What the simulated driver accepts as a clock lock, online and offline alike: as NVML, any
+    range with 0 < min <= max (the driver runs at supported clocks within it; `nvidia-smi -lgc
+    1000,1500` is a common operator setting and need not be on the grid)."""
+    if not 0 < min_mhz <= max_mhz:
+        raise DeviceError(f"GPU {index}: locked clocks {min_mhz}-{max_mhz} MHz are invalid (need 0 < min <= max; "
+                          f"supported clocks {spec.sm_clocks_mhz[0]}..{spec.sm_clocks_mhz[-1]} MHz)")
+
+
+def check_power_limit(spec: GpuSpec, index: int, watts: float) -> None:
+    if not spec.power_limit_min_w <= watts <= spec.power_limit_max_w:
+        raise DeviceError(f"GPU {index}: power limit {watts} W out of range "
+                          f"[{spec.power_limit_min_w}, {spec.power_limit_max_w}] W")
+
+
 class SimDriverFile:
     """The simulated driver's persistent settings for one GPU."""
 
@@ -213,10 +228,7 @@ class SimDevice(Device):
     def set_locked_clocks(self, min_mhz: int, max_mhz: int) -> None:
         with self._lock:
             self._sync(writing=True)
-            clocks = self.spec.sm_clocks_mhz
-            if min_mhz > max_mhz or min_mhz not in clocks or max_mhz not in clocks:
-                raise DeviceError(f"GPU {self.info.index}: locked clocks {min_mhz}-{max_mhz} MHz are not "
-                                  f"supported clocks (min <= max, from {clocks[0]}..{clocks[-1]} MHz)")
+            check_lock(self.spec, self.info.index, min_mhz, max_mhz)
             self.gpu.set_locked((int(min_mhz), int(max_mhz)))
             self._save_driver_state()
 
@@ -229,9 +241,7 @@ class SimDevice(Device):
     def set_power_limit_w(self, watts: float) -> None:
         with self._lock:
             self._sync(writing=True)
-            if not self.spec.power_limit_min_w <= watts <= self.spec.power_limit_max_w:
-                raise DeviceError(f"GPU {self.info.index}: power limit {watts} W out of range "
-                                  f"[{self.spec.power_limit_min_w}, {self.spec.power_limit_max_w}] W")
+            check_power_limit(self.spec, self.info.index, watts)
             self.gpu.set_power_limit(watts)
             self._save_driver_state()
 
@@ -281,12 +291,14 @@ class SimDriverOnly(Device):
         self.driver.write(state)
 
     def set_locked_clocks(self, min_mhz: int, max_mhz: int) -> None:
+        check_lock(self.spec, self.info.index, min_mhz, max_mhz)
         self._update(locked_clocks_mhz=[int(min_mhz), int(max_mhz)])
 
     def reset_locked_clocks(self) -> None:
         self._update(locked_clocks_mhz=None)
 
     def set_power_limit_w(self, watts: float) -> None:
+        check_power_limit(self.spec, self.info.index, watts)
         self._update(power_limit_w=float(watts))
 
     def restore_handle(self) -> dict:
