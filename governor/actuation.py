@@ -89,16 +89,18 @@ def read_back(device: Device, limits: Limits, target: Setpoint) -> list[str]:
     return problems
 
 
-def restore_settings(device: Device, settings: DeviceSettings, limits: Limits | None = None) -> list[KnobResult]:
+def restore_settings(device: Device, settings: DeviceSettings, limits: Limits | None = None,
+                     knobs: set[str] | None = None) -> list[KnobResult]:
     """Put saved settings back: power limit first, then clocks (reverse of apply), each on its own.
 
     A knob the GPU does not have (limits say so) was never written, so there is nothing to restore.
+    knobs limits the restore to those named ("power_limit", "clocks"); None: all.
     """
     caps = limits.capabilities if limits is not None else None
     results = []
-    if caps is None or caps.can_set_power_limit:
+    if (caps is None or caps.can_set_power_limit) and (knobs is None or "power_limit" in knobs):
         results.append(_write_power(device, settings.power_limit_w))
-    if caps is None or caps.can_lock_clocks:
+    if (caps is None or caps.can_lock_clocks) and (knobs is None or "clocks" in knobs):
         results.append(_write_lock(device, settings.locked_clocks_mhz if settings.clocks_known else None))
     return results
 
@@ -144,20 +146,25 @@ class GiveBack:
                 "now": self.now.to_dict() if self.now is not None else None, "problem": self.problem() or None}
 
 
-def give_back(device: Device, saved: DeviceSettings, limits: Limits | None = None) -> GiveBack:
+def give_back(device: Device, saved: DeviceSettings, limits: Limits | None = None,
+              knobs: set[str] | None = None) -> GiveBack:
     """The one restore routine of every exit path (stop, error, pause, back-off, `govd --restore`):
-    write the saved settings, then read the GPU to say whether they took and what it holds."""
-    knobs = restore_settings(device, saved, limits)
+    write the saved settings (only the knobs named, if any), then read the GPU to say whether
+    they took and what it holds."""
+    written = restore_settings(device, saved, limits, knobs)
     caps = limits.capabilities if limits is not None else None
     try:
         now = device.read_settings()
     except DeviceError as exc:
-        return GiveBack(saved, knobs, None, [], str(exc))
-    failed = {k.knob for k in knobs if not k.ok}  # already reported as failed writes
+        return GiveBack(saved, written, None, [], str(exc))
+    failed = {k.knob for k in written if not k.ok}  # already reported as failed writes
+    if knobs is not None:
+        failed |= {"power_limit", "clocks"} - knobs  # not restored here: not checked either
     mismatches = []
-    if (caps is None or caps.can_set_power_limit) and "power_limit" not in failed and abs(now.power_limit_w - saved.power_limit_w) > 0.5:
+    check_power = (caps is None or caps.can_set_power_limit) and "power_limit" not in failed
+    if check_power and abs(now.power_limit_w - saved.power_limit_w) > 0.5:
         mismatches.append(f"power limit reads {now.power_limit_w:g} W, saved {saved.power_limit_w:g} W")
-    if (caps is None or caps.can_lock_clocks) and "clocks" not in failed and saved.clocks_known and now.clocks_known \
-            and now.locked_clocks_mhz != saved.locked_clocks_mhz:
+    check_lock = (caps is None or caps.can_lock_clocks) and "clocks" not in failed
+    if check_lock and saved.clocks_known and now.clocks_known and now.locked_clocks_mhz != saved.locked_clocks_mhz:
         mismatches.append(f"clock lock reads {now.locked_clocks_mhz}, saved {saved.locked_clocks_mhz}")
-    return GiveBack(saved, knobs, now, mismatches)
+    return GiveBack(saved, written, now, mismatches)

@@ -95,6 +95,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "external_backoff_s": Key(float, 300.0, lo=0.0, hi=86400.0,
                                   doc="after another program changes a GPU, leave it alone this long"),
         "readback": Key(bool, True, doc="read every write back and count a mismatch as an error"),
+        "respect_existing_limits": Key(bool, True,
+                                       doc="a power limit under the default, or a clock lock under the highest "
+                                           "clock, found when govd takes a GPU is a ceiling govd never goes "
+                                           "above (false: govd may raise them up to the GPU's default)"),
     },
 }
 GPU_KEYS = {

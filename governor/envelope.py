@@ -14,7 +14,38 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .actuation import desired_lock, desired_power
-from .vocabulary import Limits, Sample, Setpoint
+from .vocabulary import DeviceSettings, Limits, Sample, Setpoint
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """Limits an operator set before govd took the GPU, which govd keeps: a power limit under the
+    default, and a clock lock whose top is under the highest clock (NVML cannot read a lock, so on
+    real GPUs only the power limit can be one)."""
+
+    power_limit_w: float | None = None
+    locked_clocks_mhz: tuple[int, int] | None = None
+
+    @classmethod
+    def of(cls, found: DeviceSettings, limits: Limits) -> Ceiling | None:
+        watts = found.power_limit_w if found.power_limit_w < limits.power_limit_default_w - 0.5 else None
+        lock = found.locked_clocks_mhz if found.clocks_known else None
+        if lock is not None and lock[1] >= limits.sm_clock_max_mhz:
+            lock = None
+        return cls(watts, lock) if watts is not None or lock is not None else None
+
+    def describe(self) -> str:
+        parts = []
+        if self.power_limit_w is not None:
+            parts.append(f"{self.power_limit_w:g} W")
+        if self.locked_clocks_mhz is not None:
+            parts.append(f"SM clock {self.locked_clocks_mhz[1]} MHz (locked {self.locked_clocks_mhz[0]}-"
+                         f"{self.locked_clocks_mhz[1]} MHz)")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {"power_limit_w": self.power_limit_w,
+                "locked_clocks_mhz": list(self.locked_clocks_mhz) if self.locked_clocks_mhz else None}
 
 
 @dataclass(frozen=True)
@@ -30,6 +61,7 @@ class Envelope:
     limits: Limits
     cfg: dict[str, Any]  # the [envelope] config section
     bounds: dict[str, Any] = field(default_factory=dict)  # the policy's [bounds]
+    ceiling: Ceiling | None = None  # the operator's limits found when govd took the GPU
     guard_engaged: bool = False
     guard_ceiling_mhz: int | None = None
     _guard_level_mhz: float = 0.0  # the ceiling before snapping to a supported clock (rises in small steps)
@@ -50,19 +82,42 @@ class Envelope:
         i = bisect.bisect_left(clocks, mhz)
         return clocks[min(len(clocks) - 1, i)]
 
+    @property
+    def kept_ceiling(self) -> Ceiling | None:
+        """The ceiling in force: None when there is none or the config says not to keep it."""
+        return self.ceiling if self.cfg.get("respect_existing_limits", True) else None
+
+    @property
+    def baseline(self) -> Setpoint:
+        """What "change nothing" means on this GPU: the operator's own limits where govd keeps them,
+        else the firmware default. A controller's default setpoint becomes this."""
+        ceiling = self.kept_ceiling
+        if ceiling is None:
+            return Setpoint()
+        lock = ceiling.locked_clocks_mhz
+        return Setpoint(sm_clock_min_mhz=lock[0] if lock else None, sm_clock_max_mhz=lock[1] if lock else None,
+                        power_limit_w=round(ceiling.power_limit_w, 3) if ceiling.power_limit_w is not None else None)
+
     def clamp(self, sp: Setpoint) -> Setpoint:
-        """Supported clocks only, power limit in the GPU's range and the policy's bounds."""
+        """Supported clocks only, power limit in the GPU's range, the policy's bounds and the
+        operator's ceiling."""
         lim, b, caps = self.limits, self.bounds, self.limits.capabilities
+        ceiling = self.kept_ceiling
+        top_lock = ceiling.locked_clocks_mhz if ceiling else None
         lock = None
         if caps.can_lock_clocks:
-            lo, hi = desired_lock(sp, lim) or (lim.sm_clock_min_mhz, lim.sm_clock_max_mhz)
+            lo, hi = desired_lock(sp, lim) or top_lock or (lim.sm_clock_min_mhz, lim.sm_clock_max_mhz)
             if b.get("sm_clock_max_mhz") is not None:
                 hi = min(hi, b["sm_clock_max_mhz"])
             if b.get("sm_clock_min_mhz") is not None:
                 lo = max(lo, b["sm_clock_min_mhz"])
                 hi = max(hi, b["sm_clock_min_mhz"])
-            hi = self._floor_clock(hi)  # round toward the safe (lower) side
-            lo = min(self._ceil_clock(lo), hi)
+            if top_lock is not None:
+                hi = min(hi, top_lock[1])
+                lo = min(lo, hi)
+            if (lo, hi) != top_lock:  # the operator's own lock stands as it is (NVML takes off-grid locks)
+                hi = self._floor_clock(hi)  # round toward the safe (lower) side
+                lo = min(self._ceil_clock(lo), hi)
             if (lo, hi) != (lim.sm_clock_min_mhz, lim.sm_clock_max_mhz):
                 lock = (lo, hi)
         watts = None
@@ -70,6 +125,9 @@ class Envelope:
             w = desired_power(sp, lim)
             w_lo = max(lim.power_limit_min_w, b.get("power_limit_min_w") or 0.0)
             w_hi = min(lim.power_limit_max_w, b.get("power_limit_max_w") or float("inf"))
+            if ceiling is not None and ceiling.power_limit_w is not None:
+                w_hi = min(w_hi, ceiling.power_limit_w)
+                w_lo = min(w_lo, w_hi)  # the operator's limit beats a policy's floor
             w = min(max(w, w_lo), max(w_lo, w_hi))
             if abs(w - lim.power_limit_default_w) > 1e-6:
                 watts = round(w, 3)
@@ -130,7 +188,7 @@ class Envelope:
         if safety:
             sp = self.clamp(sp)
         notes = (note,) if note else ()
-        if current is None and sp.is_default:
+        if current is None and sp == self.baseline:
             return Decision(sp, False, notes, safety)  # never touched, nothing to change
         if current is not None and sp == current:
             return Decision(sp, False, notes, safety)
@@ -151,6 +209,8 @@ class Envelope:
         return len(self._errors) >= self.cfg["error_budget"]
 
     def status(self) -> dict:
-        return {"thermal_guard": self.guard_engaged, "guard_ceiling_mhz": self.guard_ceiling_mhz,
+        return {"ceiling": self.ceiling.to_dict() if self.ceiling else None,
+                "ceiling_kept": self.kept_ceiling is not None,
+                "thermal_guard": self.guard_engaged, "guard_ceiling_mhz": self.guard_ceiling_mhz,
                 "recent_errors": len(self._errors), "last_error": self.last_error,
                 "writes_last_minute": len(self._writes)}

@@ -150,6 +150,16 @@ class OriginalsFile:
                 return None
             return DeviceSettings.from_dict(self._data["gpus"][uuid]["settings"])
 
+    def update(self, uuid: str, settings: DeviceSettings) -> None:
+        """Change what a restore gives a listed GPU (another program now owns some of its settings)."""
+        with self._lock:
+            if self._data is None or uuid not in self._data["gpus"]:
+                return
+            self._data["gpus"][uuid] = {**self._data["gpus"][uuid], "settings": settings.to_dict()}
+            self._version += 1
+            version = self._version
+        self._persist(version)
+
     def forget(self, uuid: str) -> None:
         """Drop a GPU once it is back to its originals (or handed to another program)."""
         with self._lock:

@@ -20,17 +20,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .actuation import GiveBack, apply_setpoint, desired_lock, desired_power, give_back, read_back
+from .actuation import (
+    GiveBack,
+    apply_setpoint,
+    describe_settings,
+    desired_lock,
+    desired_power,
+    give_back,
+    read_back,
+)
 from .clock import Clock
 from .config import Config
 from .controllers import Controller, controller_class
 from .device import UNKNOWN_LOCK, Device
-from .envelope import Envelope
+from .envelope import Ceiling, Envelope
 from .errors import ConfigError, DeviceError, GpuLostError
 from .ledger import CounterPower, GpuLedger, ThermalLimit
 from .originals import OriginalsFile
 from .policy import Policy
-from .vocabulary import THERMAL_REASONS, Limits, Sample, Setpoint, reason_names
+from .vocabulary import THERMAL_REASONS, DeviceSettings, Limits, Sample, Setpoint, reason_names
 
 log = logging.getLogger("govd")
 
@@ -143,7 +151,7 @@ class GpuWorker:
             return
         sample = self.counter_power.annotate(sample)
         self.last_sample = sample
-        at_default = self.dry_run or self.applied is None or self.applied.is_default
+        at_default = self.dry_run or self.applied is None or self.applied == self.envelope.baseline
         at_limit = self.envelope.guard_engaged or bool(sample.clock_event_reasons & THERMAL_REASONS)
         thermal = ThermalLimit(default_temp_c=self._throttled_default_c(),
                                work_ratio=self.controller.throttled_work_ratio, at_limit=at_limit)
@@ -158,6 +166,7 @@ class GpuWorker:
             self.log.info("GPU %d: back-off over; taking the GPU again from its current settings", self.info.index)
             self.state, self.reason, self.applied, self.started = "managed", None, None, False
         if not self.started:
+            self._take_ceiling()
             self.controller.start(sample, self._current_setpoint())
             self.started = True
         # only when the GPU itself is at the limit: that default would be throttled while govd keeps
@@ -189,6 +198,25 @@ class GpuWorker:
             self.envelope.record_write(now)
             return
         self._write(decision.setpoint, now)
+
+    def _take_ceiling(self) -> None:
+        """The operator's limits as govd takes the GPU (at start, after a pause or a back-off) are
+        ceilings it keeps: the originals saved at start-up, else what the GPU holds now."""
+        found = self.originals.saved(self.info.uuid)
+        if found is None:
+            try:
+                found = self.device.read_settings()
+            except DeviceError as exc:
+                self.log.warning("GPU %d: cannot read its settings to keep the operator's limits (%s); keeping "
+                                 "the ceiling it had", self.info.index, exc)
+                return
+        ceiling = Ceiling.of(found, self.limits)
+        if ceiling != self.envelope.ceiling and ceiling is not None:
+            kept = self.config.get("envelope", "respect_existing_limits")
+            self.log.info("GPU %d: found %s set before govd; %s", self.info.index, ceiling.describe(),
+                          "kept as a ceiling" if kept else
+                          "not kept (envelope.respect_existing_limits = false)")
+        self.envelope.ceiling = ceiling
 
     def _current_setpoint(self) -> Setpoint:
         """What the GPU holds now, as a setpoint (for a bumpless start)."""
@@ -262,7 +290,9 @@ class GpuWorker:
             return False
         want_power, want_lock = expected
         seen = []
-        if self.limits.capabilities.can_set_power_limit and abs(sample.power_limit_w - want_power) > 0.5:
+        power_changed = (self.limits.capabilities.can_set_power_limit
+                         and abs(sample.power_limit_w - want_power) > 0.5)
+        if power_changed:
             seen.append(f"power limit {sample.power_limit_w:g} W (expected {want_power:g} W)")
         lock = UNKNOWN_LOCK
         if self.limits.capabilities.can_lock_clocks and want_lock != UNKNOWN_LOCK:
@@ -270,7 +300,8 @@ class GpuWorker:
                 lock = self.device.get_locked_clocks()
             except DeviceError:
                 lock = UNKNOWN_LOCK
-        if lock != UNKNOWN_LOCK and lock != want_lock:
+        lock_changed = lock != UNKNOWN_LOCK and lock != want_lock
+        if lock_changed:
             seen.append(f"clock lock {lock} (expected {want_lock})")
         if not seen:
             return False
@@ -294,9 +325,40 @@ class GpuWorker:
         self.state, self.reason = "backed-off", f"changed by another program: {what}"
         self.backoff_until = self.clock.now() + backoff
         self.applied = None
-        self.wrote = False
-        self.originals.forget(self.info.uuid)  # the other program owns these settings now
+        self._give_back_unchanged(sample.power_limit_w if power_changed else None, lock if lock_changed else None,
+                                  lock_changed)
         return True
+
+    def _give_back_unchanged(self, their_power_w: float | None, their_lock, lock_changed: bool) -> None:
+        """On another program's write: give back every setting govd made that the other program did
+        not change, and leave the other program's alone. The GPU then holds its originals where
+        the other program did not write, so nothing of govd's is left on it and its entry leaves
+        originals.json; when the back-off ends govd takes it again from what it holds then."""
+        saved = self.originals.saved(self.info.uuid)
+        if saved is None:
+            return
+        if not self.wrote:  # nothing of govd's on the GPU: the other program owns what it changed
+            self.originals.forget(self.info.uuid)
+            return
+        power_changed = their_power_w is not None
+        knobs = {k for k, changed in (("power_limit", power_changed), ("clocks", lock_changed)) if not changed}
+        # what a restore must give this GPU from now on: its originals, but the other program's
+        # values where it wrote (a later `govd --restore` must not clobber them)
+        keep = DeviceSettings(power_limit_w=their_power_w if power_changed else saved.power_limit_w,
+                              locked_clocks_mhz=their_lock if lock_changed else saved.locked_clocks_mhz,
+                              clocks_known=True if lock_changed else saved.clocks_known)
+        report = give_back(self.device, keep, self.limits, knobs=knobs) if knobs else None
+        if report is None or report.ok:
+            self.wrote = False
+            self.originals.forget(self.info.uuid)
+            if knobs:
+                self.log.info("GPU %d: gave back govd's %s (%s), left the other program's settings",
+                              self.info.index, " and ".join(sorted(knobs)), describe_settings(report.now)
+                              if report.now is not None else "unreadable")
+            return
+        self.originals.update(self.info.uuid, keep)
+        self.log.error("GPU %d: could not give back govd's settings after another program wrote to it: %s; "
+                       "originals.json keeps them for `govd --restore`", self.info.index, report.problem())
 
     def _error(self, now: float, message: str) -> None:
         self.stats.errors += 1

@@ -102,6 +102,7 @@ def test_status_shows_a_dither_and_the_learned_cooling():
     gpu = {"index": 0, "uuid": "GPU-x", "name": "sim", "state": "managed", "policy": "balanced", "sample": {},
            "target": None, "limits": {"sm_clock_max_mhz": 1980}, "energy_since_start_j": 0.0, "reason": None,
            "controller": "model", "cooling": {"removes_w": 612.4, "at_temp_c": 84.5},
+           "envelope": {"ceiling": {"power_limit_w": 550.0, "locked_clocks_mhz": None}, "ceiling_kept": True},
            "originals": {"settings": {"power_limit_w": 700.0, "locked_clocks_mhz": None, "clocks_known": False},
                          "changed_by_govd": True},
            "controller_state": {"state": "hold", "dither": {"planned_clock_mhz": 1650.0, "lower_clock_mhz": 1635.0,
@@ -111,6 +112,7 @@ def test_status_shows_a_dither_and_the_learned_cooling():
     text = render_status(st_)
     assert "alternating 1650 and 1635 MHz, 77% of the time at the lower" in text
     assert "cooling learned: removes about 612 W at 84.5 C" in text
+    assert "ceiling 550 W, set before govd; kept" in text
     assert ("originals: power limit 700 W, clock lock reset (the driver cannot read it); changed by govd, "
             "given back at stop") in text
 

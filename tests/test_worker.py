@@ -218,3 +218,99 @@ def test_a_controller_needing_app_progress_is_refused_in_the_daemon(sim, clock, 
 
     with pytest.raises(ConfigError, match="needs the application's own progress"):
         GpuWorker(sim, Policy(name="z", controller="zeus-pl", source="t"), config, originals, clock)
+
+
+def test_an_operators_lower_power_limit_is_a_ceiling_govd_keeps(sim, clock, originals, config):
+    """A GPU capped at 550 W before govd started must not run at 700 W while govd manages it."""
+    sim.set_power_limit_w(550)
+    w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200, power_limit_w=650.0), config, originals, clock)
+    run(w, clock, 2)
+    assert driver_state(sim)["power_limit_w"] == 550 and driver_state(sim)["locked_clocks_mhz"] == [345, 1200]
+    assert w.status()["envelope"]["ceiling"] == {"power_limit_w": 550.0, "locked_clocks_mhz": None}
+    w.hand_back()
+    assert driver_state(sim)["power_limit_w"] == 550 and driver_state(sim)["locked_clocks_mhz"] is None
+
+
+def test_the_default_policy_on_a_capped_gpu_writes_nothing(sim, clock, originals, config):
+    sim.set_power_limit_w(550)
+    sim.set_locked_clocks(1000, 1500)
+    w = GpuWorker(sim, DEFAULT_POLICY, config, originals, clock)
+    run(w, clock, 3)
+    assert w.stats.writes == 0
+    assert driver_state(sim)["power_limit_w"] == 550 and driver_state(sim)["locked_clocks_mhz"] == [1000, 1500]
+
+
+def test_an_operators_clock_lock_caps_the_clock_govd_locks(sim, clock, originals, config):
+    sim.set_locked_clocks(1000, 1500)
+    w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1800), config, originals, clock)
+    run(w, clock, 2)
+    lo, hi = driver_state(sim)["locked_clocks_mhz"]
+    assert hi <= 1500 and lo <= hi
+    w.hand_back()
+    assert driver_state(sim)["locked_clocks_mhz"] == [1000, 1500]
+
+
+def test_respect_existing_limits_false_lets_govd_raise_them(sim, clock, originals):
+    config = default_config()
+    config.values["envelope"]["respect_existing_limits"] = False
+    sim.set_power_limit_w(550)
+    w = GpuWorker(sim, static_policy(power_limit_w=650.0), config, originals, clock)
+    run(w, clock, 2)
+    assert driver_state(sim)["power_limit_w"] == 650
+    assert w.status()["envelope"]["ceiling_kept"] is False
+    w.hand_back()
+    assert driver_state(sim)["power_limit_w"] == 550
+
+
+def another_program_writes(sim, **changes):
+    state = driver_state(sim)
+    state.update(changes)
+    sim.driver.write(state)  # as nvidia-smi would: behind govd's back
+
+
+def test_another_programs_power_limit_leaves_govds_lock_given_back(sim, clock, originals):
+    """Another program changed only the power limit of a GPU govd held locked: govd gives back its
+    lock (the other program did not touch it), leaves the other program's power limit, and after
+    the back-off takes the GPU again from that, so a stop leaves the GPU unlocked."""
+    config = default_config()
+    config.values["envelope"]["external_backoff_s"] = 2.0
+    w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200, power_limit_w=500.0), config, originals, clock)
+    run(w, clock, 2)
+    assert driver_state(sim)["locked_clocks_mhz"] == [345, 1200]
+    another_program_writes(sim, power_limit_w=600.0)
+    run(w, clock, 0.5)
+    assert w.state == "backed-off"
+    assert driver_state(sim)["locked_clocks_mhz"] is None  # govd's lock given back
+    assert driver_state(sim)["power_limit_w"] == 600  # the other program's left alone
+    assert originals.saved(sim.info.uuid) is None  # nothing of govd's left: a --restore would change nothing
+    run(w, clock, 3)
+    assert w.state == "managed" and driver_state(sim)["locked_clocks_mhz"] == [345, 1200]
+    w.hand_back()
+    assert driver_state(sim)["locked_clocks_mhz"] is None and driver_state(sim)["power_limit_w"] == 600
+
+
+def test_another_programs_lock_leaves_govds_power_limit_given_back(sim, clock, originals, config):
+    sim.set_power_limit_w(550)  # the operator's, from before govd
+    w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200, power_limit_w=450.0), config, originals, clock)
+    run(w, clock, 2)
+    assert driver_state(sim)["power_limit_w"] == 450
+    another_program_writes(sim, locked_clocks_mhz=[345, 900])
+    run(w, clock, 0.5)
+    assert w.state == "backed-off"
+    assert driver_state(sim)["power_limit_w"] == 550  # the operator's limit is back, not lost
+    assert driver_state(sim)["locked_clocks_mhz"] == [345, 900]
+
+
+def test_a_failed_give_back_on_backoff_keeps_originals_but_not_the_other_programs_knob(sim, clock, originals,
+                                                                                       config):
+    w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200, power_limit_w=500.0), config, originals, clock)
+    run(w, clock, 2)
+    sim.faults = SimFaults(fail_sets=10)
+    another_program_writes(sim, power_limit_w=600.0)
+    run(w, clock, 0.5)
+    assert w.state == "backed-off"
+    saved = originals.saved(sim.info.uuid)
+    assert saved.power_limit_w == 600 and saved.locked_clocks_mhz is None
+    sim.faults = SimFaults()
+    w.hand_back()
+    assert driver_state(sim)["locked_clocks_mhz"] is None and driver_state(sim)["power_limit_w"] == 600

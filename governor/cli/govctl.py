@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..control_client import CommandFailed, NotRunning, call
+from ..envelope import Ceiling
 from ..errors import GovdError
 from ..paths import resolve_paths
 from ..policy import load_policy, policy_names
@@ -108,6 +109,11 @@ def _describe_settings(settings: dict) -> str:
     return f"power limit {settings['power_limit_w']:.0f} W, {clocks}"
 
 
+def _describe_ceiling(ceiling: dict) -> str:
+    lock = ceiling.get("locked_clocks_mhz")
+    return Ceiling(ceiling.get("power_limit_w"), tuple(lock) if lock else None).describe()
+
+
 def render_status(st: dict) -> str:
     d = st["daemon"]
     up = int(d["uptime_s"])
@@ -147,6 +153,11 @@ def render_status(st: dict) -> str:
         if cooling:
             lines.append(f"  cooling learned: removes about {cooling['removes_w']:.0f} W at "
                          f"{cooling['at_temp_c']:.1f} C (prices work at the thermal limit)")
+        ceiling = (g.get("envelope") or {}).get("ceiling")
+        if ceiling:
+            lines.append(f"  ceiling {_describe_ceiling(ceiling)}, set before govd; "
+                         + ("kept" if g["envelope"]["ceiling_kept"]
+                            else "not kept (envelope.respect_existing_limits = false)"))
         originals = g.get("originals")
         if originals:
             lines.append(f"  originals: {_describe_settings(originals['settings'])}; "
