@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import grp
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -39,15 +40,61 @@ def unit_text(govd_path: str) -> str:
     return text.replace("/usr/local/bin/govd", govd_path)
 
 
+# What govd.service's hardening hides from the service: ProtectHome= hides these, PrivateTmp= gives
+# it an empty /tmp and /var/tmp. A drop-in binds the folders govd runs from back in, read-only.
+HOME_HIDDEN = (Path("/home"), Path("/root"), Path("/run/user"))
+TMP_HIDDEN = (Path("/tmp"), Path("/var/tmp"))
+DROPIN_NAME = "10-govd-paths.conf"
+
+
+def runtime_paths() -> list[Path]:
+    """The folders this govd needs at run time: its interpreter's prefixes (a virtualenv and the
+    Python it was made from) and the folder the package is imported from (a source checkout, for
+    an editable install). Folders inside another listed one are left out."""
+    found = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(),
+             Path(os.path.realpath(sys.executable)).parent.parent, Path(__file__).resolve().parent.parent}
+    return sorted(p for p in found if not any(q != p and q in p.parents for q in found))
+
+
+def hidden_by_unit(paths: list[Path], roots: tuple[Path, ...]) -> list[Path]:
+    return [p for p in paths if any(p == r or r in p.parents for r in roots)]
+
+
+def exposure_dropin(paths: list[Path]) -> str:
+    """A drop-in that lets the service see these folders, read-only, through the unit's hardening
+    (ProtectHome=tmpfs keeps the rest of /home and /root out of its sight)."""
+    bad = [p for p in paths if any(c.isspace() for c in str(p))]
+    if bad:
+        raise ValueError(f"cannot expose {bad[0]} to the unit: BindReadOnlyPaths= takes no spaces")
+    return ("# Written by `govd install`: govd runs from these folders, which the unit's hardening would\n"
+            "# hide (203/EXEC at start). They are bound read-only; nothing else of /home or /root is seen.\n"
+            "[Service]\nProtectHome=tmpfs\nBindReadOnlyPaths=" + " ".join(str(p) for p in paths) + "\n")
+
+
+def hidden_runtime_paths() -> tuple[list[Path], str | None]:
+    """(the folders govd runs from that the unit would hide, a warning where they are fragile)."""
+    paths = runtime_paths()
+    in_tmp = hidden_by_unit(paths, TMP_HIDDEN)
+    warning = None
+    if in_tmp:
+        warning = (f"govd runs from {in_tmp[0]}, under a temporary folder that /tmp cleaning or a reboot may "
+                   "empty, and the service would then fail to start; for a lasting install use a system-wide "
+                   "one (`sudo python3 -m pip install .`) or a virtualenv under /opt (`python3 -m venv /opt/govd "
+                   "&& /opt/govd/bin/pip install .`)")
+    return hidden_by_unit(paths, HOME_HIDDEN + TMP_HIDDEN), warning
+
+
 def govd_executable() -> str:
     found = shutil.which("govd")
     return str(Path(found).resolve()) if found else str(Path(sys.argv[0]).resolve())
 
 
-def install_plan(prefix: Path, govd_path: str, group_exists: bool) -> list[Step]:
+def install_plan(prefix: Path, govd_path: str, group_exists: bool, expose: list[Path] | None = None) -> list[Step]:
     etc = prefix / "etc"
-    steps = [
-        Step("write", str(etc / "systemd/system/govd.service"), unit_text(govd_path)),
+    steps = [Step("write", str(etc / "systemd/system/govd.service"), unit_text(govd_path))]
+    if expose:
+        steps.append(Step("write", str(etc / "systemd/system/govd.service.d" / DROPIN_NAME), exposure_dropin(expose)))
+    steps += [
         Step("mkdir", str(etc / "govd/conf.d")),
         Step("mkdir", str(etc / "govd/policies")),
     ]
@@ -114,7 +161,13 @@ def install(prefix: Path, dry_run: bool) -> int:
         exists = True
     except KeyError:
         exists = False
-    steps = install_plan(prefix, govd_executable(), exists)
+    expose, warning = hidden_runtime_paths()
+    if warning:
+        print(f"govd install: warning: {warning}", file=sys.stderr)
+    if expose:
+        print("govd runs from " + ", ".join(map(str, expose)) + ", which the unit's ProtectHome=/PrivateTmp= would "
+              f"hide (status 203/EXEC at start); {DROPIN_NAME} binds it read-only")
+    steps = install_plan(prefix, govd_executable(), exists, expose)
     return execute(steps, prefix, dry_run, record=prefix / "var/lib/govd/install.json")
 
 

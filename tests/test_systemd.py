@@ -178,3 +178,36 @@ def test_install_and_uninstall_under_a_prefix(tmp_path):
     assert config.read_text() == "[daemon]\npolicy = 'max-savings'\n"  # never overwritten
     r = subprocess.run([*run, "uninstall", "--prefix", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 0 and not unit.exists() and config.exists()  # the admin's config stays
+
+
+def test_install_exposes_a_hidden_interpreter_with_a_drop_in(tmp_path):
+    """A govd in a virtualenv under /root, /home or /tmp gets a unit the hardening would hide it
+    from (203/EXEC): install adds a drop-in that binds those folders read-only."""
+    from governor.install import HOME_HIDDEN, TMP_HIDDEN, exposure_dropin, hidden_by_unit, install_plan
+
+    paths = [Path("/root/venvs/govd"), Path("/home/ops/src/govd"), Path("/opt/python3.11"), Path("/tmp/ci/venv")]
+    hidden = hidden_by_unit(paths, HOME_HIDDEN + TMP_HIDDEN)
+    assert hidden == [Path("/root/venvs/govd"), Path("/home/ops/src/govd"), Path("/tmp/ci/venv")]
+    steps = install_plan(tmp_path, "/root/venvs/govd/bin/govd", True, hidden)
+    dropin = [s for s in steps if s.target.endswith("govd.service.d/10-govd-paths.conf")]
+    assert dropin and "ProtectHome=tmpfs" in dropin[0].content
+    assert "BindReadOnlyPaths=/root/venvs/govd /home/ops/src/govd /tmp/ci/venv" in dropin[0].content
+    assert not [s for s in install_plan(tmp_path, "/usr/local/bin/govd", True, []) if ".service.d" in s.target]
+    with pytest.raises(ValueError, match="no spaces"):
+        exposure_dropin([Path("/home/a b/venv")])
+
+
+def test_install_under_a_prefix_writes_the_drop_in_this_interpreter_needs(tmp_path):
+    from governor.install import hidden_runtime_paths
+
+    expose, _ = hidden_runtime_paths()
+    r = subprocess.run([sys.executable, "-m", "governor.cli.govd", "install", "--prefix", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    dropin = tmp_path / "etc/systemd/system/govd.service.d/10-govd-paths.conf"
+    assert dropin.exists() == bool(expose)
+    if expose:
+        assert all(str(p) in dropin.read_text() for p in expose)
+    r = subprocess.run([sys.executable, "-m", "governor.cli.govd", "uninstall", "--prefix", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and not dropin.exists()
