@@ -52,7 +52,15 @@ exec chroot "$R" /lib/systemd/systemd --system --unit=govd-test.target --log-tar
 
 
 def available() -> str | None:
-    """None when a namespaced systemd can run here, else why not."""
+    """None when a namespaced systemd can run here, else why not. In CI (GOVD_TESTS_REQUIRE_REAL,
+    set by tools/test.sh) a reason is an error: there every real-component test must run."""
+    why = _why_not()
+    if why is not None and os.environ.get("GOVD_TESTS_REQUIRE_REAL"):
+        raise RuntimeError(f"the real-systemd tests cannot run ({why}) but CI requires them")
+    return why
+
+
+def _why_not() -> str | None:
     if os.geteuid() != 0:
         return "needs root (unshare, mount)"
     for tool in ("unshare", "nsenter", "chroot", "pgrep"):

@@ -319,3 +319,15 @@ def test_a_stop_that_cannot_restore_exits_non_zero_and_names_the_gpu_and_what_it
     r = run_govd(root, "--restore")
     assert r.returncode == 0, r.stderr
     assert at_defaults(root)
+
+
+def test_ci_runs_the_readmes_test_command():
+    """README's second command is what CI runs (.ci/run calls it), and it installs what it needs."""
+    repo = Path(__file__).parent.parent
+    readme = (repo / "README.md").read_text()
+    block = readme[readme.index("# 2. "):]
+    command = next(line for line in block.splitlines() if line and not line.startswith("#"))
+    assert command == "bash tools/test.sh"
+    assert command in (repo / ".ci" / "run").read_text().splitlines()
+    script = (repo / "tools" / "test.sh").read_text()
+    assert "apt-get install" in script and "python3 -m pytest" in script and "ruff check" in script
