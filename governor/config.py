@@ -8,13 +8,13 @@ running config stays.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 from .schema import Key, check_table, defaults, suggest
+from .tomlfile import TomlFileError, read_toml
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "daemon": {
@@ -167,12 +167,9 @@ def _merge(cfg: Config, data: dict, source: str) -> None:
 
 def _read(path: Path) -> dict:
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(str(path), "", f"cannot read: {exc.strerror}") from None
+        return read_toml(path)
+    except TomlFileError as exc:
+        raise ConfigError(str(path), "", str(exc)) from None
 
 
 def load_config(main_file: Path | None, conf_d: Path | None = None, required: bool = False) -> Config:

@@ -29,9 +29,9 @@ from .errors import ConfigError, GovdError
 from .ledger_store import LedgerStore, MinuteRow
 from .originals import OriginalsFile, owner_alive
 from .paths import Paths
-from .policy import Policy, load_policy
+from .policy import POLICY_NAME, Policy, load_policy, policy_from_dict
 from .pricing import Pricing
-from .protocol import COMMANDS, Command, ProtocolError
+from .protocol import COMMANDS, TRY_MAX_S, Command, ProtocolError
 from .restore import restore_from_originals
 from .systemd_integration import Notifier
 from .worker import GpuWorker
@@ -111,10 +111,20 @@ class Daemon:
         return load_config(main, self.paths.conf_d, required=self.options.config_file is not None)
 
     def _policy_for(self, config: Config, device: Device, cache: dict[str, Policy]) -> Policy:
-        name = self.options.policy or config.get("daemon", "policy")
-        name = config.gpu_value(device.info.index, device.info.uuid, "policy", name)
+        """The policy a GPU runs by the command line and the config, blamed on where its name is."""
+        info = device.info
+        origin = ("--policy", "")
+        name = self.options.policy
+        if name is None:
+            name = config.get("daemon", "policy")
+            origin = (config.sources.get("daemon.policy", "default"), "daemon.policy")
+        for ident in (info.uuid, str(info.index)):
+            if "policy" in config.gpus.get(ident, {}):
+                name = config.gpus[ident]["policy"]
+                origin = (config.sources.get(f"gpu.{ident}.policy", "config"), f"gpu.{ident}.policy")
+                break
         if name not in cache:
-            cache[name] = load_policy(name, self.paths.config_dir)
+            cache[name] = load_policy(name, self.paths.config_dir, origin)
         return cache[name]
 
     # ----- start -------------------------------------------------------------------------------
@@ -420,9 +430,25 @@ class Daemon:
                                                f"{', '.join(str(w.info.index) for w in self.workers)}")
         return chosen
 
-    def _policy(self, name: str) -> Policy:
+    def _policy(self, args: dict) -> Policy:
+        """The policy a request names, or the policy file's table it carries (read by the client).
+
+        The daemon reads only its own policy folders: a path is never opened on a client's behalf
+        (a group member could otherwise read root-only files through it)."""
         try:
-            return load_policy(name, self.paths.config_dir)
+            if "policy" in args:
+                if "name" in args:
+                    raise ProtocolError("bad_args", "give a policy `name` or a `policy` table, not both")
+                source = f"{args.get('source') or 'a policy table'} (sent by govctl)"
+                return policy_from_dict(args["policy"], source)
+            name = args.get("name")
+            if name is None:
+                raise ProtocolError("bad_args", "needs a policy `name`, or a `policy` table read by the client")
+            if not POLICY_NAME.fullmatch(name):
+                raise ProtocolError("bad_policy", f"{name[:80]!r} is not a policy name (letters, digits, '.', '_', "
+                                                  "'-'); govd reads only its policy folders. Give govctl the path "
+                                                  "instead: it reads the file with your permissions")
+            return load_policy(name, self.paths.config_dir, ("policy", ""))
         except (ConfigError, GovdError) as exc:
             raise ProtocolError("bad_policy", str(exc)) from None
 
@@ -448,7 +474,7 @@ class Daemon:
 
             return [load_policy(n, self.paths.config_dir).to_dict() for n in policy_names(self.paths.config_dir)]
         if name == "policy.show":
-            return self._policy(args["name"]).to_dict()
+            return self._policy({"name": args["name"]}).to_dict()
         if name == "config.show":
             if args.get("effective"):
                 return {"files": self.config.files, "values": self.config.effective()}
@@ -456,9 +482,10 @@ class Daemon:
         if name == "snapshot":
             return self.snapshot()
         if name in ("policy.set", "try"):
-            policy = self._policy(args["name"])
-            if name == "try" and args["seconds"] <= 0:
-                raise ProtocolError("bad_args", "try: seconds must be > 0")
+            if name == "try" and not 0 < args["seconds"] <= TRY_MAX_S:
+                raise ProtocolError("bad_args", f"try: seconds must be > 0 and at most {TRY_MAX_S:g} (a week; for "
+                                                f"longer, use policy.set); got {args['seconds']!r}")
+            policy = self._policy(args)
             changed = []
             for w in self._selected(args):
                 if name == "try":

@@ -7,6 +7,7 @@ is installed. A wrong key, type or range is refused with the file, the key and w
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -16,6 +17,7 @@ from typing import Any
 from .controllers import controller_class
 from .errors import ConfigError
 from .schema import Key, check_table
+from .tomlfile import TomlFileError, read_toml
 
 _TOP = {
     "name": Key(str, doc="policy name, shown in status"),
@@ -62,12 +64,9 @@ def policy_from_dict(data: dict, source: str) -> Policy:
 
 def _read_toml(path: Path, source: str) -> dict:
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, "", f"not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(source, "", f"cannot read: {exc.strerror}") from None
+        return read_toml(path)
+    except TomlFileError as exc:
+        raise ConfigError(source, "", str(exc)) from None
 
 
 def shipped_policy_dir():
@@ -90,21 +89,37 @@ def policy_names(config_dir: Path | None) -> list[str]:
     return sorted(names)
 
 
-def load_policy(name_or_path: str, config_dir: Path | None = None) -> Policy:
-    """Resolve a policy: a path to a .toml file, an admin override, or a shipped policy."""
+POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def is_policy_path(name_or_path: str) -> bool:
+    return name_or_path.endswith(".toml") or "/" in name_or_path
+
+
+def load_policy(name_or_path: str, config_dir: Path | None = None,
+                origin: tuple[str, str] = ("--policy", "")) -> Policy:
+    """Resolve a policy: a path to a .toml file, an admin override, or a shipped policy.
+
+    origin names where the name came from (a config file and its key, or a command-line option),
+    so that a name that resolves to nothing is blamed on the line that holds it."""
+    where, key = origin
+
+    def missing(problem: str) -> ConfigError:
+        return ConfigError(where, key, f"{name_or_path!r}: {problem}") if key else \
+            ConfigError(where, name_or_path, problem)
+
     path = Path(name_or_path)
-    if name_or_path.endswith(".toml") or "/" in name_or_path:
+    if is_policy_path(name_or_path):
         if not path.exists():
-            raise ConfigError(name_or_path, "", "policy file does not exist")
+            raise missing("policy file does not exist")
         return policy_from_dict(_read_toml(path, str(path)), str(path))
     if config_dir is not None:
         override = config_dir / "policies" / f"{name_or_path}.toml"
-        if override.exists():
+        if POLICY_NAME.fullmatch(name_or_path) and override.exists():
             return policy_from_dict(_read_toml(override, str(override)), str(override))
     if name_or_path in shipped_policy_names():
         res = shipped_policy_dir().joinpath(f"{name_or_path}.toml")
         with res.open("rb") as fh:
             data = tomllib.load(fh)
         return policy_from_dict(data, f"shipped:{name_or_path}")
-    raise ConfigError("--policy", name_or_path,
-                      f"unknown policy; available: {', '.join(policy_names(config_dir))} (or a path to a .toml)")
+    raise missing(f"unknown policy; available: {', '.join(policy_names(config_dir))} (or a path to a .toml)")

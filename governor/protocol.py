@@ -21,6 +21,7 @@ MAX_LINE_BYTES = 65536  # a longer request line is refused and the connection cl
 MAX_CLIENTS = 32  # connections beyond this are refused at once
 IDLE_TIMEOUT_S = 30.0  # a connection silent for this long is closed
 MAX_PENDING_REPLY_BYTES = 4 * 1024 * 1024  # a client that does not read its replies is dropped
+TRY_MAX_S = 7 * 86400.0  # a trial longer than a week is a policy change: use policy.set
 
 
 @dataclass(frozen=True)
@@ -42,19 +43,25 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("ping", False, {}, "liveness and versions"),
     Command("status", False, {}, "every GPU's state, the config in effect, the daemon's own cost"),
     Command("policy.list", False, {}, "policies available to `policy.set`"),
-    Command("policy.show", False, {"name": Arg(str, True, "policy name or path")}, "one policy, resolved"),
+    Command("policy.show", False, {"name": Arg(str, True, "policy name (the daemon reads only its policy folders)")},
+            "one policy, resolved"),
     Command("config.show", False, {"effective": Arg(bool, False, "every value with the file it came from")},
             "the config in effect"),
     Command("snapshot", False, {}, "a bug-report bundle: versions, driver, capabilities, config, decisions, log"),
-    Command("policy.set", True, {"name": Arg(str, True, "policy name or path"),
+    Command("policy.set", True, {"name": Arg(str, False, "policy name; or instead:"),
+                                 "policy": Arg(dict, False, "a policy file's table, read by the client"),
+                                 "source": Arg(str, False, "where the client read `policy` from"),
                                  "gpu": Arg(int, False, "GPU index; absent: every GPU")},
             "switch policy (bumpless)"),
     Command("pause", True, {"gpu": Arg(int, False, "GPU index; absent: every GPU")},
             "hand the GPU back to its original settings and stop steering it"),
     Command("resume", True, {"gpu": Arg(int, False, "GPU index; absent: every GPU")}, "steer a paused GPU again"),
     Command("reload", True, {}, "reload config and policies (as SIGHUP); a bad config is refused"),
-    Command("try", True, {"name": Arg(str, True, "policy name or path"),
-                          "seconds": Arg(float, True, "how long, then back to the previous policy"),
+    Command("try", True, {"name": Arg(str, False, "policy name; or instead:"),
+                          "policy": Arg(dict, False, "a policy file's table, read by the client"),
+                          "source": Arg(str, False, "where the client read `policy` from"),
+                          "seconds": Arg(float, True, f"how long (at most {TRY_MAX_S:g} s), then back to the "
+                                                      "previous policy"),
                           "gpu": Arg(int, False, "GPU index; absent: every GPU")},
             "run a policy for a while, then return to the previous one by itself"),
 )}
@@ -116,3 +123,13 @@ def reply_error(req_id: Any, code: str, message: str) -> bytes:
 
 def request(cmd: str, req_id: Any = 1, **args) -> bytes:
     return (json.dumps({"v": VERSION, "id": req_id, "cmd": cmd, "args": args}) + "\n").encode()
+
+
+def commands_markdown() -> str:
+    """The commands table of docs/api.md, from COMMANDS (tests check the doc holds exactly this)."""
+    rows = ["| command | changes anything | arguments | what it does |", "|---|---|---|---|"]
+    for c in COMMANDS.values():
+        args = ", ".join(f"`{k}` ({a.kind.__name__}{', required' if a.required else ''}): {a.doc}"
+                         for k, a in c.args.items()) or "none"
+        rows.append(f"| `{c.name}` | {'yes' if c.mutating else 'no'} | {args} | {c.doc} |")
+    return "\n".join(rows)

@@ -287,3 +287,53 @@ def test_not_running_is_one_line_and_exit_3(tmp_path):
     assert r.returncode == 3 and "govd is not running" in r.stderr and r.stderr.count("\n") == 1
     with pytest.raises(NotRunning):
         call(tmp_path / "nope.sock", "ping")
+
+
+def test_the_daemon_never_reads_a_path_sent_over_the_socket(daemon, tmp_path):
+    """A group member had read a root-only file through `policy show PATH`, learned another's key
+    names, and that /etc/shadow exists. Paths are refused alike, existing or not, whatever inside."""
+    _, paths = daemon
+    secret = tmp_path / "secret.toml"
+    secret.write_text('name = "s"\ncontroller = "static"\n[params]\nsm_clock_max_mhz = 1200\ntoken = "hunter2"\n')
+    secret.chmod(0o600)
+    replies = []
+    for target in (str(secret), "/etc/shadow", "/nonexistent/x.toml", "../../../etc/passwd", "x/../shadow"):
+        for cmd, args in (("policy.show", {"name": target}), ("policy.set", {"name": target}),
+                          ("try", {"name": target, "seconds": 5.0})):
+            with pytest.raises(CommandFailed) as e:
+                call(paths.socket, cmd, **args)
+            assert e.value.code == "bad_policy"
+            replies.append(str(e.value).replace(target[:80], "PATH"))
+    assert len(set(replies)) == 1  # the same answer for every path: nothing about the file leaks
+    assert "hunter2" not in replies[0] and "token" not in replies[0] and "shadow" not in replies[0]
+
+
+def test_govctl_reads_a_policy_file_itself_and_sends_its_table(daemon, tmp_path):
+    d, paths = daemon
+    f = tmp_path / "mine.toml"
+    f.write_text('name = "mine"\ncontroller = "static"\n[params]\nsm_clock_max_mhz = 1500\n')
+    r = govctl(paths, "policy", "show", str(f))
+    assert r.returncode == 0 and json.loads(r.stdout)["params"]["sm_clock_max_mhz"] == 1500
+    r = govctl(paths, "policy", "set", str(f), "--gpu", "1")
+    assert r.returncode == 0, r.stderr
+    assert d.workers[1].policy.name == "mine" and str(f) in d.workers[1].policy.source
+    f.write_text('name = "mine"\ncontroller = "static"\n[params]\nsm_clock_max_mhz = "fast"\n')
+    r = govctl(paths, "policy", "set", str(f), "--gpu", "1")
+    assert r.returncode == 1 and "params.sm_clock_max_mhz" in r.stderr and str(f) in r.stderr
+    assert govctl(paths, "policy", "set", "performance", "--gpu", "1").returncode == 0
+
+
+def test_try_refuses_a_trial_longer_than_a_week_or_not_finite(daemon):
+    _, paths = daemon
+    for seconds in (1e308, 8 * 86400.0, 0.0, -5.0):
+        with pytest.raises(CommandFailed, match="at most") as e:
+            call(paths.socket, "try", name="cap", seconds=seconds)
+        assert e.value.code == "bad_args"
+    reply = json.loads(raw(paths.socket, b'{"cmd": "try", "args": {"name": "cap", "seconds": Infinity}}\n'))
+    assert reply["error"]["code"] == "bad_args"
+
+
+def test_the_api_doc_lists_exactly_the_protocols_commands():
+    doc = (Path(__file__).parent.parent / "docs" / "api.md").read_text()
+    section = doc.split("<!-- begin: commands -->\n", 1)[1].split("\n<!-- end: commands -->", 1)[0]
+    assert section == protocol.commands_markdown()

@@ -21,10 +21,11 @@ from ..control_client import CommandFailed, NotRunning, call
 from ..envelope import Ceiling
 from ..errors import GovdError
 from ..paths import resolve_paths
-from ..policy import load_policy, policy_names
+from ..policy import is_policy_path, load_policy, policy_from_dict, policy_names
 from ..sim.spec import BUILTIN
 from ..sim.trace import builtin_traces
 from ..simulate import simulate
+from ..tomlfile import TomlFileError, read_toml
 from ..vocabulary import reason_names
 
 
@@ -70,21 +71,43 @@ def _gpu_args(args) -> dict:
     return {"gpu": args.gpu} if getattr(args, "gpu", None) is not None else {}
 
 
+def policy_args(name: str) -> dict:
+    """What a request carries for a policy: its name, or, for a file, the file's table, read here
+    with the caller's own permissions (the daemon never opens a path for a client)."""
+    if not is_policy_path(name):
+        return {"name": name}
+    path = Path(name)
+    try:
+        table = read_toml(path)
+    except TomlFileError as exc:
+        raise GovdError(f"{path}: {exc}") from None
+    policy_from_dict(table, str(path))  # checked here too: the error names the file and key
+    try:
+        json.dumps(table)
+    except (TypeError, ValueError):
+        raise GovdError(f"{path}: holds values a policy cannot (dates or times)") from None
+    return {"policy": table, "source": str(path.resolve())}
+
+
 def cmd_policy(args, paths) -> int:
     sock = _socket(args, paths)
     if args.action == "set":
         if not args.name:
-            raise GovdError("govctl policy set needs a policy NAME")
-        result = call(sock, "policy.set", name=args.name, **_gpu_args(args))
+            raise GovdError("govctl policy set needs a policy NAME or a path to a .toml")
+        result = call(sock, "policy.set", **policy_args(args.name), **_gpu_args(args))
         print(f"policy {result['policy']} on GPU {', '.join(map(str, result['gpus']))}")
         return 0
     if args.action == "show" and not args.name:
-        raise GovdError("govctl policy show needs a policy NAME")
-    try:
-        policies = call(sock, "policy.list") if args.action == "list" else [call(sock, "policy.show", name=args.name)]
-    except NotRunning:  # the files are enough to list and show
-        names = policy_names(paths.config_dir) if args.action == "list" else [args.name]
-        policies = [load_policy(n, paths.config_dir).to_dict() for n in names]
+        raise GovdError("govctl policy show needs a policy NAME or a path to a .toml")
+    if args.action == "show" and is_policy_path(args.name):  # a file: read here, never by the daemon
+        policies = [load_policy(args.name, paths.config_dir).to_dict()]
+    else:
+        try:
+            policies = call(sock, "policy.list") if args.action == "list" else \
+                [call(sock, "policy.show", name=args.name)]
+        except NotRunning:  # the files are enough to list and show
+            names = policy_names(paths.config_dir) if args.action == "list" else [args.name]
+            policies = [load_policy(n, paths.config_dir).to_dict() for n in names]
     if args.json or args.action == "show":
         print(json.dumps(policies if args.action == "list" else policies[0], indent=2))
     else:
@@ -227,7 +250,7 @@ def parse_duration(text: str) -> float:
 
 def cmd_try(args, paths) -> int:
     seconds = parse_duration(args.duration)
-    result = call(_socket(args, paths), "try", name=args.name, seconds=seconds, **_gpu_args(args))
+    result = call(_socket(args, paths), "try", **policy_args(args.name), seconds=seconds, **_gpu_args(args))
     print(f"trying {result['policy']} on GPU {', '.join(map(str, result['gpus']))} for {seconds:g} s; "
           "then back to the previous policy")
     return 0

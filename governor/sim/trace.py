@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import TraceError
+from ..tomlfile import TomlFileError, read_toml
 
 _TOP_KEYS = {"format", "name", "description", "ambient_c", "seed", "repeat", "phase"}
 _PHASE_KEYS = {"name", "seconds", "busy", "clock_bound", "intensity", "dram", "slack"}
@@ -142,12 +143,9 @@ def load_trace(name_or_path: str) -> Trace:
     path = Path(name_or_path)
     if path.exists():
         try:
-            with path.open("rb") as fh:
-                data = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise TraceError(f"{path}: not valid TOML: {exc}") from None
-        except OSError as exc:
-            raise TraceError(f"{path}: cannot read: {exc.strerror}") from None
+            data = read_toml(path)
+        except TomlFileError as exc:
+            raise TraceError(f"{path}: {exc}") from None
         return trace_from_dict(data, str(path))
     names = builtin_traces()
     if name_or_path in names:
