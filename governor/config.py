@@ -20,7 +20,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "daemon": {
         "policy": Key(str, "balanced", doc="policy for every GPU without its own [gpu.N] policy"),
         "period_ms": Key(int, 200, lo=20, hi=10000, doc="control period of each GPU loop"),
-        "dry_run": Key(bool, False, doc="decide and log, never write to a GPU"),
+        "dry_run": Key(bool, False, doc="decide and log, never write to a GPU (restart to change)", reloads=False),
         "log_level": Key(str, "info", choices=("debug", "info", "warning", "error"), doc="log verbosity"),
         "status_log_s": Key(float, 60.0, lo=0.0, hi=86400.0,
                             doc="log one status line per GPU this often (0: never)"),
@@ -28,13 +28,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
                               doc="a GPU whose loop has not finished a tick in this long is marked degraded"),
     },
     "socket": {
-        "enabled": Key(bool, True, doc="serve the control socket (govctl) in the runtime folder"),
+        "enabled": Key(bool, True, doc="serve the control socket (govctl) in the runtime folder (restart to change)",
+                       reloads=False),
         "group": Key(str, "govd", doc="group owning the socket; its members may read status"),
-        "admin_group": Key(str, "", doc="group whose members may change things (root always may)"),
+        "admin_group": Key(str, "", doc="group whose members may change things (root always may); it must exist"),
         "mode": Key(str, "0660", choices=("0600", "0660", "0666"), doc="socket file permissions"),
     },
     "ledger": {
-        "enabled": Key(bool, True, doc="keep the energy ledger (STATE_DIR/ledger.db)"),
+        "enabled": Key(bool, True, doc="keep the energy ledger (STATE_DIR/ledger.db) (restart to change)",
+                       reloads=False),
         "price_per_kwh": Key(float, 0.15, lo=0.0, hi=100.0, doc="electricity price per kWh"),
         "currency": Key(str, "USD", doc="currency of price_per_kwh"),
         "carbon_g_per_kwh": Key(float, 400.0, lo=0.0, hi=5000.0, doc="grid carbon intensity, g CO2e per kWh"),
@@ -103,7 +105,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
 }
 GPU_KEYS = {
     "policy": Key(str, doc="policy for this GPU"),
-    "manage": Key(bool, True, doc="false: govd watches this GPU but never writes to it"),
+    "manage": Key(bool, True, doc="false: govd watches this GPU but never writes to it (restart to change)",
+                  reloads=False),
 }
 DEFAULT_SOURCE = "default"
 
@@ -135,6 +138,64 @@ class Config:
                 rows.append({"key": f"gpu.{ident}.{key}", "value": value,
                              "source": self.sources.get(f"gpu.{ident}.{key}", DEFAULT_SOURCE)})
         return rows
+
+
+def restart_only_changes(running: Config, new: Config) -> list[str]:
+    """The keys a reload cannot apply whose value the new config changes, each with both values."""
+    changed = []
+    for section, keys in SCHEMA.items():
+        for name, key in keys.items():
+            if not key.reloads and running.values[section][name] != new.values[section][name]:
+                changed.append(f"{section}.{name} ({running.values[section][name]!r} -> {new.values[section][name]!r})")
+    for name, key in GPU_KEYS.items():
+        if key.reloads:
+            continue
+        for ident in sorted(set(running.gpus) | set(new.gpus)):
+            old, now = running.gpus.get(ident, {}).get(name), new.gpus.get(ident, {}).get(name)
+            if old != now:
+                changed.append(f"gpu.{ident}.{name} ({old!r} -> {now!r})")
+    return changed
+
+
+def host_problems(config: Config) -> None:
+    """Checks that need this host, not only the file: the groups the socket names must exist (an
+    admin group that does not exist would silently give nobody rights, and a typo in it would
+    go unnoticed). Raises ConfigError naming the file and key."""
+    import grp  # noqa: PLC0415 - POSIX only, used here only
+
+    for key, explicit_only in (("admin_group", False), ("group", True)):
+        name = config.values["socket"][key]
+        source = config.sources.get(f"socket.{key}")
+        if not name or (explicit_only and source is None):
+            continue
+        try:
+            grp.getgrnam(name)
+        except KeyError:
+            raise ConfigError(source or DEFAULT_SOURCE, f"socket.{key}",
+                              f"no group {name!r} on this host; create it (`groupadd {name}`) or name an existing "
+                              "one") from None
+
+
+def unknown_gpus(config: Config, gpus: list[tuple[int, str]]) -> list[str]:
+    """[gpu.X] tables that name no GPU of this host (by index or UUID), as warnings."""
+    known = {str(i) for i, _ in gpus} | {u for _, u in gpus}
+    warnings = []
+    for ident, table in config.gpus.items():
+        if ident in known:
+            continue
+        files = sorted({config.sources.get(f"gpu.{ident}.{key}", "config") for key in table})
+        warnings.append(f"[gpu.{ident}] in {', '.join(files)} names no GPU here (GPU indexes: "
+                        f"{', '.join(str(i) for i, _ in gpus) or 'none'}); it has no effect")
+    return warnings
+
+
+def reload_keys() -> tuple[list[str], list[str]]:
+    """(keys a reload applies, keys that need a restart), for docs/architecture.md."""
+    applied, restart = [], []
+    for section, keys in [*SCHEMA.items(), ("gpu.N", GPU_KEYS)]:
+        for name, key in keys.items():
+            (applied if key.reloads else restart).append(f"{section}.{name}")
+    return applied, restart
 
 
 def default_config() -> Config:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import grp
 import logging
 import os
+import pwd
 import selectors
 import socket
 import struct
@@ -26,10 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from .protocol import (
+    BUSY_IDLE_TIMEOUT_S,
     IDLE_TIMEOUT_S,
+    LISTEN_BACKLOG,
     MAX_CLIENTS,
+    MAX_CLIENTS_PER_UID,
     MAX_LINE_BYTES,
     MAX_PENDING_REPLY_BYTES,
+    RESERVED_FOR_ADMINS,
     Command,
     ProtocolError,
     parse_request,
@@ -66,6 +71,7 @@ class _Conn:
     outbuf: bytearray = field(default_factory=bytearray)
     last_active: float = field(default_factory=time.monotonic)
     closing: bool = False
+    admin: bool = False  # may change things: counts against the reserved places, never evicted for others
 
 
 def peer_of(sock: socket.socket) -> Peer:
@@ -90,19 +96,51 @@ class ControlServer:
         self._listener: socket.socket | None = None
 
     # ----- who may change things ---------------------------------------------------------------
-    def _admin_gid(self) -> int | None:
+    def _admin_group(self) -> grp.struct_group | None:
         if not self.admin_group:
             return None
         try:
-            return grp.getgrnam(self.admin_group).gr_gid
+            return grp.getgrnam(self.admin_group)
         except KeyError:
             return None
 
     def may_change(self, peer: Peer) -> bool:
+        """Root, the daemon's own uid, or a member of the admin group as the system knows it now:
+        the kernel's credentials of the peer hold the group (it was a member when it logged in)
+        and the group database still lists it (removing a user from the group revokes at once)."""
         if peer.uid == 0 or peer.uid == self.owner_uid:
             return True
-        gid = self._admin_gid()
-        return gid is not None and gid in peer.groups()
+        group = self._admin_group()
+        if group is None or group.gr_gid not in peer.groups():
+            return False
+        try:
+            user = pwd.getpwuid(peer.uid)
+        except KeyError:
+            return False
+        return user.pw_name in group.gr_mem or user.pw_gid == group.gr_gid
+
+    def reconfigure(self, mode: int, group: str, admin_group: str) -> None:
+        """Apply socket.mode, socket.group and socket.admin_group now (reload): the socket file is
+        re-owned and re-moded, and every later request is checked against the new admin group."""
+        self.mode, self.group, self.admin_group = mode, group, admin_group
+        self._own_socket()
+
+    def _own_socket(self) -> None:
+        os.chmod(self.path, self.mode)
+        if os.geteuid() != 0:
+            return
+        gid = 0
+        if self.group:
+            try:
+                gid = grp.getgrnam(self.group).gr_gid
+            except KeyError:
+                log.info("socket group %r does not exist; %s is root-only (create it with `groupadd %s`)",
+                         self.group, self.path, self.group)
+        try:
+            os.chown(self.path, 0, gid)
+        except OSError as exc:
+            log.warning("cannot give %s to group %r (%s); it is root-only", self.path, self.group, exc)
+            os.chmod(self.path, self.mode & 0o700)
 
     # ----- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -114,16 +152,8 @@ class ControlServer:
             sock.bind(str(self.path))
         finally:
             os.umask(old)
-        os.chmod(self.path, self.mode)
-        if os.geteuid() == 0 and self.group:
-            try:
-                os.chown(self.path, 0, grp.getgrnam(self.group).gr_gid)
-            except KeyError:
-                log.warning("socket group %r does not exist; %s is root-only (create it with `groupadd %s`)",
-                            self.group, self.path, self.group)
-            except OSError as exc:
-                log.warning("cannot give %s to group %r (%s); it is root-only", self.path, self.group, exc)
-        sock.listen(16)
+        self._own_socket()
+        sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
         self._listener = sock
         self._sel.register(sock, selectors.EVENT_READ, None)
@@ -166,16 +196,50 @@ class ControlServer:
         except OSError:
             sock.close()
             return
-        if len(self._conns) >= MAX_CLIENTS:
+        admin = self.may_change(peer)
+        refusal = self._make_room(peer, admin)
+        if refusal:
             try:
-                sock.send(reply_error(None, "busy", f"too many clients (limit {MAX_CLIENTS}); try again"))
+                sock.send(reply_error(None, "busy", refusal))
             except OSError:
                 pass
             sock.close()
             return
-        conn = _Conn(sock=sock, peer=peer)
+        conn = _Conn(sock=sock, peer=peer, admin=admin)
         self._conns[sock.fileno()] = conn
         self._sel.register(sock, selectors.EVENT_READ, conn)
+
+    def _make_room(self, peer: Peer, admin: bool) -> str | None:
+        """Room for one more connection of this peer, or why not. Read-only peers share MAX_CLIENTS
+        places, at most MAX_CLIENTS_PER_UID each; root and the admin group also have the
+        RESERVED_FOR_ADMINS places no read-only peer can take, so a group member holding idle
+        connections cannot lock them out. When full, a read-only connection idle for
+        BUSY_IDLE_TIMEOUT_S makes room (the longest idle first)."""
+        readers = [c for c in self._conns.values() if not c.admin]
+        if not admin:
+            mine = [c for c in readers if c.peer.uid == peer.uid]
+            if len(mine) >= MAX_CLIENTS_PER_UID and not self._evict_idle(mine):
+                return f"too many connections from uid {peer.uid} (limit {MAX_CLIENTS_PER_UID}); try again"
+            if len(readers) >= MAX_CLIENTS and not self._evict_idle(readers):
+                return f"too many clients (limit {MAX_CLIENTS}); try again"
+            return None
+        if len(self._conns) >= MAX_CLIENTS + RESERVED_FOR_ADMINS and not self._evict_idle(readers):
+            return f"too many clients (limit {MAX_CLIENTS + RESERVED_FOR_ADMINS}); try again"
+        return None
+
+    def _evict_idle(self, candidates: list[_Conn]) -> bool:
+        now = time.monotonic()
+        idle = [c for c in candidates if now - c.last_active > BUSY_IDLE_TIMEOUT_S and not c.outbuf]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda c: c.last_active)
+        try:
+            victim.sock.send(reply_error(None, "idle_timeout", f"idle for {now - victim.last_active:.0f} s while "
+                                                               "the server is full; closing"))
+        except OSError:
+            pass
+        self._close(victim)
+        return True
 
     def _service(self, conn: _Conn, mask: int) -> None:
         if mask & selectors.EVENT_READ:

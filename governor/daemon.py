@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import __version__
 from .clock import Clock
-from .config import Config, load_config
+from .config import Config, host_problems, load_config, restart_only_changes, unknown_gpus
 from .control_server import ControlServer, Peer
 from .device import Device
 from .errors import ConfigError, GovdError
@@ -77,6 +77,8 @@ class DaemonOptions:
     join_timeout_s: float = 5.0
     notifier: Notifier | None = None  # systemd's notify protocol; None: from the environment
     driver_version: str | None = None  # NVML's, for snapshots
+    log_level: str | None = None  # --log-level: wins over daemon.log_level, at start and on reload
+    status_log_s: float | None = None  # --status-every: wins over daemon.status_log_s
     extra: dict = field(default_factory=dict)
 
 
@@ -96,7 +98,12 @@ class Daemon:
         self.started_wall = time.time()
         self.server: ControlServer | None = None
         self.trials: dict[int, tuple[float, Policy]] = {}  # GPU index -> (end time, policy to return to)
+        # GPU index -> how `policy.set` chose its policy ({"request": name or table, "uid": who}); kept
+        # across reloads, shown as source "runtime", dropped by `policy.reset`
+        self.runtime_policies: dict[int, dict] = {}
+        self.config_warnings: list[str] = []
         self.last_reload_error: str | None = None
+        self.last_reload_result: dict = {}
         self.store: LedgerStore | None = None
         self._next_flush = 0.0  # wall time of the next ledger write (0: at the first supervisor pass)
         self._flush_from = time.time()  # wall time the unwritten ledger totals began
@@ -108,7 +115,16 @@ class Daemon:
     # ----- config and policies -----------------------------------------------------------------
     def _load_config(self) -> Config:
         main = self.options.config_file or self.paths.config_file
-        return load_config(main, self.paths.conf_d, required=self.options.config_file is not None)
+        config = load_config(main, self.paths.conf_d, required=self.options.config_file is not None)
+        host_problems(config)
+        if self.options.status_log_s is not None:
+            config.values["daemon"]["status_log_s"] = self.options.status_log_s
+        return config
+
+    def _note_config_warnings(self, config: Config) -> None:
+        self.config_warnings = unknown_gpus(config, [(d.info.index, d.info.uuid) for d in self.devices])
+        for warning in self.config_warnings:
+            log.warning("config: %s", warning)
 
     def _policy_for(self, config: Config, device: Device, cache: dict[str, Policy]) -> Policy:
         """The policy a GPU runs by the command line and the config, blamed on where its name is."""
@@ -153,6 +169,7 @@ class Daemon:
         if ledger["enabled"]:
             self.store = LedgerStore(self.paths.state_dir / "ledger.db", ledger["retention_days"])
         self._next_ledger_log = self.clock.now() + ledger["log_every_s"]
+        self._note_config_warnings(self.config)
         cache: dict[str, Policy] = {}
         dry_run = self.options.dry_run or bool(self.config.get("daemon", "dry_run"))
         for device in self.devices:
@@ -167,10 +184,12 @@ class Daemon:
                       exc)
             unread = {}
         for w in self.workers:
-            log.info("GPU %d %s (%s): policy %s, %s", w.info.index, w.info.name, w.info.uuid, w.policy.name, w.state)
+            fields = {"GOVD_GPU": w.info.index, "GOVD_POLICY": w.policy.name}
+            log.info("GPU %d %s (%s): policy %s, %s", w.info.index, w.info.name, w.info.uuid, w.policy.name, w.state,
+                     extra=fields)
             if w.info.uuid in unread:
                 log.warning("GPU %d: could not read its settings at start-up (%s); they are saved at its first "
-                            "write, which waits for that", w.info.index, unread[w.info.uuid])
+                            "write, which waits for that", w.info.index, unread[w.info.uuid], extra=fields)
 
     # ----- run ---------------------------------------------------------------------------------
     def _signals(self) -> None:
@@ -293,8 +312,14 @@ class Daemon:
             self.notifier.ready(self.one_line_status())
 
     def _reload(self) -> bool:
+        self.last_reload_result = {}
         try:
             config = self._load_config()
+            restart = restart_only_changes(self.config, config)
+            if restart:
+                raise GovdError(f"{', '.join(restart)}: a reload cannot apply "
+                                f"{'this' if len(restart) == 1 else 'these'}; restart govd (`systemctl restart "
+                                "govd`) to change it, or put the running value back")
             cache: dict[str, Policy] = {}
             policies = [self._policy_for(config, w.device, cache) for w in self.workers]
         except (ConfigError, GovdError) as exc:
@@ -303,11 +328,33 @@ class Daemon:
             return False
         self.last_reload_error = None
         self.config = config
+        self._note_config_warnings(config)
+        if self.server is not None:
+            sock = config.values["socket"]
+            self.server.reconfigure(int(sock["mode"], 8), sock["group"], sock["admin_group"])
+        if self.store is not None:
+            self.store.retention_days = config.get("ledger", "retention_days")
+        if self.options.log_level is None:
+            logging.getLogger("govd").setLevel(config.get("daemon", "log_level").upper())
+        kept, reverted = {}, {}
         for w, policy in zip(self.workers, policies, strict=True):
             w.set_config(config)
-            if policy != w.policy:
+            runtime = self.runtime_policies.get(w.info.index)
+            if runtime is not None:
+                try:
+                    policy = self._policy(runtime["request"])  # re-read: an edit of its file applies
+                    kept[w.info.index] = policy.name
+                except ProtocolError as exc:
+                    del self.runtime_policies[w.info.index]
+                    reverted[w.info.index] = f"{policy.name} (its runtime policy no longer loads: {exc})"
+                    log.warning("GPU %d: the policy set at runtime no longer loads (%s); back to the config's %s",
+                                w.info.index, exc, policy.name)
+            if w.info.index in self.trials:  # a trial runs on; it returns to the reloaded policy
+                self.trials[w.info.index] = (self.trials[w.info.index][0], policy)
+            elif policy != w.policy:
                 w.set_policy(policy)
                 log.info("GPU %d: policy now %s", w.info.index, policy.name)
+        self.last_reload_result = {"kept_runtime": kept, "reverted": reverted}
         log.info("config reloaded from %s", ", ".join(config.files) or "defaults")
         return True
 
@@ -477,7 +524,8 @@ class Daemon:
             return self._policy({"name": args["name"]}).to_dict()
         if name == "config.show":
             if args.get("effective"):
-                return {"files": self.config.files, "values": self.config.effective()}
+                return {"files": self.config.files, "values": self.config.effective() + self._runtime_rows(),
+                        "warnings": list(self.config_warnings)}
             return {"files": self.config.files, "values": self.config.values, "gpu": self.config.gpus}
         if name == "snapshot":
             return self.snapshot()
@@ -487,12 +535,14 @@ class Daemon:
                                                 f"longer, use policy.set); got {args['seconds']!r}")
             policy = self._policy(args)
             changed = []
+            request = {k: args[k] for k in ("name", "policy", "source") if k in args}
             for w in self._selected(args):
                 if name == "try":
                     previous = self.trials.get(w.info.index, (0, w.policy))[1]
                     self.trials[w.info.index] = (self.clock.now() + args["seconds"], previous)
                 else:
                     self.trials.pop(w.info.index, None)
+                    self.runtime_policies[w.info.index] = {"request": request, "uid": peer.uid}
                 w.set_policy(policy)
                 changed.append(w.info.index)
                 log.info("GPU %d: policy now %s (by uid %d)", w.info.index, policy.name, peer.uid)
@@ -509,12 +559,43 @@ class Daemon:
             for w in selected:
                 w.resume()
             return {"resumed": [w.info.index for w in selected]}
+        if name == "policy.reset":
+            cache: dict[str, Policy] = {}
+            done = {}
+            for w in self._selected(args):
+                try:
+                    policy = self._policy_for(self.config, w.device, cache)
+                except (ConfigError, GovdError) as exc:
+                    raise ProtocolError("bad_policy", str(exc)) from None
+                self.runtime_policies.pop(w.info.index, None)
+                self.trials.pop(w.info.index, None)
+                if policy != w.policy:
+                    w.set_policy(policy)
+                done[w.info.index] = policy.name
+                log.info("GPU %d: policy back to the config's %s (by uid %d)", w.info.index, policy.name, peer.uid)
+            return {"gpus": done}
         if name == "reload":
             if not self.reload():
                 raise ProtocolError("reload_refused", f"reload refused, the running config stays: "
                                                       f"{self.last_reload_error}")
-            return {"files": self.config.files}
+            return {"files": self.config.files, **self.last_reload_result,
+                    "warnings": list(self.config_warnings)}
         raise ProtocolError("unknown_command", f"{name} is not handled")  # COMMANDS and handle() disagree
+
+    def _runtime_rows(self) -> list[dict]:
+        """What `policy.set` and `try` changed at runtime, as rows of `config show --effective`."""
+        rows = []
+        for w in self.workers:
+            i = w.info.index
+            if i in self.trials:
+                left = max(0.0, self.trials[i][0] - self.clock.now())
+                rows.append({"key": f"gpu.{i}.policy", "value": w.policy.name,
+                             "source": f"runtime (govctl try, {left:.0f} s left, then {self.trials[i][1].name})"})
+            elif i in self.runtime_policies:
+                rows.append({"key": f"gpu.{i}.policy", "value": w.policy.name,
+                             "source": f"runtime (govctl policy set by uid {self.runtime_policies[i]['uid']}; "
+                                       "`govctl policy reset` follows the config again)"})
+        return rows
 
     def status(self) -> dict:
         import psutil  # noqa: PLC0415
@@ -532,6 +613,8 @@ class Daemon:
                        "default_policy": self.options.policy or self.config.get("daemon", "policy")},
             "gpus": [{**w.status(), "ledger": self.ledger_view(w, lifetime)} for w in self.workers],
             "config_files": self.config.files,
+            "config_warnings": list(self.config_warnings),
+            "runtime_policies": {str(i): r["uid"] for i, r in self.runtime_policies.items()},
             "other_writers": [{"gpu": w.info.index, "what": w.reason} for w in self.workers
                               if w.state == "backed-off"],
             "trials": {str(i): {"until_s": round(end - self.clock.now(), 1), "then": p.name}

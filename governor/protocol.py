@@ -18,8 +18,12 @@ from typing import Any
 
 VERSION = 1
 MAX_LINE_BYTES = 65536  # a longer request line is refused and the connection closed
-MAX_CLIENTS = 32  # connections beyond this are refused at once
+MAX_CLIENTS = 32  # connections of read-only peers beyond this are refused (or an idle one closed)
+MAX_CLIENTS_PER_UID = 8  # one read-only user may hold at most this many
+RESERVED_FOR_ADMINS = 8  # further connections only root and the admin group may use
 IDLE_TIMEOUT_S = 30.0  # a connection silent for this long is closed
+BUSY_IDLE_TIMEOUT_S = 2.0  # ... and this long, when it holds a place another peer asks for
+LISTEN_BACKLOG = 128
 MAX_PENDING_REPLY_BYTES = 4 * 1024 * 1024  # a client that does not read its replies is dropped
 TRY_MAX_S = 7 * 86400.0  # a trial longer than a week is a policy change: use policy.set
 
@@ -53,6 +57,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                                  "source": Arg(str, False, "where the client read `policy` from"),
                                  "gpu": Arg(int, False, "GPU index; absent: every GPU")},
             "switch policy (bumpless)"),
+    Command("policy.reset", True, {"gpu": Arg(int, False, "GPU index; absent: every GPU")},
+            "drop a policy set at runtime (and any trial): back to the config's policy"),
     Command("pause", True, {"gpu": Arg(int, False, "GPU index; absent: every GPU")},
             "hand the GPU back to its original settings and stop steering it"),
     Command("resume", True, {"gpu": Arg(int, False, "GPU index; absent: every GPU")}, "steer a paused GPU again"),

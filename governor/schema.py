@@ -27,6 +27,7 @@ class Key:
     optional: bool = False  # None allowed (the key may be absent with no default)
     length: int | None = None  # lists: exact number of items (each a number within lo..hi)
     example: Any = None  # shown in the example config where the default is None
+    reloads: bool = True  # False: a reload cannot apply it (it is refused, naming the key); restart govd
 
     def allowed(self) -> str:
         if self.choices:

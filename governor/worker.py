@@ -432,6 +432,7 @@ class GpuWorker:
         with self._lock:
             self.config = config
             self.envelope.cfg = dict(config.values["envelope"])
+            self.ledger.cfg = dict(config.values["ledger"])
             self.period_s = config.get("daemon", "period_ms") / 1000.0
 
     # ----- the loop ----------------------------------------------------------------------------

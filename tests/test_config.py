@@ -72,3 +72,15 @@ def test_shipped_example_file_matches_the_schema():
 
     shipped = Path(__file__).resolve().parent.parent / "governor" / "govd.example.toml"
     assert shipped.read_text() == example_config() + "\n"
+
+
+def test_the_architecture_doc_lists_what_a_reload_applies():
+    from pathlib import Path
+
+    from governor.config import reload_keys
+
+    doc = (Path(__file__).parent.parent / "docs" / "architecture.md").read_text()
+    section = doc.split("<!-- begin: reload-keys -->\n", 1)[1].split("<!-- end: reload-keys -->", 1)[0]
+    applied, restart = reload_keys()
+    assert all(f"`{k}`" in section for k in applied + restart)
+    assert section.index("`daemon.dry_run`") > section.index("Need a restart")

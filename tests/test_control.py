@@ -197,10 +197,11 @@ def test_idle_clients_are_dropped(daemon, monkeypatch):
 
 
 def test_too_many_clients_are_refused(daemon):
+    """Root has the readers' places and the admins' reserved ones; past both it gets busy."""
     _, paths = daemon
     socks = []
     try:
-        for _ in range(protocol.MAX_CLIENTS):
+        for _ in range(protocol.MAX_CLIENTS + protocol.RESERVED_FOR_ADMINS):
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.connect(str(paths.socket))
             socks.append(s)
@@ -281,6 +282,69 @@ def test_unprivileged_peers_may_read_but_not_change(daemon):
     call(paths.socket, "resume", gpu=1)
 
 
+HOLD = r"""
+import socket, sys, time
+held, busy = [], 0
+for _ in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(sys.argv[1]); held.append(s)
+time.sleep(0.5)
+for s in held:
+    s.setblocking(False)
+    try:
+        busy += b"busy" in s.recv(4096)
+    except BlockingIOError:
+        pass
+print(len(held) - busy, flush=True)
+sys.stdin.read()
+"""
+
+
+def hold_as(uid, paths, n):
+    def drop():
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+
+    p = subprocess.Popen(["/usr/bin/python3", "-c", HOLD, str(paths.socket), str(n)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, preexec_fn=drop)
+    return p, int(p.stdout.readline())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run clients as other users (uids 65534, 65533)")
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="needs /usr/bin/python3 for the other user")
+def test_a_group_member_holding_connections_cannot_lock_root_or_others_out(daemon):
+    """One member holding 32 idle connections had made `govctl status` fail for root with busy."""
+    _, paths = daemon
+    hog, held = hold_as(65534, paths, protocol.MAX_CLIENTS + 8)
+    other = None
+    try:
+        assert held == protocol.MAX_CLIENTS_PER_UID  # one user gets its share, not every place
+        assert call(paths.socket, "status")["gpus"]  # root is served
+        other, held_other = hold_as(65533, paths, 2)
+        assert held_other == 2  # another member still gets in
+    finally:
+        for proc in (hog, other):
+            if proc is not None:
+                proc.stdin.close()
+                proc.wait(10)
+
+
+def test_when_full_an_idle_reader_makes_room(daemon, monkeypatch):
+    from governor.control_server import Peer
+
+    d, _ = daemon
+    server = d.server
+    monkeypatch.setattr(control_server, "BUSY_IDLE_TIMEOUT_S", 0.0)
+    monkeypatch.setattr(control_server, "MAX_CLIENTS", 0)
+    a, b = socket.socketpair()
+    conn = control_server._Conn(sock=a, peer=Peer(pid=1, uid=1000, gid=1000), last_active=time.monotonic() - 5)
+    server._conns[a.fileno()] = conn
+    server._sel.register(a, control_server.selectors.EVENT_READ, conn)
+    assert server._make_room(Peer(pid=2, uid=1001, gid=1001), admin=False) is None
+    assert b"idle_timeout" in b.recv(4096) and a.fileno() == -1
+    b.close()
+
+
 def test_not_running_is_one_line_and_exit_3(tmp_path):
     r = subprocess.run([sys.executable, "-m", "governor.cli.govctl", "--root", str(tmp_path), "status"],
                        capture_output=True, text=True, timeout=30)
@@ -337,3 +401,104 @@ def test_the_api_doc_lists_exactly_the_protocols_commands():
     doc = (Path(__file__).parent.parent / "docs" / "api.md").read_text()
     section = doc.split("<!-- begin: commands -->\n", 1)[1].split("\n<!-- end: commands -->", 1)[0]
     assert section == protocol.commands_markdown()
+
+
+def reload_with(paths, extra: str):
+    good = paths.config_file.read_text()
+    paths.config_file.write_text(good + extra)
+    try:
+        return govctl(paths, "reload")
+    finally:
+        paths.config_file.write_text(good)
+
+
+def test_reload_refuses_a_key_it_cannot_apply_and_names_it(daemon):
+    d, paths = daemon
+    r = reload_with(paths, "[ledger]\nenabled = false\n")
+    assert r.returncode == 1 and "ledger.enabled (True -> False)" in r.stderr and "restart govd" in r.stderr
+    r = reload_with(paths, '[gpu.0]\nmanage = false\n')
+    assert r.returncode == 1 and "gpu.0.manage" in r.stderr
+    assert d.store is not None and d.workers[0].state == "managed"
+    assert govctl(paths, "reload").returncode == 0
+
+
+def test_reload_refuses_an_admin_group_that_does_not_exist(daemon):
+    d, paths = daemon
+    (paths.conf_d).mkdir(exist_ok=True)
+    extra = paths.conf_d / "50-admin.toml"
+    extra.write_text('[socket]\nadmin_group = "nosuchgroup-govd"\n')
+    try:
+        r = govctl(paths, "reload")
+    finally:
+        extra.unlink()
+    assert r.returncode == 1 and "socket.admin_group" in r.stderr and "no group 'nosuchgroup-govd'" in r.stderr
+    assert d.server.admin_group == ""
+    assert govctl(paths, "reload").returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the socket to another group")
+def test_reload_applies_socket_mode_and_group_at_once(daemon):
+    import grp
+
+    d, paths = daemon
+    group = next(g for g in ("daemon", "nogroup", "bin") if g in {e.gr_name for e in grp.getgrall()})
+    good = paths.config_file.read_text()
+    paths.config_file.write_text(good.replace('mode = "0666"', f'mode = "0660"\ngroup = "{group}"'))
+    try:
+        assert govctl(paths, "reload").returncode == 0
+        st_ = os.stat(paths.socket)
+        assert oct(st_.st_mode & 0o777) == "0o660" and st_.st_gid == grp.getgrnam(group).gr_gid
+    finally:
+        paths.config_file.write_text(good)
+        assert govctl(paths, "reload").returncode == 0
+    assert oct(os.stat(paths.socket).st_mode & 0o777) == "0o666"
+
+
+def test_admin_rights_follow_the_group_database_now(monkeypatch):
+    """Removing a user from the admin group revokes at once, though its process keeps the gid."""
+    import grp
+    import pwd
+
+    from governor.control_server import ControlServer, Peer
+
+    server = ControlServer(Path("/nonexistent/sock"), lambda *a: None, admin_group="gpuadmin")
+    server.owner_uid = 0
+    members = ["alice"]
+    monkeypatch.setattr(grp, "getgrnam", lambda name: grp.struct_group(("gpuadmin", "x", 4242, list(members))))
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: pwd.struct_passwd(("alice", "x", uid, 1000, "", "/", "/bin/sh")))
+    monkeypatch.setattr(Peer, "groups", lambda self: {1000, 4242})
+    peer = Peer(pid=1234, uid=1000, gid=1000)
+    assert server.may_change(peer)
+    members.clear()
+    assert not server.may_change(peer)
+    server.admin_group = ""
+    members.append("alice")
+    assert not server.may_change(peer)  # reload emptied admin_group: checked on the next request
+
+
+def test_a_runtime_policy_survives_reload_and_shows_as_runtime(daemon):
+    d, paths = daemon
+    call(paths.socket, "policy.set", name="cap", gpu=0)
+    r = govctl(paths, "reload")
+    assert r.returncode == 0 and "GPU 0: keeps policy cap, set at runtime" in r.stdout
+    assert d.workers[0].policy.name == "cap"
+    rows = call(paths.socket, "config.show", effective=True)["values"]
+    row = next(x for x in rows if x["key"] == "gpu.0.policy")
+    assert row["value"] == "cap" and row["source"].startswith("runtime (govctl policy set by uid")
+    r = govctl(paths, "policy", "reset", "--gpu", "0")
+    assert r.returncode == 0 and "back to the config's policy performance" in r.stdout
+    assert d.workers[0].policy.name == "performance" and 0 not in d.runtime_policies
+
+
+def test_a_gpu_table_for_a_gpu_not_here_is_warned_about(daemon):
+    d, paths = daemon
+    good = paths.config_file.read_text()
+    paths.config_file.write_text(good + '[gpu.9]\npolicy = "cap"\n')
+    try:
+        r = govctl(paths, "reload")
+        assert r.returncode == 0 and "[gpu.9]" in r.stdout and "names no GPU here" in r.stdout
+        assert any("[gpu.9]" in w for w in call(paths.socket, "status")["config_warnings"])
+        assert "config warning: [gpu.9]" in govctl(paths, "status").stdout
+    finally:
+        paths.config_file.write_text(good)
+        govctl(paths, "reload")

@@ -97,6 +97,11 @@ def cmd_policy(args, paths) -> int:
         result = call(sock, "policy.set", **policy_args(args.name), **_gpu_args(args))
         print(f"policy {result['policy']} on GPU {', '.join(map(str, result['gpus']))}")
         return 0
+    if args.action == "reset":
+        result = call(sock, "policy.reset", **_gpu_args(args))
+        for gpu, name in result["gpus"].items():
+            print(f"GPU {gpu}: back to the config's policy {name}")
+        return 0
     if args.action == "show" and not args.name:
         raise GovdError("govctl policy show needs a policy NAME or a path to a .toml")
     if args.action == "show" and is_policy_path(args.name):  # a file: read here, never by the daemon
@@ -190,6 +195,12 @@ def render_status(st: dict) -> str:
             lines.append(f"  why {g['state']}: {g['reason']}")
     lines.append("")
     lines.append("config: " + (", ".join(st["config_files"]) or "defaults only"))
+    for warning in st.get("config_warnings") or []:
+        lines.append(f"config warning: {warning}")
+    runtime = st.get("runtime_policies") or {}
+    if runtime:
+        lines.append("policies set at runtime (kept across reload; `govctl policy reset` follows the config): "
+                     + ", ".join(f"GPU {i} by uid {uid}" for i, uid in runtime.items()))
     writers = st["other_writers"]
     lines.append("other programs writing clocks: " + ("; ".join(f"GPU {w['gpu']}: {w['what']}" for w in writers)
                                                     if writers else "none seen"))
@@ -228,6 +239,13 @@ def cmd_pause_resume(args, paths) -> int:
 def cmd_reload(args, paths) -> int:
     result = call(_socket(args, paths), "reload")
     print("reloaded: " + (", ".join(result["files"]) or "defaults only"))
+    for gpu, name in (result.get("kept_runtime") or {}).items():
+        print(f"GPU {gpu}: keeps policy {name}, set at runtime (`govctl policy reset --gpu {gpu}` follows the "
+              "config again)")
+    for gpu, what in (result.get("reverted") or {}).items():
+        print(f"GPU {gpu}: back to the config's policy {what}")
+    for warning in result.get("warnings") or []:
+        print(f"warning: {warning}")
     return 0
 
 
@@ -238,6 +256,8 @@ def cmd_config(args, paths) -> int:
     else:
         print(_table([[r["key"], json.dumps(r["value"]), r["source"]] for r in result["values"]],
                      ["key", "value", "from"]))
+        for warning in result.get("warnings") or []:
+            print(f"warning: {warning}")
     return 0
 
 
@@ -334,9 +354,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true")
     r.set_defaults(func=cmd_restore)
     pol = sub.add_parser("policy", help="list, show or set policies")
-    pol.add_argument("action", choices=("list", "show", "set"))
+    pol.add_argument("action", choices=("list", "show", "set", "reset"),
+                     help="reset: drop a policy set at runtime, back to the config's")
     pol.add_argument("name", nargs="?")
-    pol.add_argument("--gpu", type=int, help="set: only this GPU index")
+    pol.add_argument("--gpu", type=int, help="set, reset: only this GPU index")
     pol.add_argument("--json", action="store_true")
     pol.set_defaults(func=cmd_policy)
     st = sub.add_parser("status", help="what each GPU is doing, why, and from which config")

@@ -102,10 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             system, devices = open_nvml_devices()
             driver = system.driver_version()
         options = DaemonOptions(config_file=args.config, policy=args.policy, dry_run=args.dry_run,
-                                duration_s=args.duration, driver_version=driver)
+                                duration_s=args.duration, driver_version=driver, log_level=args.log_level,
+                                status_log_s=args.status_every)
         daemon = Daemon(paths, options, devices, clock)
-        if args.status_every is not None:
-            daemon.config.values["daemon"]["status_log_s"] = args.status_every
         if args.log_level is None:
             setup_logging(daemon.config.get("daemon", "log_level"))
         return daemon.run()
