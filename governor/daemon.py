@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import platform
 import signal
@@ -26,6 +27,7 @@ from .config import Config, host_problems, load_config, restart_only_changes, un
 from .control_server import ControlServer, Peer
 from .device import Device
 from .errors import ConfigError, GovdError
+from .ledger_report import ledger_report
 from .ledger_store import LedgerStore, MinuteRow
 from .originals import OriginalsFile, owner_alive
 from .paths import Paths
@@ -529,6 +531,16 @@ class Daemon:
             return {"files": self.config.files, "values": self.config.values, "gpu": self.config.gpus}
         if name == "snapshot":
             return self.snapshot()
+        if name == "ledger":
+            if self.store is None:
+                raise ProtocolError("no_ledger", "the ledger is off (ledger.enabled = false)")
+            if not math.isfinite(args.get("since") or 0.0):
+                raise ProtocolError("bad_args", "ledger: since must be a finite wall time in seconds")
+            try:
+                return ledger_report(self.store.path, Pricing.from_config(self.config.values["ledger"]),
+                                     args.get("since") or 0.0, args.get("gpu"))
+            except GovdError as exc:
+                raise ProtocolError("no_ledger", str(exc)) from None
         if name in ("policy.set", "try"):
             if name == "try" and not 0 < args["seconds"] <= TRY_MAX_S:
                 raise ProtocolError("bad_args", f"try: seconds must be > 0 and at most {TRY_MAX_S:g} (a week; for "

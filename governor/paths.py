@@ -39,6 +39,18 @@ class Paths:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
 
 
+SYSTEM_SOCKET = Path("/run/govd/govd.sock")
+
+
+def control_socket(paths: Paths, explicit: bool) -> Path:
+    """The socket govctl talks to. With --root or --socket, that one. Otherwise root's paths are the
+    system's; anyone else first looks for a daemon of their own (started without --root, in their
+    runtime folder) and then for the system daemon, whose socket members of the govd group may use."""
+    if explicit or os.geteuid() == 0 or paths.socket == SYSTEM_SOCKET or paths.socket.exists():
+        return paths.socket
+    return SYSTEM_SOCKET
+
+
 def _first(env_value: str | None) -> Path | None:
     # systemd passes colon-separated lists when several directories are configured
     return Path(env_value.split(":")[0]) if env_value else None

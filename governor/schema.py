@@ -8,6 +8,7 @@ exactly which line to fix.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +55,7 @@ def check_value(key: Key, value: Any, source: str, path: str) -> Any:
     kind = key.kind
     if kind is list:
         ok = isinstance(value, list) and (key.length is None or len(value) == key.length) and all(
-            isinstance(v, int | float) and not isinstance(v, bool)
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
             and (key.lo is None or v >= key.lo) and (key.hi is None or v <= key.hi) for v in value)
         if not ok:
             raise ConfigError(source, path, f"got {value!r}; allowed: {key.allowed()}")
@@ -64,6 +65,8 @@ def check_value(key: Key, value: Any, source: str, path: str) -> Any:
         value, ok = float(value), True
     if not ok:
         raise ConfigError(source, path, f"got {value!r}; allowed: {key.allowed()}")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(source, path, f"got {value!r}; allowed: {key.allowed()}, finite")
     if key.choices and value not in key.choices:
         raise ConfigError(source, path, f"got {value!r}; allowed: {key.allowed()}")
     if key.lo is not None and value < key.lo or key.hi is not None and value > key.hi:

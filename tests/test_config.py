@@ -84,3 +84,20 @@ def test_the_architecture_doc_lists_what_a_reload_applies():
     applied, restart = reload_keys()
     assert all(f"`{k}`" in section for k in applied + restart)
     assert section.index("`daemon.dry_run`") > section.index("Need a restart")
+
+
+def test_govctl_finds_the_system_socket_for_a_group_member(monkeypatch, tmp_path):
+    """A non-root member of the govd group ran `govctl status`, which looked only in a per-user
+    folder and said govd was not running; it must find /run/govd/govd.sock."""
+    import os
+
+    from governor.paths import SYSTEM_SOCKET, control_socket, resolve_paths
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    paths = resolve_paths(env={"HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path / "run")})
+    assert paths.socket == tmp_path / "run" / "govd" / "govd.sock"
+    assert control_socket(paths, explicit=False) == SYSTEM_SOCKET  # no daemon of their own
+    paths.socket.parent.mkdir(parents=True)
+    paths.socket.touch()
+    assert control_socket(paths, explicit=False) == paths.socket  # their own daemon first
+    assert control_socket(resolve_paths(tmp_path / "demo"), explicit=True) == tmp_path / "demo" / "run" / "govd.sock"

@@ -103,6 +103,8 @@ def test_status_shows_a_dither_and_the_learned_cooling():
            "target": None, "limits": {"sm_clock_max_mhz": 1980}, "energy_since_start_j": 0.0, "reason": None,
            "controller": "model", "cooling": {"removes_w": 612.4, "at_temp_c": 84.5},
            "envelope": {"ceiling": {"power_limit_w": 550.0, "locked_clocks_mhz": None}, "ceiling_kept": True},
+           "ledger": {"since_start": {"counterfactual_j": 100000.0, "saved_j": 12000.0, "saved_lo_j": 10000.0,
+                                      "saved_hi_j": 14000.0}},
            "originals": {"settings": {"power_limit_w": 700.0, "locked_clocks_mhz": None, "clocks_known": False},
                          "changed_by_govd": True},
            "controller_state": {"state": "hold", "dither": {"planned_clock_mhz": 1650.0, "lower_clock_mhz": 1635.0,
@@ -113,6 +115,7 @@ def test_status_shows_a_dither_and_the_learned_cooling():
     assert "alternating 1650 and 1635 MHz, 77% of the time at the lower" in text
     assert "cooling learned: removes about 612 W at 84.5 C" in text
     assert "ceiling 550 W, set before govd; kept" in text
+    assert "saved [interval]" in text and "12.0 kJ (12.0%) [10.0, 14.0]" in text
     assert ("originals: power limit 700 W, clock lock reset (the driver cannot read it); changed by govd, "
             "given back at stop") in text
 
@@ -502,3 +505,29 @@ def test_a_gpu_table_for_a_gpu_not_here_is_warned_about(daemon):
     finally:
         paths.config_file.write_text(good)
         govctl(paths, "reload")
+
+
+def test_pause_and_resume_print_sentences(daemon):
+    d, paths = daemon
+    call(paths.socket, "policy.set", name="cap", gpu=0)
+    time.sleep(1.0)
+    r = govctl(paths, "pause", "--gpu", "0")
+    assert r.returncode == 0 and r.stdout.startswith("GPU 0: paused; given back its original settings (")
+    assert "{" not in r.stdout
+    r = govctl(paths, "pause", "--gpu", "0")
+    assert r.returncode == 0 and "nothing to give back" in r.stdout
+    r = govctl(paths, "resume", "--gpu", "0")
+    assert r.returncode == 0 and r.stdout.strip() == "GPU 0: resumed; govd steers it again"
+    call(paths.socket, "policy.reset", gpu=0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a client as another user (uid 65534)")
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="needs /usr/bin/python3 for the other user")
+def test_the_ledger_is_served_to_a_member_who_cannot_read_the_state_folder(daemon):
+    d, paths = daemon
+    d.flush_ledger()
+    os.chmod(paths.state_dir, 0o700)
+    reply = as_nobody(paths, "ledger", {})
+    assert reply["ok"] and reply["result"]["gpus"], reply
+    r = govctl(paths, "ledger", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["gpus"]

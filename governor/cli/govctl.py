@@ -20,7 +20,7 @@ from .. import __version__
 from ..control_client import CommandFailed, NotRunning, call
 from ..envelope import Ceiling
 from ..errors import GovdError
-from ..paths import resolve_paths
+from ..paths import control_socket, resolve_paths
 from ..policy import is_policy_path, load_policy, policy_from_dict, policy_names
 from ..sim.spec import BUILTIN
 from ..sim.trace import builtin_traces
@@ -64,7 +64,9 @@ def cmd_restore(args, paths) -> int:
 
 
 def _socket(args, paths) -> Path:
-    return Path(args.socket) if args.socket else paths.socket
+    if args.socket:
+        return Path(args.socket)
+    return control_socket(paths, explicit=args.root is not None)
 
 
 def _gpu_args(args) -> dict:
@@ -142,6 +144,19 @@ def _describe_ceiling(ceiling: dict) -> str:
     return Ceiling(ceiling.get("power_limit_w"), tuple(lock) if lock else None).describe()
 
 
+def _saved(g: dict) -> str:
+    """Energy saved since start with its interval and its share of what default settings would
+    have used (the ledger's counterfactual)."""
+    led = g.get("ledger") or {}
+    since = led.get("since_start", led)  # the daemon's view (with pricing) or the worker's totals
+    if not since or since.get("counterfactual_j") is None:
+        return "-"
+    cf = since["counterfactual_j"]
+    share = f" ({since['saved_j'] / cf:.1%})" if cf > 0 else ""
+    return (f"{since['saved_j'] / 1000:.1f} kJ{share} [{since['saved_lo_j'] / 1000:.1f}, "
+            f"{since['saved_hi_j'] / 1000:.1f}]")
+
+
 def render_status(st: dict) -> str:
     d = st["daemon"]
     up = int(d["uptime_s"])
@@ -164,9 +179,10 @@ def render_status(st: dict) -> str:
             f"{s.get('gpu_util_pct', 0):.0f}%" if s else "-",
             ",".join(reason_names(s.get("clock_event_reasons", 0))) or "-" if s else "-",
             f"{g['energy_since_start_j'] / 1000:.1f} kJ",
+            _saved(g),
         ])
     lines.append(_table(rows, ["GPU", "name", "state", "policy", "SM target/actual", "power", "limit (range)",
-                               "temp", "util", "clock events", "energy"]))
+                               "temp", "util", "clock events", "energy", "saved [interval]"]))
     lines.append("")
     for g in st["gpus"]:
         c = g["controller_state"]
@@ -230,9 +246,31 @@ def cmd_watch(args, paths) -> int:
     return 0
 
 
+def describe_pause(result: dict) -> list[str]:
+    """One line per GPU for `govctl pause`: what was given back, or why nothing was."""
+    lines = []
+    for gpu, report in result["paused"].items():
+        if report is None:
+            lines.append(f"GPU {gpu}: paused; govd had not changed it, nothing to give back")
+        elif report["ok"]:
+            knobs = ", ".join(k["action"] for k in report["knobs"])
+            lines.append(f"GPU {gpu}: paused; given back its original settings ({knobs})")
+        else:
+            lines.append(f"GPU {gpu}: paused, but NOT back to its original settings: {report['problem']}")
+    return lines
+
+
 def cmd_pause_resume(args, paths) -> int:
     result = call(_socket(args, paths), args.command, **_gpu_args(args))
-    print(json.dumps(result, indent=2) if args.json else f"{args.command}d: {result}")
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    if args.command == "pause":
+        lines = describe_pause(result)
+        print("\n".join(lines))
+        return 1 if any("NOT back" in line for line in lines) else 0
+    for gpu in result["resumed"]:
+        print(f"GPU {gpu}: resumed; govd steers it again")
     return 0
 
 
@@ -261,15 +299,15 @@ def cmd_config(args, paths) -> int:
     return 0
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, option: str) -> float:
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*", text)
     if not m:
-        raise GovdError(f"--for {text!r}: a duration like 90s, 15m, 2h or plain seconds")
+        raise GovdError(f"{option} {text!r}: a duration like 90s, 15m, 2h, 7d or plain seconds")
     return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2) or "s"]
 
 
 def cmd_try(args, paths) -> int:
-    seconds = parse_duration(args.duration)
+    seconds = parse_duration(args.duration, "--for")
     result = call(_socket(args, paths), "try", **policy_args(args.name), seconds=seconds, **_gpu_args(args))
     print(f"trying {result['policy']} on GPU {', '.join(map(str, result['gpus']))} for {seconds:g} s; "
           "then back to the previous policy")
@@ -277,42 +315,18 @@ def cmd_try(args, paths) -> int:
 
 
 def cmd_ledger(args, paths) -> int:
-    """Read the ledger database directly (works with the daemon running or not)."""
-    import sqlite3  # noqa: PLC0415
-
-    from ..config import load_config  # noqa: PLC0415
-    from ..ledger_store import lifetime_rows, minute_rows, open_read_only  # noqa: PLC0415
-    from ..pricing import Pricing  # noqa: PLC0415
-
-    db_path = paths.state_dir / "ledger.db"
+    """The daemon serves the ledger (members of the govd group may not read the state folder);
+    with no daemon running, the database is read directly."""
+    since = time.time() - parse_duration(args.since, "--since") if args.since else 0.0
     try:
-        db = open_read_only(db_path)
-    except FileNotFoundError:
-        raise GovdError(f"no ledger at {db_path}: govd has not recorded anything yet") from None
-    since = time.time() - parse_duration(args.since) if args.since else 0.0
-    try:
-        rows = minute_rows(db, since, args.gpu)
-        lifetime = lifetime_rows(db)
-    except sqlite3.DatabaseError as exc:
-        raise GovdError(f"{db_path}: unreadable ({exc})") from None
-    finally:
-        db.close()
-    pricing = Pricing.from_config(load_config(paths.config_file, paths.conf_d).values["ledger"])
-    per_gpu: dict[int, dict] = {}
-    for r in rows:
-        g = per_gpu.setdefault(r.gpu_index, {"gpu": r.gpu_index, "uuid": r.gpu_uuid, "minutes": 0, "measured_j": 0.0,
-                                             "saved_j": 0.0, "saved_lo_j": 0.0, "saved_hi_j": 0.0, "co2e_kg": 0.0})
-        g["minutes"] += 1
-        for key in ("measured_j", "saved_j", "saved_lo_j", "saved_hi_j"):
-            g[key] += getattr(r, key)
-        g["co2e_kg"] += pricing.carbon_kg(r.saved_j, r.minute)
-    for g in per_gpu.values():
-        g["kwh"] = pricing.kwh(g["saved_j"])
-        g["money"] = pricing.money(g["saved_j"])
-        g["currency"] = pricing.currency
-        life = lifetime.get(g["uuid"])
-        g["lifetime_saved_kwh"] = pricing.kwh(life["saved_j"]) if life else 0.0
-    result = {"since": since or None, "gpus": sorted(per_gpu.values(), key=lambda g: g["gpu"])}
+        result = call(_socket(args, paths), "ledger", since=since, **_gpu_args(args))
+    except NotRunning:
+        from ..config import load_config  # noqa: PLC0415
+        from ..ledger_report import ledger_report  # noqa: PLC0415
+        from ..pricing import Pricing  # noqa: PLC0415
+
+        pricing = Pricing.from_config(load_config(paths.config_file, paths.conf_d).values["ledger"])
+        result = ledger_report(paths.state_dir / "ledger.db", pricing, since, args.gpu)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -328,7 +342,11 @@ def cmd_ledger(args, paths) -> int:
 
 def cmd_snapshot(args, paths) -> int:
     bundle = call(_socket(args, paths), "snapshot")
-    Path(args.file).write_text(json.dumps(bundle, indent=2) + "\n")
+    try:
+        Path(args.file).write_text(json.dumps(bundle, indent=2) + "\n")
+    except OSError as exc:
+        raise GovdError(f"cannot write the snapshot to {args.file}: {exc.strerror or exc}; give a path you may "
+                        "write") from None
     print(f"snapshot written to {args.file}")
     return 0
 

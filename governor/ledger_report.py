@@ -1,0 +1,49 @@
+"""`govctl ledger`'s report: the stored per-minute rows of the ledger, summed per GPU and priced.
+
+One function for both ways to get it: through the daemon (the `ledger` command, for members of
+the govd group who may not read the state folder) and straight from the database file when no
+daemon runs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from .errors import GovdError
+from .ledger_store import lifetime_rows, minute_rows, open_read_only
+from .pricing import Pricing
+
+
+def ledger_report(db_path: Path, pricing: Pricing, since: float = 0.0, gpu: int | None = None) -> dict:
+    """Per GPU since `since` (a wall time; 0: all recorded): minutes, energy used and saved with its
+    interval, kWh, money, CO2e and the lifetime saving. Raises GovdError with what is wrong."""
+    try:
+        db = open_read_only(db_path)
+    except FileNotFoundError:
+        raise GovdError(f"no ledger at {db_path}: govd has not recorded anything yet") from None
+    except (PermissionError, sqlite3.Error) as exc:
+        raise GovdError(f"cannot open {db_path} ({exc}); ask the daemon instead (it serves the ledger to the govd "
+                        "group while it runs)") from None
+    try:
+        rows = minute_rows(db, since, gpu)
+        lifetime = lifetime_rows(db)
+    except sqlite3.DatabaseError as exc:
+        raise GovdError(f"{db_path}: unreadable ({exc})") from None
+    finally:
+        db.close()
+    per_gpu: dict[int, dict] = {}
+    for r in rows:
+        g = per_gpu.setdefault(r.gpu_index, {"gpu": r.gpu_index, "uuid": r.gpu_uuid, "minutes": 0, "measured_j": 0.0,
+                                             "saved_j": 0.0, "saved_lo_j": 0.0, "saved_hi_j": 0.0, "co2e_kg": 0.0})
+        g["minutes"] += 1
+        for key in ("measured_j", "saved_j", "saved_lo_j", "saved_hi_j"):
+            g[key] += getattr(r, key)
+        g["co2e_kg"] += pricing.carbon_kg(r.saved_j, r.minute)
+    for g in per_gpu.values():
+        g["kwh"] = pricing.kwh(g["saved_j"])
+        g["money"] = pricing.money(g["saved_j"])
+        g["currency"] = pricing.currency
+        life = lifetime.get(g["uuid"])
+        g["lifetime_saved_kwh"] = pricing.kwh(life["saved_j"]) if life else 0.0
+    return {"since": since or None, "gpus": sorted(per_gpu.values(), key=lambda g: g["gpu"])}
