@@ -331,3 +331,30 @@ def test_ci_runs_the_readmes_test_command():
     assert command in (repo / ".ci" / "run").read_text().splitlines()
     script = (repo / "tools" / "test.sh").read_text()
     assert "apt-get install" in script and "python3 -m pytest" in script and "ruff check" in script
+
+
+def test_start_up_lines_carry_the_gpu_field_and_a_demo_run_warns_of_nothing(root):
+    import logging
+
+    paths = resolve_paths(root)
+    paths.ensure()
+    clock = RealClock(speed=5)
+    devices = open_sim_devices(["h100-sxm", "a100-sxm4"], clock, paths.runtime_dir, load_trace("demo"))
+    d = Daemon(paths, DaemonOptions(policy="cap"), devices, clock)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("govd")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        d.setup()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        d.shutdown()
+    per_gpu = [r for r in records if "policy cap" in r.getMessage()]
+    assert len(per_gpu) == 2 and [r.GOVD_GPU for r in per_gpu] == [0, 1]
+    r = run_govd(root, "--sim", "h100-sxm", "--policy", "performance", "--duration", "1", "--speed", "5")
+    assert r.returncode == 0 and "WARNING" not in r.stderr, r.stderr
