@@ -41,6 +41,7 @@ from .protocol import (
     reply_error,
     reply_ok,
 )
+from .wire import ErrorCode
 
 log = logging.getLogger("govd")
 
@@ -200,7 +201,7 @@ class ControlServer:
         refusal = self._make_room(peer, admin)
         if refusal:
             try:
-                sock.send(reply_error(None, "busy", refusal))
+                sock.send(reply_error(None, ErrorCode.BUSY, refusal))
             except OSError:
                 pass
             sock.close()
@@ -234,8 +235,8 @@ class ControlServer:
             return False
         victim = min(idle, key=lambda c: c.last_active)
         try:
-            victim.sock.send(reply_error(None, "idle_timeout", f"idle for {now - victim.last_active:.0f} s while "
-                                                               "the server is full; closing"))
+            victim.sock.send(reply_error(None, ErrorCode.IDLE_TIMEOUT, f"idle for {now - victim.last_active:.0f} s "
+                                                                       "while the server is full; closing"))
         except OSError:
             pass
         self._close(victim)
@@ -265,7 +266,7 @@ class ControlServer:
             nl = conn.inbuf.find(b"\n")
             if nl < 0:
                 if len(conn.inbuf) > MAX_LINE_BYTES:
-                    conn.outbuf += reply_error(None, "line_too_long",
+                    conn.outbuf += reply_error(None, ErrorCode.LINE_TOO_LONG,
                                                f"request line over {MAX_LINE_BYTES} bytes; closing")
                     conn.inbuf.clear()
                     conn.closing = True
@@ -273,7 +274,8 @@ class ControlServer:
             line = bytes(conn.inbuf[:nl])
             del conn.inbuf[: nl + 1]
             if len(line) > MAX_LINE_BYTES:
-                conn.outbuf += reply_error(None, "line_too_long", f"request line over {MAX_LINE_BYTES} bytes; closing")
+                conn.outbuf += reply_error(None, ErrorCode.LINE_TOO_LONG,
+                                           f"request line over {MAX_LINE_BYTES} bytes; closing")
                 conn.closing = True
                 break
             if not line.strip():
@@ -288,9 +290,10 @@ class ControlServer:
         try:
             req_id, command, args = parse_request(line)
             if command.mutating and not self.may_change(peer):
-                raise ProtocolError("forbidden", f"{command.name} changes the daemon: it needs root or the admin "
-                                                 f"group{' ' + repr(self.admin_group) if self.admin_group else ''} "
-                                                 f"(you are uid {peer.uid})")
+                raise ProtocolError(ErrorCode.FORBIDDEN,
+                                    f"{command.name} changes the daemon: it needs root or the admin "
+                                    f"group{' ' + repr(self.admin_group) if self.admin_group else ''} "
+                                    f"(you are uid {peer.uid})")
             if command.mutating:
                 log.info("control: %s %s by uid %d pid %d", command.name, args, peer.uid, peer.pid)
             return reply_ok(req_id, self.handler(command, args, peer))
@@ -298,7 +301,7 @@ class ControlServer:
             return reply_error(req_id, exc.code, str(exc))
         except Exception as exc:  # a handler bug is an error reply, not a dead socket
             log.exception("control: %r failed", line[:200])
-            return reply_error(req_id, "internal", f"internal error: {exc}")
+            return reply_error(req_id, ErrorCode.INTERNAL, f"internal error: {exc}")
 
     def _flush(self, conn: _Conn) -> None:
         try:
@@ -325,7 +328,7 @@ class ControlServer:
         for conn in list(self._conns.values()):
             if now - conn.last_active > IDLE_TIMEOUT_S:
                 try:
-                    conn.sock.send(reply_error(None, "idle_timeout", f"idle for {IDLE_TIMEOUT_S:g} s; closing"))
+                    conn.sock.send(reply_error(None, ErrorCode.IDLE_TIMEOUT, f"idle for {IDLE_TIMEOUT_S:g} s; closing"))
                 except OSError:
                     pass
                 self._close(conn)

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import os
-import platform
 import signal
 import threading
 import time
@@ -21,19 +18,19 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
 from .clock import Clock
 from .config import Config, host_problems, load_config, restart_only_changes, unknown_gpus
-from .control_server import ControlServer, Peer
+from .control_api import ControlApi, resolve_policy
+from .control_server import ControlServer
 from .device import Device
 from .errors import ConfigError, GovdError
-from .ledger_report import ledger_report
+from .ledger_report import ledger_view
 from .ledger_store import LedgerStore, MinuteRow
 from .originals import OriginalsFile, owner_alive
 from .paths import Paths
-from .policy import POLICY_NAME, Policy, load_policy, policy_from_dict
+from .policy import Policy, load_policy
 from .pricing import Pricing
-from .protocol import COMMANDS, TRY_MAX_S, Command, ProtocolError
+from .protocol import ProtocolError
 from .restore import restore_from_originals
 from .systemd_integration import Notifier
 from .worker import GpuWorker
@@ -128,7 +125,7 @@ class Daemon:
         for warning in self.config_warnings:
             log.warning("config: %s", warning)
 
-    def _policy_for(self, config: Config, device: Device, cache: dict[str, Policy]) -> Policy:
+    def policy_for(self, config: Config, device: Device, cache: dict[str, Policy]) -> Policy:
         """The policy a GPU runs by the command line and the config, blamed on where its name is."""
         info = device.info
         origin = ("--policy", "")
@@ -175,7 +172,7 @@ class Daemon:
         cache: dict[str, Policy] = {}
         dry_run = self.options.dry_run or bool(self.config.get("daemon", "dry_run"))
         for device in self.devices:
-            policy = self._policy_for(self.config, device, cache)
+            policy = self.policy_for(self.config, device, cache)
             self.workers.append(GpuWorker(device, policy, self.config, self.originals, self.clock, dry_run=dry_run))
         # every managed GPU's originals on disk in one write before any loop runs, so that no loop
         # waits for the disk at its first write (they would all wait in the same tick)
@@ -323,7 +320,7 @@ class Daemon:
                                 f"{'this' if len(restart) == 1 else 'these'}; restart govd (`systemctl restart "
                                 "govd`) to change it, or put the running value back")
             cache: dict[str, Policy] = {}
-            policies = [self._policy_for(config, w.device, cache) for w in self.workers]
+            policies = [self.policy_for(config, w.device, cache) for w in self.workers]
         except (ConfigError, GovdError) as exc:
             log.error("reload refused, keeping the running config: %s", exc)
             self.last_reload_error = str(exc)
@@ -344,7 +341,7 @@ class Daemon:
             runtime = self.runtime_policies.get(w.info.index)
             if runtime is not None:
                 try:
-                    policy = self._policy(runtime["request"])  # re-read: an edit of its file applies
+                    policy = resolve_policy(runtime["request"], self.paths.config_dir)  # re-read: edits apply
                     kept[w.info.index] = policy.name
                 except ProtocolError as exc:
                     del self.runtime_policies[w.info.index]
@@ -431,75 +428,31 @@ class Daemon:
                                   saved_lo_j=lo, saved_hi_j=hi, slowdown=t.slowdown))
         self.store.write(rows)
 
-    def ledger_view(self, w: GpuWorker, lifetime: dict) -> dict:
-        pricing = Pricing.from_config(self.config.values["ledger"])
-        since = w.ledger.since_start.to_dict()
-        unflushed = w.ledger.minute
-        life = lifetime.get(w.info.uuid)
-        life_saved = (life["saved_j"] if life else 0.0) + unflushed.saved_j
-        life_lo = (life["saved_lo_j"] if life else 0.0) + unflushed.bounds()[0]
-        life_hi = (life["saved_hi_j"] if life else 0.0) + unflushed.bounds()[1]
-        return {"since_start": {**since, **pricing.describe(since["saved_j"], time.time())},
-                "lifetime": {"saved_j": round(life_saved, 3), "saved_lo_j": round(life_lo, 3),
-                             "saved_hi_j": round(life_hi, 3),
-                             "measured_j": round((life["measured_j"] if life else 0.0) + unflushed.measured_j, 3),
-                             **pricing.describe(life_saved, time.time())}}
-
     def log_ledger(self) -> None:
         every = self.config.get("ledger", "log_every_s")
         if every <= 0 or self.clock.now() < self._next_ledger_log:
             return
         self._next_ledger_log = self.clock.now() + every
         lifetime = self.store.lifetime() if self.store else {}
+        pricing = Pricing.from_config(self.config.values["ledger"])
         for w in self.workers:
-            v = self.ledger_view(w, lifetime)
-            s, life = v["since_start"], v["lifetime"]
+            v = ledger_view(w.ledger, lifetime.get(w.info.uuid), pricing, time.time())
+            s = v.since_start
             log.info("GPU %d ledger: used %.1f kJ, saved %.1f kJ [%.1f, %.1f] since start (%.4f kWh, %.4f %s, "
-                     "%.4f kg CO2e); lifetime saved %.3f kWh", w.info.index, s["measured_j"] / 1000,
-                     s["saved_j"] / 1000, s["saved_lo_j"] / 1000, s["saved_hi_j"] / 1000, s["kwh"], s["money"],
-                     s["currency"], s["co2e_kg"], life["kwh"],
-                     extra={"GOVD_GPU": w.info.index, "GOVD_POLICY": w.policy.name, "GOVD_SAVED_J": s["saved_j"]})
+                     "%.4f kg CO2e); lifetime saved %.3f kWh", w.info.index, s.measured_j / 1000,
+                     s.saved_j / 1000, s.saved_lo_j / 1000, s.saved_hi_j / 1000, s.kwh, s.money,
+                     s.currency, s.co2e_kg, v.lifetime.kwh,
+                     extra={"GOVD_GPU": w.info.index, "GOVD_POLICY": w.policy.name, "GOVD_SAVED_J": s.saved_j})
 
     # ----- control socket ----------------------------------------------------------------------
     def start_server(self) -> None:
         sock = self.config.values["socket"]
         if not sock["enabled"]:
             return
-        self.server = ControlServer(self.paths.socket, self.handle, mode=int(sock["mode"], 8), group=sock["group"],
-                                    admin_group=sock["admin_group"])
+        self.server = ControlServer(self.paths.socket, ControlApi(self).handle, mode=int(sock["mode"], 8),
+                                    group=sock["group"], admin_group=sock["admin_group"])
         self.server.start()
         log.info("control socket %s", self.paths.socket)
-
-    def _selected(self, args: dict) -> list[GpuWorker]:
-        if "gpu" not in args:
-            return list(self.workers)
-        chosen = [w for w in self.workers if w.info.index == args["gpu"]]
-        if not chosen:
-            raise ProtocolError("no_such_gpu", f"no GPU with index {args['gpu']}; GPUs: "
-                                               f"{', '.join(str(w.info.index) for w in self.workers)}")
-        return chosen
-
-    def _policy(self, args: dict) -> Policy:
-        """The policy a request names, or the policy file's table it carries (read by the client).
-
-        The daemon reads only its own policy folders: a path is never opened on a client's behalf
-        (a group member could otherwise read root-only files through it)."""
-        try:
-            if "policy" in args:
-                if "name" in args:
-                    raise ProtocolError("bad_args", "give a policy `name` or a `policy` table, not both")
-                source = f"{args.get('source') or 'a policy table'} (sent by govctl)"
-                return policy_from_dict(args["policy"], source)
-            name = args.get("name")
-            if name is None:
-                raise ProtocolError("bad_args", "needs a policy `name`, or a `policy` table read by the client")
-            if not POLICY_NAME.fullmatch(name):
-                raise ProtocolError("bad_policy", f"{name[:80]!r} is not a policy name (letters, digits, '.', '_', "
-                                                  "'-'); govd reads only its policy folders. Give govctl the path "
-                                                  "instead: it reads the file with your permissions")
-            return load_policy(name, self.paths.config_dir, ("policy", ""))
-        except (ConfigError, GovdError) as exc:
-            raise ProtocolError("bad_policy", str(exc)) from None
 
     def end_trials(self) -> None:
         """`govctl try`: return each GPU to its previous policy when its trial is over."""
@@ -511,137 +464,3 @@ class Daemon:
                     if w.info.index == index:
                         w.set_policy(previous)
                         log.info("GPU %d: trial over, back to policy %s", index, previous.name)
-
-    def handle(self, command: Command, args: dict, peer: Peer):
-        name = command.name
-        if name == "ping":
-            return {"govd": __version__, "protocol": 1, "pid": os.getpid()}
-        if name == "status":
-            return self.status()
-        if name == "policy.list":
-            from .policy import policy_names  # noqa: PLC0415 - small, used here only
-
-            return [load_policy(n, self.paths.config_dir).to_dict() for n in policy_names(self.paths.config_dir)]
-        if name == "policy.show":
-            return self._policy({"name": args["name"]}).to_dict()
-        if name == "config.show":
-            if args.get("effective"):
-                return {"files": self.config.files, "values": self.config.effective() + self._runtime_rows(),
-                        "warnings": list(self.config_warnings)}
-            return {"files": self.config.files, "values": self.config.values, "gpu": self.config.gpus}
-        if name == "snapshot":
-            return self.snapshot()
-        if name == "ledger":
-            if self.store is None:
-                raise ProtocolError("no_ledger", "the ledger is off (ledger.enabled = false)")
-            if not math.isfinite(args.get("since") or 0.0):
-                raise ProtocolError("bad_args", "ledger: since must be a finite wall time in seconds")
-            try:
-                return ledger_report(self.store.path, Pricing.from_config(self.config.values["ledger"]),
-                                     args.get("since") or 0.0, args.get("gpu"))
-            except GovdError as exc:
-                raise ProtocolError("no_ledger", str(exc)) from None
-        if name in ("policy.set", "try"):
-            if name == "try" and not 0 < args["seconds"] <= TRY_MAX_S:
-                raise ProtocolError("bad_args", f"try: seconds must be > 0 and at most {TRY_MAX_S:g} (a week; for "
-                                                f"longer, use policy.set); got {args['seconds']!r}")
-            policy = self._policy(args)
-            changed = []
-            request = {k: args[k] for k in ("name", "policy", "source") if k in args}
-            for w in self._selected(args):
-                if name == "try":
-                    previous = self.trials.get(w.info.index, (0, w.policy))[1]
-                    self.trials[w.info.index] = (self.clock.now() + args["seconds"], previous)
-                else:
-                    self.trials.pop(w.info.index, None)
-                    self.runtime_policies[w.info.index] = {"request": request, "uid": peer.uid}
-                w.set_policy(policy)
-                changed.append(w.info.index)
-                log.info("GPU %d: policy now %s (by uid %d)", w.info.index, policy.name, peer.uid)
-            return {"gpus": changed, "policy": policy.name,
-                    "until_s": args.get("seconds") if name == "try" else None}
-        if name == "pause":
-            done = {}
-            for w in self._selected(args):
-                report = w.pause()
-                done[w.info.index] = report.to_dict() if report is not None else None
-            return {"paused": done}
-        if name == "resume":
-            selected = self._selected(args)
-            for w in selected:
-                w.resume()
-            return {"resumed": [w.info.index for w in selected]}
-        if name == "policy.reset":
-            cache: dict[str, Policy] = {}
-            done = {}
-            for w in self._selected(args):
-                try:
-                    policy = self._policy_for(self.config, w.device, cache)
-                except (ConfigError, GovdError) as exc:
-                    raise ProtocolError("bad_policy", str(exc)) from None
-                self.runtime_policies.pop(w.info.index, None)
-                self.trials.pop(w.info.index, None)
-                if policy != w.policy:
-                    w.set_policy(policy)
-                done[w.info.index] = policy.name
-                log.info("GPU %d: policy back to the config's %s (by uid %d)", w.info.index, policy.name, peer.uid)
-            return {"gpus": done}
-        if name == "reload":
-            if not self.reload():
-                raise ProtocolError("reload_refused", f"reload refused, the running config stays: "
-                                                      f"{self.last_reload_error}")
-            return {"files": self.config.files, **self.last_reload_result,
-                    "warnings": list(self.config_warnings)}
-        raise ProtocolError("unknown_command", f"{name} is not handled")  # COMMANDS and handle() disagree
-
-    def _runtime_rows(self) -> list[dict]:
-        """What `policy.set` and `try` changed at runtime, as rows of `config show --effective`."""
-        rows = []
-        for w in self.workers:
-            i = w.info.index
-            if i in self.trials:
-                left = max(0.0, self.trials[i][0] - self.clock.now())
-                rows.append({"key": f"gpu.{i}.policy", "value": w.policy.name,
-                             "source": f"runtime (govctl try, {left:.0f} s left, then {self.trials[i][1].name})"})
-            elif i in self.runtime_policies:
-                rows.append({"key": f"gpu.{i}.policy", "value": w.policy.name,
-                             "source": f"runtime (govctl policy set by uid {self.runtime_policies[i]['uid']}; "
-                                       "`govctl policy reset` follows the config again)"})
-        return rows
-
-    def status(self) -> dict:
-        import psutil  # noqa: PLC0415
-
-        proc = psutil.Process()
-        cpu = proc.cpu_times()
-        lifetime = self.store.lifetime() if self.store else {}
-        uptime = max(1e-6, time.time() - self.started_wall)
-        return {
-            "daemon": {"version": __version__, "pid": os.getpid(), "uptime_s": round(uptime, 1),
-                       "cpu_s": round(cpu.user + cpu.system, 3),
-                       "cpu_core_share": round((cpu.user + cpu.system) / uptime, 5),
-                       "rss_mb": round(proc.memory_info().rss / 2**20, 1),
-                       "healthy": all(w.state != "degraded" for w in self.workers),
-                       "default_policy": self.options.policy or self.config.get("daemon", "policy")},
-            "gpus": [{**w.status(), "ledger": self.ledger_view(w, lifetime)} for w in self.workers],
-            "config_files": self.config.files,
-            "config_warnings": list(self.config_warnings),
-            "runtime_policies": {str(i): r["uid"] for i, r in self.runtime_policies.items()},
-            "other_writers": [{"gpu": w.info.index, "what": w.reason} for w in self.workers
-                              if w.state == "backed-off"],
-            "trials": {str(i): {"until_s": round(end - self.clock.now(), 1), "then": p.name}
-                       for i, (end, p) in self.trials.items()},
-            "commands": sorted(COMMANDS),
-        }
-
-    def snapshot(self) -> dict:
-        """A bug-report bundle: everything an engineer needs, nothing secret."""
-        return {
-            "versions": {"govd": __version__, "python": platform.python_version(), "platform": platform.platform(),
-                         "driver": self.options.driver_version},
-            "status": self.status(),
-            "gpus": [{"info": w.info.__dict__, "limits": w.limits.to_dict(), "policy": w.policy.to_dict(),
-                      "recent_decisions": list(w.decisions)} for w in self.workers],
-            "config": self.config.effective(),
-            "log": list(self.log_tail.lines),
-        }

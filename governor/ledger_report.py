@@ -11,8 +11,26 @@ import sqlite3
 from pathlib import Path
 
 from .errors import GovdError
+from .ledger import GpuLedger
 from .ledger_store import lifetime_rows, minute_rows, open_read_only
 from .pricing import Pricing
+from .wire import LedgerTotals, LedgerView, LifetimeTotals
+
+
+def ledger_view(ledger: GpuLedger, stored: dict | None, pricing: Pricing, now_wall: float) -> LedgerView:
+    """One GPU's ledger as status and the periodic log line show it: since start, and over its
+    lifetime (the stored totals plus what is not written yet), priced."""
+    since = ledger.since_start.to_dict()
+    unflushed = ledger.minute
+    lo, hi = unflushed.bounds()
+    life_saved = (stored["saved_j"] if stored else 0.0) + unflushed.saved_j
+    return LedgerView(
+        since_start=LedgerTotals(**since, **pricing.describe(since["saved_j"], now_wall)),
+        lifetime=LifetimeTotals(saved_j=round(life_saved, 3),
+                                saved_lo_j=round((stored["saved_lo_j"] if stored else 0.0) + lo, 3),
+                                saved_hi_j=round((stored["saved_hi_j"] if stored else 0.0) + hi, 3),
+                                measured_j=round((stored["measured_j"] if stored else 0.0) + unflushed.measured_j, 3),
+                                **pricing.describe(life_saved, now_wall)))
 
 
 def ledger_report(db_path: Path, pricing: Pricing, since: float = 0.0, gpu: int | None = None) -> dict:

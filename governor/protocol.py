@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .wire import ErrorCode
+
 VERSION = 1
 MAX_LINE_BYTES = 65536  # a longer request line is refused and the connection closed
 MAX_CLIENTS = 32  # connections of read-only peers beyond this are refused (or an idle one closed)
@@ -77,10 +79,10 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
 
 
 class ProtocolError(Exception):
-    """A request that cannot be served; code is one of the error codes in docs/api.md."""
+    """A request that cannot be served, with its ErrorCode (docs/api.md lists them)."""
 
-    def __init__(self, code: str, message: str):
-        self.code = code
+    def __init__(self, code: ErrorCode, message: str):
+        self.code = ErrorCode(code)
         super().__init__(message)
 
 
@@ -89,35 +91,35 @@ def parse_request(line: bytes) -> tuple[Any, Command, dict]:
     try:
         req = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError("bad_json", f"request is not valid JSON: {exc}") from None
+        raise ProtocolError(ErrorCode.BAD_JSON, f"request is not valid JSON: {exc}") from None
     if not isinstance(req, dict):
-        raise ProtocolError("bad_request", "request must be a JSON object")
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "request must be a JSON object")
     if req.get("v", VERSION) != VERSION:
-        raise ProtocolError("bad_version", f"protocol version {req.get('v')!r} not supported; this daemon speaks "
-                                           f"{VERSION}")
+        raise ProtocolError(ErrorCode.BAD_VERSION,
+                            f"protocol version {req.get('v')!r} not supported; this daemon speaks {VERSION}")
     cmd = req.get("cmd")
     if not isinstance(cmd, str):
-        raise ProtocolError("bad_request", "request needs \"cmd\": a string")
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "request needs \"cmd\": a string")
     if cmd not in COMMANDS:
-        raise ProtocolError("unknown_command", f"unknown command {cmd!r}; known: {', '.join(COMMANDS)}")
+        raise ProtocolError(ErrorCode.UNKNOWN_COMMAND, f"unknown command {cmd!r}; known: {', '.join(COMMANDS)}")
     command = COMMANDS[cmd]
     args = req.get("args", {})
     if not isinstance(args, dict):
-        raise ProtocolError("bad_request", "\"args\" must be an object")
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "\"args\" must be an object")
     for key, value in args.items():
         spec = command.args.get(key)
         if spec is None:
-            raise ProtocolError("bad_args", f"{cmd}: unknown argument {key!r}; allowed: "
+            raise ProtocolError(ErrorCode.BAD_ARGS, f"{cmd}: unknown argument {key!r}; allowed: "
                                             f"{', '.join(command.args) or 'none'}")
         ok = isinstance(value, spec.kind) and not (spec.kind is not bool and isinstance(value, bool))
         if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
             ok = True
         if not ok:
-            raise ProtocolError("bad_args", f"{cmd}: argument {key!r} must be {spec.kind.__name__}, got "
+            raise ProtocolError(ErrorCode.BAD_ARGS, f"{cmd}: argument {key!r} must be {spec.kind.__name__}, got "
                                             f"{type(value).__name__}")
     for key, spec in command.args.items():
         if spec.required and key not in args:
-            raise ProtocolError("bad_args", f"{cmd}: missing argument {key!r} ({spec.doc})")
+            raise ProtocolError(ErrorCode.BAD_ARGS, f"{cmd}: missing argument {key!r} ({spec.doc})")
     return req.get("id"), command, args
 
 
@@ -125,7 +127,7 @@ def reply_ok(req_id: Any, result: Any) -> bytes:
     return (json.dumps({"v": VERSION, "id": req_id, "ok": True, "result": result}) + "\n").encode()
 
 
-def reply_error(req_id: Any, code: str, message: str) -> bytes:
+def reply_error(req_id: Any, code: ErrorCode, message: str) -> bytes:
     return (json.dumps({"v": VERSION, "id": req_id, "ok": False,
                         "error": {"code": code, "message": message}}) + "\n").encode()
 

@@ -8,7 +8,9 @@ each on its own: one that fails stays in the file for a later try, the others st
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,3 +75,22 @@ def restore_from_originals(path: Path, force: bool = False, nvml=None, allow_sel
     else:
         Path(path).unlink(missing_ok=True)
     return report
+
+
+def do_restore(args, paths) -> int:
+    """`govd --restore` and `govctl restore`: restore, print the report, exit 0 only if every GPU is back."""
+    report = restore_from_originals(paths.originals, force=args.force)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    elif not report.found:
+        print(f"govd --restore: nothing to restore ({paths.originals} does not exist)")
+    elif report.error:
+        print(f"govd --restore: {report.error}", file=sys.stderr)
+    else:
+        for g in report.gpus:
+            knobs = ", ".join(f"{k['action']}: {'ok' if k['ok'] else k['error']}" for k in g["knobs"])
+            if g["ok"]:
+                print(f"GPU {g['index']} {g['uuid']}: restored ({knobs})")
+            else:
+                print(f"GPU {g['index']} {g['uuid']}: FAILED: {g.get('error') or knobs}", file=sys.stderr)
+    return 0 if report.ok else 1

@@ -97,7 +97,8 @@ def test_status_has_what_an_operator_needs(daemon):
 
 
 def test_status_shows_a_dither_and_the_learned_cooling():
-    from governor.cli.govctl import render_status
+    from governor.cli.render import render_status
+    from governor.wire import Status, from_wire
 
     gpu = {"index": 0, "uuid": "GPU-x", "name": "sim", "state": "managed", "policy": "balanced", "sample": {},
            "target": None, "limits": {"sm_clock_max_mhz": 1980}, "energy_since_start_j": 0.0, "reason": None,
@@ -111,7 +112,7 @@ def test_status_shows_a_dither_and_the_learned_cooling():
                                                             "lower_share": 0.77}}}
     st_ = {"daemon": {"version": "x", "pid": 1, "uptime_s": 5, "healthy": True, "cpu_core_share": 0.01, "rss_mb": 80},
            "gpus": [gpu], "config_files": [], "other_writers": [], "trials": {}}
-    text = render_status(st_)
+    text = render_status(from_wire(Status, st_))
     assert "alternating 1650 and 1635 MHz, 77% of the time at the lower" in text
     assert "cooling learned: removes about 612 W at 84.5 C" in text
     assert "ceiling 550 W, set before govd; kept" in text
@@ -531,3 +532,13 @@ def test_the_ledger_is_served_to_a_member_who_cannot_read_the_state_folder(daemo
     assert reply["ok"] and reply["result"]["gpus"], reply
     r = govctl(paths, "ledger", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["gpus"]
+
+
+def test_every_command_has_exactly_one_handler_and_every_error_code_is_documented():
+    from governor.control_api import HANDLERS
+    from governor.wire import ErrorCode
+
+    assert set(HANDLERS) == set(protocol.COMMANDS)
+    doc = (Path(__file__).parent.parent / "docs" / "api.md").read_text()
+    codes = doc.split("- Error codes:", 1)[1].split(".", 1)[0]
+    assert {c.strip(" `\n") for c in codes.split(",")} == {c.value for c in ErrorCode}

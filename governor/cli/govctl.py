@@ -18,7 +18,6 @@ from pathlib import Path
 
 from .. import __version__
 from ..control_client import CommandFailed, NotRunning, call
-from ..envelope import Ceiling
 from ..errors import GovdError
 from ..paths import control_socket, resolve_paths
 from ..policy import is_policy_path, load_policy, policy_from_dict, policy_names
@@ -26,16 +25,8 @@ from ..sim.spec import BUILTIN
 from ..sim.trace import builtin_traces
 from ..simulate import simulate
 from ..tomlfile import TomlFileError, read_toml
-from ..vocabulary import reason_names
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
-    for r in rows:
-        lines.append("  ".join(str(c).rjust(w) if str(c)[:1] in "+-0123456789" else str(c).ljust(w)
-                               for c, w in zip(r, widths, strict=True)).rstrip())
-    return "\n".join(lines)
+from ..wire import PauseResult, Status, from_wire
+from .render import describe_pause, render_status, table
 
 
 def cmd_simulate(args, paths) -> int:
@@ -53,12 +44,12 @@ def cmd_simulate(args, paths) -> int:
             o = result[kind]
             rows.append([kind, f"{o['energy_j'] / 1000:.2f} kJ", f"{o['seconds']:.2f} s", f"{o['saved']:+.1%}",
                          f"{o['slowdown']:+.2%}", "", ""])
-    print(_table(rows, ["policy", "energy", "time", "saved", "slowdown", "max temp", "capture"]))
+    print(table(rows, ["policy", "energy", "time", "saved", "slowdown", "max temp", "capture"]))
     return 0
 
 
 def cmd_restore(args, paths) -> int:
-    from .govd import do_restore  # noqa: PLC0415 - one implementation for both commands
+    from ..restore import do_restore  # noqa: PLC0415 - one implementation for both commands
 
     return do_restore(args, paths)
 
@@ -118,117 +109,14 @@ def cmd_policy(args, paths) -> int:
     if args.json or args.action == "show":
         print(json.dumps(policies if args.action == "list" else policies[0], indent=2))
     else:
-        print(_table([[p["name"], p["controller"], p["description"]] for p in policies],
+        print(table([[p["name"], p["controller"], p["description"]] for p in policies],
                      ["policy", "controller", "description"]))
     return 0
 
 
-def _mhz(v) -> str:
-    return "-" if v is None else f"{v:.0f}"
-
-
-def _describe_settings(settings: dict) -> str:
-    """A GPU's saved settings in words (originals.json's entry)."""
-    lock = settings.get("locked_clocks_mhz")
-    if not settings.get("clocks_known", True):
-        clocks = "clock lock reset (the driver cannot read it)"
-    elif lock:
-        clocks = f"clocks locked {lock[0]}-{lock[1]} MHz"
-    else:
-        clocks = "clocks unlocked"
-    return f"power limit {settings['power_limit_w']:.0f} W, {clocks}"
-
-
-def _describe_ceiling(ceiling: dict) -> str:
-    lock = ceiling.get("locked_clocks_mhz")
-    return Ceiling(ceiling.get("power_limit_w"), tuple(lock) if lock else None).describe()
-
-
-def _saved(g: dict) -> str:
-    """Energy saved since start with its interval and its share of what default settings would
-    have used (the ledger's counterfactual)."""
-    led = g.get("ledger") or {}
-    since = led.get("since_start", led)  # the daemon's view (with pricing) or the worker's totals
-    if not since or since.get("counterfactual_j") is None:
-        return "-"
-    cf = since["counterfactual_j"]
-    share = f" ({since['saved_j'] / cf:.1%})" if cf > 0 else ""
-    return (f"{since['saved_j'] / 1000:.1f} kJ{share} [{since['saved_lo_j'] / 1000:.1f}, "
-            f"{since['saved_hi_j'] / 1000:.1f}]")
-
-
-def render_status(st: dict) -> str:
-    d = st["daemon"]
-    up = int(d["uptime_s"])
-    lines = [f"govd {d['version']}, pid {d['pid']}, up {up // 3600}h{up % 3600 // 60:02d}m{up % 60:02d}s, "
-             f"{'healthy' if d['healthy'] else 'DEGRADED'}, CPU {100 * d['cpu_core_share']:.2f}% of a core, "
-             f"RSS {d['rss_mb']:.0f} MB", ""]
-    rows = []
-    for g in st["gpus"]:
-        s = g["sample"] or {}
-        target = (g["target"] or {}).get("sm_clock_max_mhz") or g["limits"]["sm_clock_max_mhz"]
-        lim = g["limits"]
-        pl = s.get("power_limit_w")
-        rows.append([
-            str(g["index"]), g["name"], g["state"], g["policy"],
-            f"{_mhz(target)}/{_mhz(s.get('sm_clock_mhz'))} MHz",
-            f"{s.get('power_w', 0):.0f} W" if s else "-",
-            f"{_mhz(pl)} W ({lim['power_limit_min_w']:.0f}-{lim['power_limit_max_w']:.0f}, "
-            f"default {lim['power_limit_default_w']:.0f})" if s else "-",
-            f"{s.get('temp_c', 0):.0f} C" if s else "-",
-            f"{s.get('gpu_util_pct', 0):.0f}%" if s else "-",
-            ",".join(reason_names(s.get("clock_event_reasons", 0))) or "-" if s else "-",
-            f"{g['energy_since_start_j'] / 1000:.1f} kJ",
-            _saved(g),
-        ])
-    lines.append(_table(rows, ["GPU", "name", "state", "policy", "SM target/actual", "power", "limit (range)",
-                               "temp", "util", "clock events", "energy", "saved [interval]"]))
-    lines.append("")
-    for g in st["gpus"]:
-        c = g["controller_state"]
-        detail = ", ".join(f"{k} {v}" for k, v in c.items() if not isinstance(v, dict))
-        lines.append(f"GPU {g['index']} {g['uuid']}: {g['controller']}: {detail}")
-        dither = c.get("dither")
-        if dither:
-            lines.append(f"  alternating {_mhz(dither['planned_clock_mhz'])} and "
-                         f"{_mhz(dither['lower_clock_mhz'])} MHz, {100 * dither['lower_share']:.0f}% of the time "
-                         "at the lower (spends the budget between two clock steps)")
-        cooling = g.get("cooling")
-        if cooling:
-            lines.append(f"  cooling learned: removes about {cooling['removes_w']:.0f} W at "
-                         f"{cooling['at_temp_c']:.1f} C (prices work at the thermal limit)")
-        ceiling = (g.get("envelope") or {}).get("ceiling")
-        if ceiling:
-            lines.append(f"  ceiling {_describe_ceiling(ceiling)}, set before govd; "
-                         + ("kept" if g["envelope"]["ceiling_kept"]
-                            else "not kept (envelope.respect_existing_limits = false)"))
-        originals = g.get("originals")
-        if originals:
-            lines.append(f"  originals: {_describe_settings(originals['settings'])}; "
-                         + ("changed by govd, given back at stop" if originals["changed_by_govd"]
-                            else "not changed by govd yet, nothing to give back"))
-        if g["reason"]:
-            lines.append(f"  why {g['state']}: {g['reason']}")
-    lines.append("")
-    lines.append("config: " + (", ".join(st["config_files"]) or "defaults only"))
-    for warning in st.get("config_warnings") or []:
-        lines.append(f"config warning: {warning}")
-    runtime = st.get("runtime_policies") or {}
-    if runtime:
-        lines.append("policies set at runtime (kept across reload; `govctl policy reset` follows the config): "
-                     + ", ".join(f"GPU {i} by uid {uid}" for i, uid in runtime.items()))
-    writers = st["other_writers"]
-    lines.append("other programs writing clocks: " + ("; ".join(f"GPU {w['gpu']}: {w['what']}" for w in writers)
-                                                    if writers else "none seen"))
-    if st["trials"]:
-        lines.append("trials: " + "; ".join(f"GPU {i}: {t['until_s']:.0f} s left, then {t['then']}"
-                                             for i, t in st["trials"].items()))
-    return "\n".join(lines)
-
-
 def cmd_status(args, paths) -> int:
     st = call(_socket(args, paths), "status")
-    print(json.dumps(st, indent=2) if args.json else render_status(st))
+    print(json.dumps(st, indent=2) if args.json else render_status(from_wire(Status, st)))
     return 0
 
 
@@ -237,7 +125,7 @@ def cmd_watch(args, paths) -> int:
     try:
         while args.count is None or n < args.count:
             st = call(_socket(args, paths), "status")
-            print("\x1b[H\x1b[2J" + render_status(st), flush=True)
+            print("\x1b[H\x1b[2J" + render_status(from_wire(Status, st)), flush=True)
             n += 1
             if args.count is None or n < args.count:
                 time.sleep(args.interval)
@@ -246,27 +134,13 @@ def cmd_watch(args, paths) -> int:
     return 0
 
 
-def describe_pause(result: dict) -> list[str]:
-    """One line per GPU for `govctl pause`: what was given back, or why nothing was."""
-    lines = []
-    for gpu, report in result["paused"].items():
-        if report is None:
-            lines.append(f"GPU {gpu}: paused; govd had not changed it, nothing to give back")
-        elif report["ok"]:
-            knobs = ", ".join(k["action"] for k in report["knobs"])
-            lines.append(f"GPU {gpu}: paused; given back its original settings ({knobs})")
-        else:
-            lines.append(f"GPU {gpu}: paused, but NOT back to its original settings: {report['problem']}")
-    return lines
-
-
 def cmd_pause_resume(args, paths) -> int:
     result = call(_socket(args, paths), args.command, **_gpu_args(args))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     if args.command == "pause":
-        lines = describe_pause(result)
+        lines = describe_pause(from_wire(PauseResult, result))
         print("\n".join(lines))
         return 1 if any("NOT back" in line for line in lines) else 0
     for gpu in result["resumed"]:
@@ -292,7 +166,7 @@ def cmd_config(args, paths) -> int:
     if args.json or not args.effective:
         print(json.dumps(result, indent=2))
     else:
-        print(_table([[r["key"], json.dumps(r["value"]), r["source"]] for r in result["values"]],
+        print(table([[r["key"], json.dumps(r["value"]), r["source"]] for r in result["values"]],
                      ["key", "value", "from"]))
         for warning in result.get("warnings") or []:
             print(f"warning: {warning}")
@@ -332,7 +206,7 @@ def cmd_ledger(args, paths) -> int:
         return 0
     head = f"since {time.strftime('%Y-%m-%d %H:%M', time.localtime(since))}" if since else "all recorded"
     print(f"energy saved, {head} (interval in brackets)")
-    print(_table([[str(g["gpu"]), f"{g['measured_j'] / 3.6e6:.3f} kWh", f"{g['kwh']:.3f} kWh",
+    print(table([[str(g["gpu"]), f"{g['measured_j'] / 3.6e6:.3f} kWh", f"{g['kwh']:.3f} kWh",
                    f"[{g['saved_lo_j'] / 3.6e6:.3f}, {g['saved_hi_j'] / 3.6e6:.3f}]",
                    f"{g['money']:.2f} {g['currency']}", f"{g['co2e_kg']:.2f} kg", f"{g['lifetime_saved_kwh']:.3f} kWh"]
                   for g in result["gpus"]],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
@@ -17,7 +16,7 @@ from ..daemon import Daemon, DaemonOptions
 from ..errors import GovdError
 from ..logsetup import setup_logging
 from ..paths import resolve_paths
-from ..restore import restore_from_originals
+from ..restore import do_restore
 from ..sim.trace import load_trace
 
 log = logging.getLogger("govd")
@@ -51,24 +50,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--print-example-config", action="store_true", help="print a commented example config")
     p.add_argument("--version", action="version", version=f"govd {__version__}")
     return p
-
-
-def do_restore(args, paths) -> int:
-    report = restore_from_originals(paths.originals, force=args.force)
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    elif not report.found:
-        print(f"govd --restore: nothing to restore ({paths.originals} does not exist)")
-    elif report.error:
-        print(f"govd --restore: {report.error}", file=sys.stderr)
-    else:
-        for g in report.gpus:
-            knobs = ", ".join(f"{k['action']}: {'ok' if k['ok'] else k['error']}" for k in g["knobs"])
-            if g["ok"]:
-                print(f"GPU {g['index']} {g['uuid']}: restored ({knobs})")
-            else:
-                print(f"GPU {g['index']} {g['uuid']}: FAILED: {g.get('error') or knobs}", file=sys.stderr)
-    return 0 if report.ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
