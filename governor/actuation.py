@@ -1,24 +1,25 @@
-"""Writing to a GPU, written once for every backend: apply a setpoint knob by knob, read it back,
-and put saved settings back.
+"""Writing to a GPU, written once for every backend and every knob: apply a setpoint, read it back,
+and put saved settings back, each a loop over knobs.KNOBS.
 
-Each knob is a get/set pair. Knobs are applied in a fixed order (clock lock, then power limit) and
-restored in the reverse order, every knob in its own try, so that one failing knob never keeps the
-others from going back (GEOPM #4010).
+Knobs are applied in KNOBS order (clock lock, then power limit) and restored in the reverse order,
+every knob in its own try, so that one failing knob never keeps the others from going back
+(GEOPM #4010).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .device import UNKNOWN_LOCK, Device
+from .device import Device
 from .errors import DeviceError
+from .knobs import KNOBS, Knob
 from .vocabulary import DeviceSettings, Limits, Setpoint
 
 
 @dataclass(frozen=True)
 class KnobResult:
     knob: str  # "clocks" or "power_limit"
-    action: str  # what was done, e.g. "lock 345-1410 MHz", "reset", "300 W"
+    action: str  # what was done, e.g. "lock 345-1410 MHz", "reset clock lock", "power limit 300 W"
     ok: bool
     error: str | None = None
 
@@ -26,83 +27,49 @@ class KnobResult:
         return {"knob": self.knob, "action": self.action, "ok": self.ok, "error": self.error}
 
 
-def desired_lock(setpoint: Setpoint, limits: Limits) -> tuple[int, int] | None:
-    if not setpoint.locks_clocks:
-        return None
-    lo = setpoint.sm_clock_min_mhz if setpoint.sm_clock_min_mhz is not None else limits.sm_clock_min_mhz
-    hi = setpoint.sm_clock_max_mhz if setpoint.sm_clock_max_mhz is not None else limits.sm_clock_max_mhz
-    return (lo, hi)
-
-
-def desired_power(setpoint: Setpoint, limits: Limits) -> float:
-    return setpoint.power_limit_w if setpoint.power_limit_w is not None else limits.power_limit_default_w
-
-
-def _write_lock(device: Device, lock: tuple[int, int] | None) -> KnobResult:
-    action = f"lock {lock[0]}-{lock[1]} MHz" if lock else "reset clock lock"
+def _write(device: Device, knob: Knob, value) -> KnobResult:
+    action = knob.action(value)
     try:
-        if lock:
-            device.set_locked_clocks(lock[0], lock[1])
-        else:
-            device.reset_locked_clocks()
-        return KnobResult("clocks", action, True)
+        knob.write(device, value)
+        return KnobResult(knob.name, action, True)
     except DeviceError as exc:
-        return KnobResult("clocks", action, False, str(exc))
+        return KnobResult(knob.name, action, False, str(exc))
 
 
-def _write_power(device: Device, watts: float) -> KnobResult:
-    action = f"power limit {watts:g} W"
-    try:
-        device.set_power_limit_w(watts)
-        return KnobResult("power_limit", action, True)
-    except DeviceError as exc:
-        return KnobResult("power_limit", action, False, str(exc))
+def _knobs_of(limits: Limits | None, only: set[str] | None = None) -> list[Knob]:
+    """The knobs this GPU has (all, where its limits are unknown), optionally only those named."""
+    return [k for k in KNOBS if (limits is None or k.supported(limits.capabilities))
+            and (only is None or k.name in only)]
 
 
 def apply_setpoint(device: Device, limits: Limits, target: Setpoint, current: Setpoint | None) -> list[KnobResult]:
-    """Write the knobs of target that differ from current (None: write both)."""
-    caps = limits.capabilities
+    """Write the knobs of target that differ from current (None: write every knob)."""
     results = []
-    lock = desired_lock(target, limits)
-    if caps.can_lock_clocks and (current is None or desired_lock(current, limits) != lock):
-        results.append(_write_lock(device, lock))
-    watts = desired_power(target, limits)
-    if caps.can_set_power_limit and (current is None or desired_power(current, limits) != watts):
-        results.append(_write_power(device, watts))
+    for knob in _knobs_of(limits):
+        value = knob.desired(target, limits)
+        if current is None or knob.desired(current, limits) != value:
+            results.append(_write(device, knob, value))
     return results
 
 
 def read_back(device: Device, limits: Limits, target: Setpoint) -> list[str]:
     """Mismatches between what was asked and what the GPU now holds ([] when all is as set)."""
     problems = []
-    caps = limits.capabilities
-    if caps.can_set_power_limit:
-        have = device.get_power_limit_w()
-        want = desired_power(target, limits)
-        if abs(have - want) > 0.5:
-            problems.append(f"power limit reads {have:g} W, set {want:g} W")
-    if caps.can_lock_clocks:
-        lock = device.get_locked_clocks()
-        want_lock = desired_lock(target, limits)
-        if lock != UNKNOWN_LOCK and lock != want_lock:
-            problems.append(f"clock lock reads {lock}, set {want_lock}")
+    for knob in _knobs_of(limits):
+        have, want = knob.read(device), knob.desired(target, limits)
+        if knob.readable(have) and not knob.matches(have, want):
+            problems.append(f"{knob.label} reads {knob.show(have)}, set {knob.show(want)}")
     return problems
 
 
 def restore_settings(device: Device, settings: DeviceSettings, limits: Limits | None = None,
                      knobs: set[str] | None = None) -> list[KnobResult]:
-    """Put saved settings back: power limit first, then clocks (reverse of apply), each on its own.
+    """Put saved settings back in reverse apply order, each knob on its own.
 
     A knob the GPU does not have (limits say so) was never written, so there is nothing to restore.
     knobs limits the restore to those named ("power_limit", "clocks"); None: all.
     """
-    caps = limits.capabilities if limits is not None else None
-    results = []
-    if (caps is None or caps.can_set_power_limit) and (knobs is None or "power_limit" in knobs):
-        results.append(_write_power(device, settings.power_limit_w))
-    if (caps is None or caps.can_lock_clocks) and (knobs is None or "clocks" in knobs):
-        results.append(_write_lock(device, settings.locked_clocks_mhz if settings.clocks_known else None))
-    return results
+    return [_write(device, knob, knob.to_restore(settings)) for knob in reversed(_knobs_of(limits, knobs))]
 
 
 def describe_settings(settings: DeviceSettings) -> str:
@@ -152,19 +119,15 @@ def give_back(device: Device, saved: DeviceSettings, limits: Limits | None = Non
     write the saved settings (only the knobs named, if any), then read the GPU to say whether
     they took and what it holds."""
     written = restore_settings(device, saved, limits, knobs)
-    caps = limits.capabilities if limits is not None else None
     try:
         now = device.read_settings()
     except DeviceError as exc:
         return GiveBack(saved, written, None, [], str(exc))
     failed = {k.knob for k in written if not k.ok}  # already reported as failed writes
-    if knobs is not None:
-        failed |= {"power_limit", "clocks"} - knobs  # not restored here: not checked either
     mismatches = []
-    check_power = (caps is None or caps.can_set_power_limit) and "power_limit" not in failed
-    if check_power and abs(now.power_limit_w - saved.power_limit_w) > 0.5:
-        mismatches.append(f"power limit reads {now.power_limit_w:g} W, saved {saved.power_limit_w:g} W")
-    check_lock = (caps is None or caps.can_lock_clocks) and "clocks" not in failed
-    if check_lock and saved.clocks_known and now.clocks_known and now.locked_clocks_mhz != saved.locked_clocks_mhz:
-        mismatches.append(f"clock lock reads {now.locked_clocks_mhz}, saved {saved.locked_clocks_mhz}")
+    for knob in _knobs_of(limits, knobs):
+        have, want = knob.saved(now), knob.to_restore(saved)
+        if knob.name not in failed and knob.readable(have) and knob.readable(knob.saved(saved)) \
+                and not knob.matches(have, want):
+            mismatches.append(f"{knob.label} reads {knob.show(have)}, saved {knob.show(want)}")
     return GiveBack(saved, written, now, mismatches)

@@ -13,7 +13,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .actuation import desired_lock, desired_power
 from .vocabulary import DeviceSettings, Limits, Sample, Setpoint
 
 
@@ -106,7 +105,7 @@ class Envelope:
         top_lock = ceiling.locked_clocks_mhz if ceiling else None
         lock = None
         if caps.can_lock_clocks:
-            lo, hi = desired_lock(sp, lim) or top_lock or (lim.sm_clock_min_mhz, lim.sm_clock_max_mhz)
+            lo, hi = sp.lock(lim) or top_lock or (lim.sm_clock_min_mhz, lim.sm_clock_max_mhz)
             if b.get("sm_clock_max_mhz") is not None:
                 hi = min(hi, b["sm_clock_max_mhz"])
             if b.get("sm_clock_min_mhz") is not None:
@@ -122,7 +121,7 @@ class Envelope:
                 lock = (lo, hi)
         watts = None
         if caps.can_set_power_limit:
-            w = desired_power(sp, lim)
+            w = sp.power(lim)
             w_lo = max(lim.power_limit_min_w, b.get("power_limit_min_w") or 0.0)
             w_hi = min(lim.power_limit_max_w, b.get("power_limit_max_w") or float("inf"))
             if ceiling is not None and ceiling.power_limit_w is not None:
@@ -161,7 +160,7 @@ class Envelope:
                 self.guard_ceiling_mhz = self._floor_clock(self._guard_level_mhz)
         if not self.guard_engaged:
             return sp, None
-        lo, hi = desired_lock(sp, self.limits) or (self.limits.sm_clock_min_mhz, self.limits.sm_clock_max_mhz)
+        lo, hi = sp.lock(self.limits) or (self.limits.sm_clock_min_mhz, self.limits.sm_clock_max_mhz)
         hi = min(hi, self.guard_ceiling_mhz)
         note = f"thermal guard: {sample.temp_c:.0f} C (engages at {engage_c:.0f} C), SM clock ceiling {hi} MHz"
         return Setpoint(sm_clock_min_mhz=self.limits.sm_clock_min_mhz, sm_clock_max_mhz=hi,

@@ -201,6 +201,18 @@ class Setpoint:
     def is_default(self) -> bool:
         return not self.locks_clocks and self.power_limit_w is None
 
+    def lock(self, limits: Limits) -> tuple[int, int] | None:
+        """The SM clock lock the GPU should hold: None for no lock; a missing end is the GPU's own."""
+        if not self.locks_clocks:
+            return None
+        lo = self.sm_clock_min_mhz if self.sm_clock_min_mhz is not None else limits.sm_clock_min_mhz
+        hi = self.sm_clock_max_mhz if self.sm_clock_max_mhz is not None else limits.sm_clock_max_mhz
+        return (lo, hi)
+
+    def power(self, limits: Limits) -> float:
+        """The power limit the GPU should hold: the GPU's default where the setpoint names none."""
+        return self.power_limit_w if self.power_limit_w is not None else limits.power_limit_default_w
+
     def to_dict(self) -> dict:
         return asdict(self)
 

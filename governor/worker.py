@@ -20,15 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .actuation import (
-    GiveBack,
-    apply_setpoint,
-    describe_settings,
-    desired_lock,
-    desired_power,
-    give_back,
-    read_back,
-)
+from .actuation import GiveBack, describe_settings
+from .actuator import GpuActuator, SaveFailed
 from .clock import Clock
 from .config import Config
 from .controllers import Controller, controller_class
@@ -38,7 +31,7 @@ from .errors import ConfigError, DeviceError, GpuLostError
 from .ledger import CounterPower, GpuLedger, ThermalLimit
 from .originals import OriginalsFile
 from .policy import Policy
-from .vocabulary import THERMAL_REASONS, DeviceSettings, Limits, Sample, Setpoint, reason_names
+from .vocabulary import THERMAL_REASONS, Limits, Sample, Setpoint, reason_names
 
 log = logging.getLogger("govd")
 
@@ -99,10 +92,7 @@ class GpuWorker:
         self.envelope = Envelope(self.limits, dict(config.values["envelope"]), dict(policy.bounds))
         self.state = "dry-run" if dry_run else ("managed" if self.manage else "watching")
         self.reason: str | None = None
-        self.applied: Setpoint | None = None  # what govd last wrote and read back (None: nothing yet)
-        # govd has written to this GPU since its originals were saved: only then is there anything
-        # to put back (the daemon saves every managed GPU's originals at start-up, before any write)
-        self.wrote = False
+        self.actuator = GpuActuator(device, self.limits, originals)
         self.target: Setpoint | None = None  # the envelope's latest decision
         self.last_sample: Sample | None = None
         self.started = False
@@ -117,6 +107,16 @@ class GpuWorker:
         self.settle_s = 0.5 if self.limits.capabilities.has_instant_power else 1.2
         self.decisions: deque = deque(maxlen=200)
         self._lock = threading.RLock()
+
+    @property
+    def applied(self) -> Setpoint | None:
+        """What govd last wrote and read back (None: nothing yet, or unknown after a failed write)."""
+        return self.actuator.applied
+
+    @property
+    def wrote(self) -> bool:
+        """govd has written to this GPU since its originals were saved."""
+        return self.actuator.wrote
 
     def _make_controller(self, policy: Policy) -> Controller:
         controller = make_controller(policy, self.limits)
@@ -164,7 +164,7 @@ class GpuWorker:
             if self.backoff_until is not None and now < self.backoff_until:
                 return
             self.log.info("GPU %d: back-off over; taking the GPU again from its current settings", self.info.index)
-            self.state, self.reason, self.applied, self.started = "managed", None, None, False
+            self.state, self.reason, self.actuator.applied, self.started = "managed", None, None, False
         if not self.started:
             self._take_ceiling()
             self.controller.start(sample, self._current_setpoint())
@@ -231,31 +231,16 @@ class GpuWorker:
 
     def _write(self, setpoint: Setpoint, now: float) -> None:
         try:
-            self.originals.save_once(self.device)
-        except (DeviceError, OSError) as exc:
-            # never write to a GPU whose originals could not be saved
+            problem = self.actuator.write(setpoint, readback=self.config.get("envelope", "readback"))
+        except SaveFailed as exc:  # never write to a GPU whose originals could not be saved
             self._error(now, f"cannot save originals, not writing: {exc}")
             return
-        self.wrote = True  # from here on the GPU may differ from its originals, even if the write fails
-        results = apply_setpoint(self.device, self.limits, setpoint, self.applied)
         self.envelope.record_write(now)
         self.last_write_t = now
         self.stats.writes += 1
-        failed = [r for r in results if not r.ok]
-        if failed:
-            self.applied = None  # unknown state: rewrite every knob next time
-            self._error(now, "; ".join(f"{r.action}: {r.error}" for r in failed))
+        if problem is not None:
+            self._error(now, problem)
             return
-        if self.config.get("envelope", "readback"):
-            try:
-                problems = read_back(self.device, self.limits, setpoint)
-            except DeviceError as exc:
-                problems = [f"read-back failed: {exc}"]
-            if problems:
-                self.applied = None
-                self._error(now, "read-back mismatch: " + "; ".join(problems))
-                return
-        self.applied = setpoint
         self.stats.count_direction(self._level(setpoint))
 
     def _level(self, sp: Setpoint) -> float:
@@ -264,101 +249,42 @@ class GpuWorker:
         watts = sp.power_limit_w if sp.power_limit_w is not None else self.limits.power_limit_default_w
         return clock / self.limits.sm_clock_max_mhz + watts / self.limits.power_limit_max_w
 
-    def _expected_settings(self) -> tuple[float, tuple[int, int] | None] | None:
-        """The power limit and clock lock the GPU should hold if nobody else wrote to it: what govd
-        last wrote, or, before its first write, the originals saved at start-up; None when unknown
-        (after a failed write, or with nothing saved)."""
-        if self.applied is not None:
-            return desired_power(self.applied, self.limits), desired_lock(self.applied, self.limits)
-        if self.wrote:
-            return None
-        saved = self.originals.saved(self.info.uuid)
-        if saved is None:
-            return None
-        return saved.power_limit_w, (saved.locked_clocks_mhz if saved.clocks_known else UNKNOWN_LOCK)
-
     def _changed_behind_our_back(self, sample: Sample, counter_reset: bool) -> bool:
         """Detect another writer (nvidia-smi, another daemon) or a driver reload.
 
         A driver reload resets the energy counter and puts the defaults back: govd re-applies its
         setpoint. Anything else that differs from what govd wrote (or, before govd's first write,
-        from the originals it saved) is another program: govd backs off rather than fight it, and
-        leaves that program's settings in place, also when it exits.
-        """
-        expected = self._expected_settings()
-        if expected is None:
-            return False
-        want_power, want_lock = expected
-        seen = []
-        power_changed = (self.limits.capabilities.can_set_power_limit
-                         and abs(sample.power_limit_w - want_power) > 0.5)
-        if power_changed:
-            seen.append(f"power limit {sample.power_limit_w:g} W (expected {want_power:g} W)")
-        lock = UNKNOWN_LOCK
-        if self.limits.capabilities.can_lock_clocks and want_lock != UNKNOWN_LOCK:
-            try:
-                lock = self.device.get_locked_clocks()
-            except DeviceError:
-                lock = UNKNOWN_LOCK
-        lock_changed = lock != UNKNOWN_LOCK and lock != want_lock
-        if lock_changed:
-            seen.append(f"clock lock {lock} (expected {want_lock})")
-        if not seen:
+        from the originals it saved) is another program: govd backs off rather than fight it, gives
+        back what it set that the other program left, and leaves that program's settings in place."""
+        other = self.actuator.other_write(sample)
+        if other is None:
             return False
         if counter_reset:
-            if not self.wrote:
-                # before govd's first write: the driver's defaults are what govd found now, and
-                # the settings saved at start-up are gone from the GPU (not by govd's hand)
+            if not self.actuator.wrote:
                 self.log.warning("GPU %d: driver reload detected (energy counter reset, settings at defaults) "
                                  "before govd wrote to it; its originals are saved again at the first write",
                                  self.info.index)
-                self.originals.forget(self.info.uuid)
+                self.actuator.forget_unwritten()
                 return False
             self.log.warning("GPU %d: driver reload detected (energy counter reset, settings at defaults); "
-                        "re-applying", self.info.index)
-            self.applied = None
+                             "re-applying", self.info.index)
+            self.actuator.applied = None
             return False
-        what = "; ".join(seen)
+        what = other.describe()
         backoff = self.config.get("envelope", "external_backoff_s")
         self.log.warning("GPU %d: another program changed it (%s); backing off for %.0f s and leaving its settings",
-                    self.info.index, what, backoff)
+                         self.info.index, what, backoff)
         self.state, self.reason = "backed-off", f"changed by another program: {what}"
         self.backoff_until = self.clock.now() + backoff
-        self.applied = None
-        self._give_back_unchanged(sample.power_limit_w if power_changed else None, lock if lock_changed else None,
-                                  lock_changed)
+        report = self.actuator.give_back_unchanged(other)
+        if report is not None and report.ok:
+            self.log.info("GPU %d: gave back govd's %s (%s), left the other program's settings", self.info.index,
+                          " and ".join(k.knob for k in report.knobs),
+                          describe_settings(report.now) if report.now is not None else "unreadable")
+        elif report is not None:
+            self.log.error("GPU %d: could not give back govd's settings after another program wrote to it: %s; "
+                           "originals.json keeps them for `govd --restore`", self.info.index, report.problem())
         return True
-
-    def _give_back_unchanged(self, their_power_w: float | None, their_lock, lock_changed: bool) -> None:
-        """On another program's write: give back every setting govd made that the other program did
-        not change, and leave the other program's alone. The GPU then holds its originals where
-        the other program did not write, so nothing of govd's is left on it and its entry leaves
-        originals.json; when the back-off ends govd takes it again from what it holds then."""
-        saved = self.originals.saved(self.info.uuid)
-        if saved is None:
-            return
-        if not self.wrote:  # nothing of govd's on the GPU: the other program owns what it changed
-            self.originals.forget(self.info.uuid)
-            return
-        power_changed = their_power_w is not None
-        knobs = {k for k, changed in (("power_limit", power_changed), ("clocks", lock_changed)) if not changed}
-        # what a restore must give this GPU from now on: its originals, but the other program's
-        # values where it wrote (a later `govd --restore` must not clobber them)
-        keep = DeviceSettings(power_limit_w=their_power_w if power_changed else saved.power_limit_w,
-                              locked_clocks_mhz=their_lock if lock_changed else saved.locked_clocks_mhz,
-                              clocks_known=True if lock_changed else saved.clocks_known)
-        report = give_back(self.device, keep, self.limits, knobs=knobs) if knobs else None
-        if report is None or report.ok:
-            self.wrote = False
-            self.originals.forget(self.info.uuid)
-            if knobs:
-                self.log.info("GPU %d: gave back govd's %s (%s), left the other program's settings",
-                              self.info.index, " and ".join(sorted(knobs)), describe_settings(report.now)
-                              if report.now is not None else "unreadable")
-            return
-        self.originals.update(self.info.uuid, keep)
-        self.log.error("GPU %d: could not give back govd's settings after another program wrote to it: %s; "
-                       "originals.json keeps them for `govd --restore`", self.info.index, report.problem())
 
     def _error(self, now: float, message: str) -> None:
         self.stats.errors += 1
@@ -383,18 +309,11 @@ class GpuWorker:
         not be put back stays in originals.json for `govd --restore`, and its report says what it
         holds now."""
         with self._lock:
-            saved = self.originals.saved(self.info.uuid)
-            self.applied = None
             self.started = False
-            if saved is None:
+            report = self.actuator.hand_back()
+            if report is None:
                 return None
-            if not self.wrote:  # saved at start-up, never written: nothing to put back
-                self.originals.forget(self.info.uuid)
-                return None
-            report = give_back(self.device, saved, self.limits)
             if report.ok:
-                self.wrote = False
-                self.originals.forget(self.info.uuid)
                 self.log.info("GPU %d: restored to its original settings", self.info.index)
             else:
                 self.log.error("GPU %d (%s): restore incomplete: %s; originals.json keeps it for `govd --restore`",
@@ -511,4 +430,4 @@ class GpuWorker:
         saved = self.originals.saved(self.info.uuid)
         if saved is None:
             return None
-        return {"settings": saved.to_dict(), "changed_by_govd": self.wrote}
+        return {"settings": saved.to_dict(), "changed_by_govd": self.actuator.wrote}

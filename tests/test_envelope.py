@@ -102,3 +102,34 @@ def test_error_budget():
     assert not e.record_error(20, "c")  # the first two fell out of the window
     assert not e.record_error(21, "d")
     assert e.record_error(22, "e")
+
+
+def test_a_new_knob_is_one_more_entry_applied_read_back_and_restored(monkeypatch):
+    """Apply, read-back and restore are loops over KNOBS: a memory-clock lock would be one entry."""
+    from governor import actuation, knobs
+    from governor.vocabulary import DeviceSettings, Limits, Setpoint
+
+    held = {"mem": None}
+    mem = knobs.Knob(name="mem_lock", supported=lambda caps: True, desired=lambda sp, lim: 1593,
+                     saved=lambda settings: None, read=lambda dev: held["mem"], observed=lambda s, dev: held["mem"],
+                     write=lambda dev, v: held.__setitem__("mem", v), matches=lambda a, b: a == b,
+                     action=lambda v: f"memory lock {v}", label="memory clock lock")
+    monkeypatch.setattr(actuation, "KNOBS", (*knobs.KNOBS, mem))
+
+    class Dev:
+        lock, watts = None, 700.0
+
+        def set_locked_clocks(self, lo, hi): self.lock = (lo, hi)  # noqa: E704
+        def reset_locked_clocks(self): self.lock = None  # noqa: E704
+        def set_power_limit_w(self, w): self.watts = w  # noqa: E704
+        def get_locked_clocks(self): return self.lock  # noqa: E704
+        def get_power_limit_w(self): return self.watts  # noqa: E704
+
+    limits = Limits(sm_clocks_mhz=(345, 1200, 1980), mem_clock_mhz=2619, power_limit_min_w=200,
+                    power_limit_max_w=700, power_limit_default_w=700, temp_slowdown_c=87, temp_shutdown_c=92)
+    dev = Dev()
+    results = actuation.apply_setpoint(dev, limits, Setpoint(sm_clock_max_mhz=1200), None)
+    assert [r.knob for r in results] == ["clocks", "power_limit", "mem_lock"] and held["mem"] == 1593
+    assert actuation.read_back(dev, limits, Setpoint(sm_clock_max_mhz=1200)) == []
+    restored = actuation.restore_settings(dev, DeviceSettings(power_limit_w=700.0), limits)
+    assert [r.knob for r in restored] == ["mem_lock", "power_limit", "clocks"] and held["mem"] is None

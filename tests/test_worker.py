@@ -67,7 +67,7 @@ def test_errors_on_set_spend_the_budget_then_the_gpu_is_handed_back_and_degraded
     run(w, clock, 0.3)
     assert driver_state(sim)["locked_clocks_mhz"] == [345, 1200]
     sim.faults = SimFaults(fail_sets=10)  # two knobs a tick: five failing ticks, then the restore succeeds
-    w.applied = None  # force rewrites, as after a lost write
+    w.actuator.applied = None  # force rewrites, as after a lost write
     run(w, clock, 3)
     assert w.state == "degraded" and "error budget" in w.reason
     assert driver_state(sim)["locked_clocks_mhz"] is None and driver_state(sim)["power_limit_w"] == 700
