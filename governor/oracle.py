@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .controllers.base import Controller
+from .controllers.base import NO_CONTEXT, Controller, TickContext
 from .sim import physics
 from .sim.spec import GpuSpec
 from .sim.trace import Phase, Trace
@@ -135,15 +135,15 @@ class ScheduleController(Controller):
     """Holds the oracle's plan: a setpoint per phase, switched when the simulator says the phase changed."""
 
     name = "oracle-schedule"
-    needs_app_progress = True
+    evaluation_only = True
 
     def __init__(self, params, limits):
         super().__init__({}, limits)
         self.plan: dict[str, Setpoint] = params["plan"]
         self.phase: str | None = None
 
-    def observe_truth(self, truth: dict) -> None:
-        self.phase = truth.get("phase")
+    def observe_app(self, info: dict) -> None:
+        self.phase = info.get("phase")
 
-    def decide(self, sample: Sample) -> Setpoint:
+    def decide(self, sample: Sample, context: TickContext = NO_CONTEXT) -> Setpoint:
         return self.plan.get(self.phase, Setpoint())

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .clock import VirtualClock
 from .config import Config, default_config
+from .controllers.base import NO_CONTEXT, Controller, TickContext
 from .errors import GovdError
 from .originals import OriginalsFile
 from .policy import Policy, load_policy
@@ -21,7 +22,28 @@ from .sim.device import SimDevice
 from .sim.spec import GpuSpec, load_spec
 from .sim.trace import Trace, load_trace
 from .vocabulary import Setpoint
-from .worker import GpuWorker
+from .worker import GpuWorker, make_controller
+
+
+class AppInformed(Controller):
+    """Evaluation only: hands a controller what only the application knows (Zeus's progress, an
+    oracle's phase: the simulator's truth) before each decision. The daemon's loop never does."""
+
+    def __init__(self, inner: Controller, app_info: Callable[[], dict]):
+        super().__init__({}, inner.limits)
+        self.inner, self.app_info = inner, app_info
+        self.counterfactual = inner.counterfactual
+
+    def start(self, sample, current) -> None:
+        self.inner.start(sample, current)
+
+    def decide(self, sample, context: TickContext = NO_CONTEXT):
+        self.inner.observe_app(self.app_info())
+        return self.inner.decide(sample, context)
+
+    def status(self) -> dict:
+        return self.inner.status()
+
 
 DEFAULT_POLICY = Policy(name="default", controller="default", description="firmware default", source="builtin")
 
@@ -62,9 +84,10 @@ def run_trace(spec: GpuSpec, trace: Trace, policy: Policy, config: Config | None
     clock = VirtualClock()
     with tempfile.TemporaryDirectory(prefix="govd-sim-") as tmp:
         device = SimDevice(spec, 0, clock, Path(tmp), trace=trace)
-        controller = controller_factory(device.limits()) if controller_factory else None
+        inner = controller_factory(device.limits()) if controller_factory else make_controller(policy, device.limits())
+        controller = AppInformed(inner, device.gpu.truth) if hasattr(inner, "observe_app") else inner
         worker = GpuWorker(device, policy, config, OriginalsFile(Path(tmp) / "originals.json"), clock,
-                           app_info=device.gpu.truth, controller=controller)
+                           controller=controller)
         period = worker.period_s
         limit = trace.default_seconds * max_factor + 600.0
         t = 0.0

@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +24,7 @@ from .actuator import GpuActuator, SaveFailed
 from .clock import Clock
 from .config import Config
 from .controllers import Controller, controller_class
+from .controllers.base import TickContext
 from .device import UNKNOWN_LOCK, Device
 from .envelope import Ceiling, Envelope
 from .errors import ConfigError, DeviceError, GpuLostError
@@ -64,6 +64,11 @@ class LoopStats:
         return 1000.0 * values[min(len(values) - 1, int(q * len(values)))]
 
 
+def _no_ratio(sample: Sample, power_w: float) -> None:
+    """A controller without a counterfactual cannot say what default would do at the thermal limit."""
+    return None
+
+
 def make_controller(policy: Policy, limits: Limits) -> Controller:
     try:
         return controller_class(policy.controller, policy.source)(policy.params, limits)
@@ -73,8 +78,7 @@ def make_controller(policy: Policy, limits: Limits) -> Controller:
 
 class GpuWorker:
     def __init__(self, device: Device, policy: Policy, config: Config, originals: OriginalsFile, clock: Clock,
-                 dry_run: bool = False, app_info: Callable[[], dict] | None = None,
-                 controller: Controller | None = None):
+                 dry_run: bool = False, controller: Controller | None = None):
         self.device = device
         self.info = device.info
         self.clock = clock
@@ -85,9 +89,6 @@ class GpuWorker:
         self.manage = bool(config.gpu_value(self.info.index, self.info.uuid, "manage", True))
         self.period_s = config.get("daemon", "period_ms") / 1000.0
         self.policy = policy
-        # what the application itself knows (progress, phase), for the peers and oracles that are given
-        # it in evaluation (zeus-pl reads progress from the training loop); never used by govd's own
-        self.app_info = app_info
         self.controller = controller if controller is not None else self._make_controller(policy)
         self.envelope = Envelope(self.limits, dict(config.values["envelope"]), dict(policy.bounds))
         self.state = "dry-run" if dry_run else ("managed" if self.manage else "watching")
@@ -120,10 +121,10 @@ class GpuWorker:
 
     def _make_controller(self, policy: Policy) -> Controller:
         controller = make_controller(policy, self.limits)
-        if getattr(controller, "needs_app_progress", False) and self.app_info is None:
+        if controller.evaluation_only:
             raise ConfigError(policy.source, "controller",
-                              f"{policy.controller} needs the application's own progress (as Zeus reads it from "
-                              "the training loop); it runs only in `govctl simulate`")
+                              f"{policy.controller} needs what only the application knows (as Zeus reads progress "
+                              "from the training loop); it runs only in `govctl simulate`")
         return controller
 
     # ----- one tick ----------------------------------------------------------------------------
@@ -153,11 +154,12 @@ class GpuWorker:
         self.last_sample = sample
         at_default = self.dry_run or self.applied is None or self.applied == self.envelope.baseline
         at_limit = self.envelope.guard_engaged or bool(sample.clock_event_reasons & THERMAL_REASONS)
-        thermal = ThermalLimit(default_temp_c=self._throttled_default_c(),
-                               work_ratio=self.controller.throttled_work_ratio, at_limit=at_limit)
+        counterfactual = self.controller.counterfactual
+        thermal = ThermalLimit(default_temp_c=self._throttled_default_c(), at_limit=at_limit,
+                               work_ratio=counterfactual.throttled_work_ratio if counterfactual else _no_ratio)
+        reference = None if at_default or counterfactual is None else counterfactual.reference(sample)
         counter_reset = self.ledger.observe(sample, at_default, settled=now - self.last_write_t >= self.settle_s,
-                                            reference=None if at_default else self.controller.reference(sample),
-                                            thermal=thermal)
+                                            reference=reference, thermal=thermal)
         if self.state in ("degraded", "paused", "watching"):
             return
         if self.state == "backed-off":
@@ -169,22 +171,16 @@ class GpuWorker:
             self._take_ceiling()
             self.controller.start(sample, self._current_setpoint())
             self.started = True
-        # only when the GPU itself is at the limit: that default would be throttled while govd keeps
-        # it cooler rests on the cooling extrapolated to temperatures not seen, which may say
-        # "throttled" of a default that is not (and the budget would be overspent against it)
-        self.controller.note_thermal(self._thermal_default_power_w() if at_limit else None)
         if not self.dry_run and self._changed_behind_our_back(sample, counter_reset):
             return
-        if self.state == "managed" and not self.controller.measures_reference and self.ledger.wants_default(now):
+        if self.state == "managed" and counterfactual is None and self.ledger.wants_default(now):
             proposal = Setpoint()  # a control window for the ledger: the controller is not consulted
         else:
-            if self.app_info is not None:
-                info = self.app_info()
-                if hasattr(self.controller, "observe_progress"):
-                    self.controller.observe_progress(info["work_done_s"])
-                if hasattr(self.controller, "observe_truth"):
-                    self.controller.observe_truth(info)
-            proposal = self.controller.decide(sample)
+            # the thermal default only when the GPU itself is at the limit: that default would be
+            # throttled while govd keeps it cooler rests on the cooling extrapolated to temperatures
+            # not seen, which may say "throttled" of a default that is not (the budget overspent)
+            context = TickContext(thermal_default_power_w=self._thermal_default_power_w() if at_limit else None)
+            proposal = self.controller.decide(sample, context)
         decision = self.envelope.check(sample, proposal, self.applied if not self.dry_run else self.target, now)
         self.target = decision.setpoint
         if decision.notes and decision.safety:

@@ -3,7 +3,9 @@
 import pytest
 from controller_helpers import H100, ceiling, sample
 
-from governor.controllers.model import DRAIN_MAX_S, MIX_STEP_MIN, ModelController
+from governor.controllers.base import TickContext
+from governor.controllers.model import MIX_STEP_MIN, ModelController
+from governor.controllers.model_mix import DRAIN_MAX_S
 from governor.controllers.phase_model import PhaseModel, Probe
 from governor.vocabulary import Setpoint
 
@@ -121,14 +123,14 @@ def test_the_ledger_is_told_which_phase_a_sample_belongs_to_or_that_none_fits():
     mem.f = comp.f = c.limits.snap_clock(1200)
     # each phase's reading is priced by its own default-settings measurement, whichever phase is held
     for gpu in (mem, comp):
-        ref = c.reference(gpu.read(100.0))
+        ref = c.counterfactual.reference(gpu.read(100.0))
         model = min(c.models, key=lambda m: abs(m.ref.progress - ref.progress))
         assert ref.known and ref.power_w == model.ref.power
-    assert c.reference(mem.read(100.0)).power_w != c.reference(comp.read(100.0)).power_w
+    assert c.counterfactual.reference(mem.read(100.0)).power_w != c.counterfactual.reference(comp.read(100.0)).power_w
     # a reading no known phase explains (an idle gap) gets no price: the ledger claims no saving for it
     idle = SyntheticGpu(cb=0.5, busy=0.02, dram=0.01)
     idle.f = mem.f
-    assert not c.reference(idle.read(100.0)).known
+    assert not c.counterfactual.reference(idle.read(100.0)).known
 
 
 def controller_with_phase(params, ref, *probes):
@@ -203,19 +205,20 @@ def test_a_held_mix_of_arriving_work_is_priced_by_its_model_where_progress_is_an
     assert m.kind == "arrival"
     held = c.limits.snap_clock(0.9 * m.ref.f)  # between the reference and the deepest probe
     assert m.delay(held) == pytest.approx(0.0, abs=1e-9)
-    ref = c.reference(sample(200.0, util=70.0, clock=held, mem=28.0, dram=None))
+    ref = c.counterfactual.reference(sample(200.0, util=70.0, clock=held, mem=28.0, dram=None))
     assert ref.known and ref.power_w == m.ref.power and ref.work_ratio == pytest.approx(1.0)
     # GPM's bandwidth reading is fine enough to price by: the pooled reference as it is
-    assert c.reference(sample(200.0, util=70.0, clock=held, mem=28.0, dram=28.4)).work_ratio is None
+    assert c.counterfactual.reference(sample(200.0, util=70.0, clock=held, mem=28.0, dram=28.4)).work_ratio is None
     # below its deepest probe the model extrapolates, and while probing it is being tested: readings price
     deep = c.limits.snap_clock(0.5 * m.probes[0].f)
-    assert c.reference(sample(200.0, util=99.0, clock=deep, mem=20.0, dram=None)).work_ratio is None
+    assert c.counterfactual.reference(sample(200.0, util=99.0, clock=deep, mem=20.0, dram=None)).work_ratio is None
     c._enter("probe", 200.0, Setpoint())
-    assert c.reference(sample(200.0, util=70.0, clock=held, mem=28.0, dram=None)).work_ratio is None
+    assert c.counterfactual.reference(sample(200.0, util=70.0, clock=held, mem=28.0, dram=None)).work_ratio is None
     # a serial mix's model is the cautious one (it errs slow): its readings price it
     c, m = _held_mix(progress_at_probe=30.0 * 0.85)
     assert m.kind == "serial"
-    assert c.reference(sample(200.0, util=70.0, clock=m.probes[0].f, mem=25.0, dram=None)).work_ratio is None
+    priced = c.counterfactual.reference(sample(200.0, util=70.0, clock=m.probes[0].f, mem=25.0, dram=None))
+    assert priced.work_ratio is None
 
 
 def test_a_mix_whose_utilization_did_not_rise_at_its_probe_is_not_sent_far_below_it():
@@ -308,8 +311,8 @@ def test_a_warmed_phase_at_the_power_limit_is_priced_as_default_holds_it_under_t
     c, m = controller_with_phase({"slowdown_budget": 0.03}, ref,
                                  Probe(f=1605, util=0.96, progress=18.6, power=590.0, temp_c=50.0),
                                  Probe(f=1455, util=0.97, progress=17.1, power=495.0, temp_c=50.0))
-    assert c._default_under_cap(m, 690.0) == (690.0, 1.0)  # under the limit: as measured
-    power, slower = c._default_under_cap(m, 699.0 + 8.0)  # 8 W of warm excess
+    assert c.counterfactual._default_under_cap(m, 690.0) == (690.0, 1.0)  # under the limit: as measured
+    power, slower = c.counterfactual._default_under_cap(m, 699.0 + 8.0)  # 8 W of warm excess
     assert power <= 700.0 and power < 699.0  # a clock step down, under the limit
     assert slower == pytest.approx(m.wall_time(1740.0) / m.wall_time(1755.0))
     assert 1.0 < slower < 1.01
@@ -321,19 +324,19 @@ def test_a_first_probe_is_priced_by_its_phase_when_its_readings_fit_the_same_wor
     c, m = controller_with_phase({"slowdown_budget": 0.03}, ref)
     c._enter("probe", 0.0, Setpoint(sm_clock_min_mhz=1530, sm_clock_max_mhz=1530))
     same_work = sample(1.0, util=97.0, clock=1530.0, power=520.0, mem=28.0, dram=28.0)
-    priced = c.reference(same_work)
+    priced = c.counterfactual.reference(same_work)
     assert priced.known and priced.power_w == ref.power and priced.progress == ref.progress
     assert priced.source[0] == "probe"  # the one-point model predicts 690 W here: it does not match
     # an input stall during the probe is not the probed work (far less busy): no price, no claim
-    assert not c.reference(sample(1.1, util=12.0, clock=1530.0, power=150.0, mem=2.0, dram=2.0)).known
+    assert not c.counterfactual.reference(sample(1.1, util=12.0, clock=1530.0, power=150.0, mem=2.0, dram=2.0)).known
     # progress faster than at default is not the same work either
-    assert not c.reference(sample(1.2, util=97.0, clock=1530.0, power=520.0, mem=40.0, dram=40.0)).known
+    assert not c.counterfactual.reference(sample(1.2, util=97.0, clock=1530.0, power=520.0, mem=40.0, dram=40.0)).known
     # through integer memory utilization (no GPM) a probe's slowdown does not show: no claim
-    assert not c.reference(sample(1.4, util=97.0, clock=1530.0, power=520.0, mem=28.0)).known
+    assert not c.counterfactual.reference(sample(1.4, util=97.0, clock=1530.0, power=520.0, mem=28.0)).known
     # and outside a probe the controller prices only what a phase model explains
     c._enter("hold", 2.0, Setpoint(sm_clock_min_mhz=1530, sm_clock_max_mhz=1530))
     c.held_f = 1530.0
-    assert not c.reference(same_work).known
+    assert not c.counterfactual.reference(same_work).known
 
 
 def _warm_mix_controller(window_error):
@@ -398,10 +401,10 @@ def _hold_at_the_thermal_limit(c, m, default_power, seconds):
     t, states = 0.0, set()
     while t < seconds:
         t += 0.2
-        c.note_thermal(default_power)
         f = float(c.setpoint.sm_clock_max_mhz or 1980)
         u, prog, p = m.predict(f)
-        c.decide(sample(t, util=100 * u, clock=f, mem=prog, dram=prog, power=p, temp=84.0))
+        c.decide(sample(t, util=100 * u, clock=f, mem=prog, dram=prog, power=p, temp=84.0),
+                 TickContext(thermal_default_power_w=default_power))
         states.add(c.state)
     return states
 
@@ -440,8 +443,8 @@ def test_a_refresh_the_thermal_limit_interrupts_keeps_the_reference_the_phase_ha
     t = 130.0
     for _ in range(3):  # the refresh runs at default clocks; the GPU reaches its limit
         t += 0.2
-        c.note_thermal(520.0)
-        c.decide(sample(t, util=97.0, clock=1700.0, mem=27.0, dram=27.0, power=560.0, temp=86.0))
+        c.decide(sample(t, util=97.0, clock=1700.0, mem=27.0, dram=27.0, power=560.0, temp=86.0),
+                 TickContext(thermal_default_power_w=520.0))
     assert c.state == "hold" and c.current is m and c.last_change == "refresh abandoned: thermal limit"
     assert m.ref is ref_before
 

@@ -40,7 +40,7 @@ def test_zeus_profiles_limits_in_25w_steps_then_holds_the_cheapest():
         rate = min(1.0, limit / 450.0)
         work += 0.2 * rate
         energy_mj += int(limit * 0.2 * 1000)
-        c.observe_progress(work)
+        c.observe_app({"work_done_s": work})
         t += 0.2
     assert sorted(set(seen), reverse=True)[:2] == [700, 675]
     # cost = 0.5 E + 0.5 * 700 * T per unit work: E/w = P/rate, T/w = 1/rate -> min at 450 W

@@ -21,7 +21,7 @@ def test_a_plugin_controller_is_found_and_runs(tmp_path, monkeypatch):
             name = "half-clock"
             PARAMS = {"fraction": Key(float, 0.5, lo=0.1, hi=1.0)}
 
-            def decide(self, sample):
+            def decide(self, sample, context=None):
                 f = self.limits.snap_clock(self.limits.sm_clock_max_mhz * self.params["fraction"])
                 return Setpoint(sm_clock_min_mhz=self.limits.sm_clock_min_mhz, sm_clock_max_mhz=f)
     '''))
@@ -50,3 +50,28 @@ def test_a_broken_plugin_is_a_config_error(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ConfigError, match="failed to load"):
         policy_from_dict({"name": "b", "controller": "broken"}, "test")
+
+
+def test_a_plugin_written_for_the_old_contract_is_a_clear_config_error(tmp_path, monkeypatch):
+    import pytest
+
+    from governor.errors import ConfigError
+
+    (tmp_path / "oldctl.py").write_text(textwrap.dedent('''
+        from governor.controllers.base import Controller
+        from governor.vocabulary import Setpoint
+
+        class Old(Controller):
+            name = "old"
+
+            def decide(self, sample):
+                return Setpoint()
+    '''))
+    dist = tmp_path / "oldctl-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: oldctl\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[govd.controllers]\nold = oldctl:Old\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match=r"decide\(self, sample, context\)"):
+        policy_from_dict({"name": "o", "controller": "old"}, "test")
+    sys.modules.pop("oldctl", None)

@@ -216,7 +216,7 @@ def test_a_controller_needing_app_progress_is_refused_in_the_daemon(sim, clock, 
     from governor.errors import ConfigError
     from governor.policy import Policy
 
-    with pytest.raises(ConfigError, match="needs the application's own progress"):
+    with pytest.raises(ConfigError, match="needs what only the application knows"):
         GpuWorker(sim, Policy(name="z", controller="zeus-pl", source="t"), config, originals, clock)
 
 

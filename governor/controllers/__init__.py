@@ -3,6 +3,7 @@ entry-point group, so a site can add its own algorithm without patching govd."""
 
 from __future__ import annotations
 
+import inspect
 from importlib.metadata import entry_points
 
 from ..errors import ConfigError
@@ -44,6 +45,9 @@ def controller_class(name: str, source: str = "policy") -> type[Controller]:
             raise ConfigError(source, "controller", f"controller plugin {name!r} failed to load: {exc}") from None
     if not (isinstance(cls, type) and issubclass(cls, Controller)):
         raise ConfigError(source, "controller", f"plugin {name!r} is not a governor Controller subclass")
+    if len(inspect.signature(cls.decide).parameters) < 3:
+        raise ConfigError(source, "controller", f"plugin {name!r}: decide must be decide(self, sample, context) "
+                                                "(the context carries the thermal limit; docs/controllers.md)")
     return cls
 
 

@@ -1,17 +1,49 @@
-"""The controller interface: a pure algorithm from samples to setpoints.
+"""The controller contract: a pure algorithm from samples to setpoints.
 
 A controller does no I/O and is deterministic given its samples, so it can be unit-tested with
 synthetic sample sequences and replayed from a log. It never sees the device, the simulator's
 ground truth or the envelope; the envelope clamps whatever it asks for.
+
+Three calls: `start` (take over a GPU without a bump), `decide` (the setpoint for this tick) and
+`status` (for `govctl status`). A controller that measures each phase at default settings itself
+also offers the ledger a `Counterfactual`, so the ledger needs no control windows of its own.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
 from ..schema import Key, check_table, defaults
 from ..vocabulary import DefaultReference, Limits, Sample, Setpoint
+
+
+@dataclass(frozen=True)
+class TickContext:
+    """What the loop knows this tick beyond the sample.
+
+    thermal_default_power_w: at the thermal limit, the power default settings would dissipate
+    there, throttled by the firmware (from the cooling the ledger learned); None when the GPU is
+    not at the limit or the cooling is not known yet. The thermal guard cuts clocks for safety,
+    so what default would do there is no reference measured under it: a controller with a
+    slowdown budget charges and plans against this instead."""
+
+    thermal_default_power_w: float | None = None
+
+
+NO_CONTEXT = TickContext()
+
+
+class Counterfactual(Protocol):
+    """What the ledger asks a controller that measures default settings itself."""
+
+    def reference(self, sample: Sample) -> DefaultReference:
+        """What this sample's work would cost at default settings (known=False: cannot tell)."""
+
+    def throttled_work_ratio(self, sample: Sample, power_w: float) -> float | None:
+        """At the thermal limit: how much more work per second default settings would do than the
+        GPU does now, if they dissipated power_w; None: cannot tell."""
 
 
 class Controller(ABC):
@@ -19,9 +51,12 @@ class Controller(ABC):
 
     name: ClassVar[str] = ""
     PARAMS: ClassVar[dict[str, Key]] = {}
-    # True when the controller itself runs each phase at default settings now and then and reports
-    # it through reference(): the ledger then forces no control windows of its own
-    measures_reference: ClassVar[bool] = False
+    # True for controllers that read what only the application knows (Zeus's training progress, an
+    # oracle's phase): they run only in offline evaluation, which supplies it (lab/)
+    evaluation_only: ClassVar[bool] = False
+    # set by a controller that prices the counterfactual for the ledger (None: the ledger runs its
+    # own control windows)
+    counterfactual: Counterfactual | None = None
 
     def __init__(self, params: dict[str, Any], limits: Limits):
         self.params = {**defaults(self.PARAMS), **params}
@@ -36,26 +71,8 @@ class Controller(ABC):
         """Take over a GPU: begin from the state it is in (bumpless start)."""
 
     @abstractmethod
-    def decide(self, sample: Sample) -> Setpoint:
+    def decide(self, sample: Sample, context: TickContext = NO_CONTEXT) -> Setpoint:
         """The setpoint for this tick, from this sample and what came before."""
-
-    def reference(self, sample: Sample) -> DefaultReference | None:
-        """What this sample's work would cost at default settings, if the controller measured it
-        (the ledger then needs no control windows of its own); None: the controller has no opinion
-        and the ledger uses its own control windows."""
-        return None
-
-    def throttled_work_ratio(self, sample: Sample, power_w: float) -> float | None:
-        """At the thermal limit: how much more work per second default settings would do than the
-        GPU does now, if they dissipated power_w (for the ledger); None: the controller cannot tell."""
-        return None
-
-    def note_thermal(self, default_power_w: float | None) -> None:  # noqa: B027 - optional hook
-        """Before decide(), each tick: at the thermal limit, the power default settings would
-        dissipate there, throttled by the firmware (from the cooling the ledger learned); None when
-        not at the limit or not known yet. The thermal guard cuts clocks for safety, so what
-        default would do there is no reference measured under it: a controller with a slowdown
-        budget charges and plans against this instead."""
 
     def status(self) -> dict[str, Any]:
         """Controller state for `govctl status`: what it is doing and why."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..vocabulary import DEFAULT_SETPOINT, Sample, Setpoint
-from .base import Controller
+from .base import NO_CONTEXT, Controller, TickContext
 
 
 class DefaultController(Controller):
@@ -11,7 +11,7 @@ class DefaultController(Controller):
 
     name = "default"
 
-    def decide(self, sample: Sample) -> Setpoint:
+    def decide(self, sample: Sample, context: TickContext = NO_CONTEXT) -> Setpoint:
         return DEFAULT_SETPOINT
 
     def status(self) -> dict:

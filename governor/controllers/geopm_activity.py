@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..schema import Key
 from ..vocabulary import Sample, Setpoint
-from .base import Controller
+from .base import NO_CONTEXT, Controller, TickContext
 
 
 class GeopmActivityController(Controller):
@@ -39,7 +39,7 @@ class GeopmActivityController(Controller):
         self.fe, self.f_top = fe, f_max
         self.last = f_max
 
-    def decide(self, sample: Sample) -> Setpoint:
+    def decide(self, sample: Sample, context: TickContext = NO_CONTEXT) -> Setpoint:
         util = sample.gpu_util_pct
         if util <= 0:
             ratio = 0.0

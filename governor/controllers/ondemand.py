@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..schema import Key
 from ..vocabulary import Sample, Setpoint
-from .base import Controller
+from .base import NO_CONTEXT, Controller, TickContext
 
 
 class OndemandController(Controller):
@@ -23,7 +23,7 @@ class OndemandController(Controller):
         super().__init__(params, limits)
         self.last = float(limits.sm_clock_max_mhz)
 
-    def decide(self, sample: Sample) -> Setpoint:
+    def decide(self, sample: Sample, context: TickContext = NO_CONTEXT) -> Setpoint:
         lim = self.limits
         load = sample.gpu_util_pct
         if load > self.params["up_threshold"]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from ..schema import Key
 from ..vocabulary import Sample, Setpoint
-from .base import Controller
+from .base import NO_CONTEXT, Controller, TickContext
 
 
 class PidController(Controller):
@@ -76,7 +76,7 @@ class PidController(Controller):
         self.integral = self.output
         self.last_measure, self.last_time, self.d_filtered = m, sample.time_s, 0.0
 
-    def decide(self, sample: Sample) -> Setpoint:
+    def decide(self, sample: Sample, context: TickContext = NO_CONTEXT) -> Setpoint:
         p = self.params
         if self.last_time is None:
             self.start(sample, Setpoint())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..schema import Key
 from ..vocabulary import Sample, Setpoint
-from .base import Controller
+from .base import NO_CONTEXT, Controller, TickContext
 
 
 class StaticController(Controller):
@@ -39,7 +39,7 @@ class StaticController(Controller):
             hi = limits.sm_clock_max_mhz
         self.setpoint = Setpoint(sm_clock_min_mhz=lo, sm_clock_max_mhz=hi, power_limit_w=watts)
 
-    def decide(self, sample: Sample) -> Setpoint:
+    def decide(self, sample: Sample, context: TickContext = NO_CONTEXT) -> Setpoint:
         return self.setpoint
 
     def status(self) -> dict:

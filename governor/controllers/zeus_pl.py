@@ -5,7 +5,7 @@ down by 25 W, run `warmup_s` to let the new limit take effect, then profile for 
 measuring energy (NVML's energy counter) and time per unit of work; once every limit down to the
 minimum is profiled, pick the one minimizing  eta * E + (1 - eta) * MaxPower * T  (eta = 0.5) and
 hold it. Zeus reads progress from the training loop (steps done); so does this controller: it
-needs application progress (`observe_progress`), which `govctl simulate` supplies from the
+needs application progress (`observe_app`), which `govctl simulate` supplies from the
 workload. It cannot run in the daemon on a GPU whose application does not report progress.
 """
 
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from ..schema import Key
 from ..vocabulary import Sample, Setpoint
-from .base import Controller
+from .base import NO_CONTEXT, Controller, TickContext
 
 
 class ZeusPowerLimitController(Controller):
     name = "zeus-pl"
-    needs_app_progress = True
+    evaluation_only = True
     PARAMS = {
         "eta": Key(float, 0.5, lo=0.0, hi=1.0, doc="weight of energy against time in the cost"),
         "step_w": Key(float, 25.0, lo=1.0, hi=500.0, doc="power-limit step while profiling"),
@@ -42,14 +42,15 @@ class ZeusPowerLimitController(Controller):
         self.costs: dict[float, float] = {}
         self.chosen: float | None = None
 
-    def observe_progress(self, work_done: float) -> None:
-        """Application progress (Zeus: training steps done); any monotonic unit of work."""
-        self.progress = work_done
+    def observe_app(self, info: dict) -> None:
+        """Application progress (Zeus: training steps done; here the simulator's work done, any
+        monotonic unit of work), which offline evaluation supplies each tick."""
+        self.progress = info["work_done_s"]
 
     def _limit(self, watts: float) -> Setpoint:
         return Setpoint() if watts >= self.limits.power_limit_default_w else Setpoint(power_limit_w=watts)
 
-    def decide(self, sample: Sample) -> Setpoint:
+    def decide(self, sample: Sample, context: TickContext = NO_CONTEXT) -> Setpoint:
         if self.chosen is not None:
             return self._limit(self.chosen)
         now = sample.time_s

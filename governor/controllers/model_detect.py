@@ -1,0 +1,108 @@
+"""The `model` controller's phase detection: which known phase explains a reading, whether a
+probe's readings can be the same phase at a lower clock, and the CUSUM test that notices a change.
+
+A mixin of ModelController (model.py): it reads the controller's phase models and parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..vocabulary import Sample
+from .phase_model import PhaseModel, Probe
+
+
+class Cusum:
+    """Two-sided CUSUM on a normalized residual: alarms on a persistent shift, ignores noise."""
+
+    def __init__(self, drift: float, threshold: float):
+        self.drift, self.threshold = drift, threshold
+        self.hi = self.lo = 0.0
+
+    def update(self, r: float) -> bool:
+        self.hi = max(0.0, self.hi + r - self.drift)
+        self.lo = max(0.0, self.lo - r - self.drift)
+        return self.hi > self.threshold or self.lo > self.threshold
+
+    def reset(self) -> None:
+        self.hi = self.lo = 0.0
+
+
+class PhaseDetection:
+    """Telling phases apart (mixin of ModelController)."""
+
+    def _match(self, obs: Probe, exclude: PhaseModel | None, tolerance: float | None = None) -> PhaseModel | None:
+        """The known phase that explains obs best within tolerance (match_tolerance by default)."""
+        best, best_r = None, self.params["match_tolerance"] if tolerance is None else tolerance
+        for m in self.models:
+            if m is exclude:
+                continue
+            r = self._residual(m, obs)
+            if r < best_r:
+                best, best_r = m, r
+        return best
+
+    def _residual(self, m: PhaseModel, obs: Probe) -> float:
+        u, prog, power = m.predict(obs.f)
+        return max(abs(obs.util - u) / max(u, 0.05), abs(obs.progress - prog) / max(prog, 2.0),
+                   abs(obs.power - power) / max(power, 1.0))
+
+    def _consistent(self, ref: Probe, obs: Probe) -> bool:
+        """Physics a probe must obey if the phase did not change: a lower clock never makes the GPU
+        less busy, never speeds progress up, and slows it at most in proportion to the clock."""
+        if self.composite or self.use_power:
+            return True  # a mix varies by nature; under a power cap the clock is the firmware's choice
+        if obs.util < ref.util - 0.1:
+            return False
+        if ref.progress >= self.current.min_progress:
+            ratio = obs.progress / ref.progress
+            if ratio > 1.15 or ratio < 0.8 * obs.f / max(ref.f, 1.0):
+                return False
+        return True
+
+    def _extrapolated(self, m: PhaseModel, obs: Probe) -> bool:
+        """True when obs was read at a clock the model has no probe near (it predicts by extrapolation)."""
+        return len(m.probes) < self.params["max_probes"] + 2 and \
+            min(abs(p.f - obs.f) for p in m.points()) >= 3 * self._bin()
+
+    def _back_to_known(self, now: float) -> bool:
+        """If the latest readings match a known phase, hold it at once (no need to measure again).
+        Not on a refresh, whose point is a new measurement (the GPU has warmed, the work drifted)."""
+        tail = self.window[-2:]
+        if not tail or not self.models:
+            return False
+        obs = self._mean_obs([self._last_obs(s) for s in tail])
+        known = self._match(obs, None)
+        if known is None:
+            return False
+        self.current = known
+        self._hold(now, "known phase")
+        return True
+
+    @staticmethod
+    def _mean_obs(obs: list[Probe]) -> Probe:
+        return Probe(f=float(np.mean([o.f for o in obs])), util=float(np.mean([o.util for o in obs])),
+                     progress=float(np.mean([o.progress for o in obs])),
+                     power=float(np.mean([o.power for o in obs])), temp_c=float(np.mean([o.temp_c for o in obs])))
+
+    def _last_obs(self, s: Sample) -> Probe:
+        return Probe(f=s.sm_clock_mhz, util=s.gpu_util_pct / 100.0, progress=s.progress_pct, power=s.power_now_w,
+                     temp_c=s.temp_c)
+
+    def _power_drifted(self, m: PhaseModel, residuals: tuple[float, float, float]) -> bool:
+        """Power alone moved away from the model while utilization and progress still fit it: the
+        GPU warmed (leakage grows with temperature) or the model's power curve was off at this
+        clock. The same work is being done, so the power curve is shifted to the readings rather
+        than the phase taken for a new one (which measured it anew and, three times in 30 s, turned
+        a training job into a "mix" for the rest of the demo run). True when so handled."""
+        drift = self.params["cusum_drift"]
+        if abs(residuals[0]) >= drift or abs(residuals[1]) >= drift or not self.recent:
+            return False
+        recent = self._mean_obs(list(self.recent))
+        offset = recent.power - m.power(recent.f)
+        if abs(offset) > 0.2 * max(m.ref.power, 1.0):
+            return False
+        m.shift_power(offset)
+        for c in self.cusums:
+            c.reset()
+        return True

@@ -1,0 +1,190 @@
+"""The `model` controller's planner: the budget spent so far, the clock each phase runs at (least
+energy with the time-weighted slowdown within the budget), the dither between clock steps, how a
+clock becomes a setpoint, and planning at the thermal limit.
+
+A mixin of ModelController (model.py): it reads the controller's phase models and parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..vocabulary import Sample, Setpoint
+from .phase_model import PhaseModel, Probe
+
+
+class Planner:
+    """Budget and clock choice (mixin of ModelController)."""
+
+    def _budget_now(self) -> float:
+        planned = self.params["slowdown_budget"] * self.params["budget_use"]
+        if self.composite:
+            planned *= self.params["composite_budget_share"]
+        if self.elapsed <= 1.0:
+            return planned
+        spent = self.extra / max(1e-6, self.elapsed - self.extra)
+        return max(0.0, planned - max(0.0, spent - planned))
+
+    def _account(self, dt: float, slowdown: float) -> None:
+        self.elapsed += dt
+        self.extra += dt * max(0.0, slowdown) / (1.0 + max(0.0, slowdown))
+
+    def _curves(self, m: PhaseModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidate clocks (up to the reference), cost and slowdown at each; cached per fit."""
+        key = (id(m), m.version)
+        cached = self._curve_cache.get(key)
+        if cached is None:
+            clocks = np.array(self._clocks_up_to(m), dtype=float)
+            slow = np.maximum(0.0, m.slowdown(clocks))
+            cost = m.energy_per_ref_second(clocks)
+            if self.params["objective"] == "min_edp":
+                cost = cost * (1.0 + slow)
+            cached = (clocks, cost, slow)
+            if len(self._curve_cache) > 4 * self.params["max_phases"]:
+                self._curve_cache.clear()
+            self._curve_cache[key] = cached
+        return cached
+
+    def _clocks_up_to(self, m: PhaseModel) -> list[float]:
+        """The supported clocks a phase can be run at: none above its reference (the lowest if all are)."""
+        return [c for c in self.limits.sm_clocks_mhz if c <= m.ref.f + 1e-6] or [float(self.limits.sm_clock_min_mhz)]
+
+    def _allocate(self) -> dict[int, float]:
+        """Per-phase clocks: minimum energy with the time-weighted slowdown within the budget.
+
+        Lagrangian: each phase independently minimizes cost + lambda * slowdown; lambda is raised
+        by bisection until the weighted slowdown fits the budget.
+        """
+        budget = self._budget_now()
+        if budget <= 0.0 and self.composite and all(m.kind == "serial" for m in self.models):
+            # the budget is spent on a mix of phases whose work waits on the clock: run at full
+            # clocks until the spent share has fallen back, rather than trust the mix model's "no
+            # slowdown here" (its DRAM proxy underweights the compute-heavy parts). Arriving work at
+            # a clock that keeps up costs no time, so it keeps its clock
+            top = float(self.limits.sm_clock_max_mhz)
+            return {id(m): top for m in self.models}
+        curves = [self._curves(m) for m in self.models]
+        weights = np.array([max(m.seen_s, 1.0) for m in self.models])
+        weights = weights / weights.sum()
+
+        def plan(lam):
+            idx = [int(np.argmin(cost + lam * slow)) for _, cost, slow in curves]
+            total = sum(w * c[2][i] for w, c, i in zip(weights, curves, idx, strict=True))
+            return idx, total
+
+        idx, slow = plan(0.0)
+        if slow > budget:
+            lo, hi = 0.0, 1.0
+            while plan(hi)[1] > budget and hi < 1e9:
+                hi *= 4.0
+            for _ in range(30):
+                mid = 0.5 * (lo + hi)
+                if plan(mid)[1] > budget:
+                    lo = mid
+                else:
+                    hi = mid
+            idx, _ = plan(hi)
+        self._slack = {}
+        total = sum(w * c[2][i] for w, c, i in zip(weights, curves, idx, strict=True))
+        for m, w in zip(self.models, weights, strict=True):
+            # budget the discrete clocks leave unspent, in this phase's own slowdown units
+            self._slack[id(m)] = max(0.0, budget - total) / max(w, 1e-9)
+        return {id(m): float(c[0][i]) for m, c, i in zip(self.models, curves, idx, strict=True)}
+
+    def _dither_for(self, m: PhaseModel, f: float) -> tuple[float, float] | None:
+        """(next lower clock, share of time at it) that spends the budget the chosen clock leaves
+        (dither.py). Single phases with a fitted model only (a mix's model is too rough for it, a
+        power cap has no clock steps), and only for a share worth the writes."""
+        if self.composite or self.use_power or len(m.probes) < 2 or self.params["dither_period_s"] <= 0:
+            return None
+        clocks, cost, slow = self._curves(m)
+        i = int(np.argmin(np.abs(clocks - f)))
+        if i == 0 or not (cost[i - 1] < cost[i] and slow[i - 1] > slow[i]):
+            return None
+        share = self._slack.get(id(m), 0.0) / (slow[i - 1] - slow[i])
+        if share < 0.1:
+            return None
+        return float(clocks[i - 1]), min(share, 0.9)
+
+    def _realise(self, f: float, m: PhaseModel | None) -> Setpoint:
+        lim = self.limits
+        if self.use_power:
+            if m is None or f >= m.ref.f - 1e-6:
+                return Setpoint()
+            watts = m.power(f) * (1.0 + self.params["power_margin"])
+            return Setpoint(power_limit_w=min(lim.power_limit_default_w, watts))
+        snapped = lim.snap_clock(f)
+        if snapped >= lim.sm_clock_max_mhz or (m is not None and f >= m.ref.f - 1e-6):
+            # the reference clock is what default settings chose: hand the choice back to the
+            # firmware rather than pin it (a reference taken under the thermal guard's ceiling
+            # would otherwise keep the GPU there after the room cooled)
+            return Setpoint()
+        return Setpoint(sm_clock_min_mhz=lim.sm_clock_min_mhz, sm_clock_max_mhz=snapped)
+
+    def _dither_step(self, now: float) -> bool:
+        """Follow the dither (dither.py); True when the clock was switched this tick."""
+        if self.dither.low is None or self.plan_f is None:
+            return False
+        want = self.dither.clock(now, self.plan_f)
+        if want == self.held_f:
+            return False
+        self.held_f = want
+        self.setpoint = self._realise(want, self.current)
+        self._dither_switch_t = now
+        return True
+
+    def _probe_setpoint(self, frac: float, ref: Probe) -> tuple[float, Setpoint]:
+        if self.use_power:
+            watts = max(self.limits.power_limit_min_w, ref.power * frac)
+            return watts, Setpoint(power_limit_w=watts)
+        f = self.limits.snap_clock(ref.f * frac)
+        return float(f), Setpoint(sm_clock_min_mhz=self.limits.sm_clock_min_mhz, sm_clock_max_mhz=f)
+
+    def _bin(self) -> float:
+        c = self.limits.sm_clocks_mhz
+        return float(c[1] - c[0]) if len(c) > 1 else 15.0
+
+    def _thermal_plan(self, m: PhaseModel, sample: Sample) -> float:
+        """At the thermal limit default settings are throttled, so the budget is spent against the
+        clock they would run at there, not the phase's unthrottled reference: the least-energy clock
+        whose slowdown against that throttled clock fits the budget (the reference clock, handed
+        back to the firmware, when nothing is known)."""
+        f_td = self._throttled_clock(sample, self._thermal_power_w)
+        if f_td is None:
+            return m.ref.f
+        budget = self._budget_now()
+        t_td = m.wall_time(f_td)
+        best_f, best_e = m.ref.f, float("inf")
+        for f in self.limits.sm_clocks_mhz:
+            if f > f_td or m.wall_time(f) / t_td - 1.0 > budget:
+                continue
+            e = m.power(f) * m.wall_time(f)
+            if e < best_e:
+                best_f, best_e = float(f), e
+        return best_f
+
+    def _throttled_clock(self, sample: Sample, power_w: float) -> float | None:
+        """The clock default settings would run the held serial phase at, dissipating power_w."""
+        m = self.current
+        if m is None or m.kind != "serial" or sample.sm_clock_mhz <= 0:
+            return None
+        offset = sample.power_now_w - m.power(sample.sm_clock_mhz)
+        return m.highest_clock_within(self.limits.sm_clocks_mhz, power_w, offset)
+
+    def throttled_work_ratio(self, sample: Sample, power_w: float) -> float | None:
+        """Work per second at the highest clock whose power, as the held phase's model has it on
+        this GPU now (offset by what the model misses at the current clock: leakage of a hot GPU),
+        stays within power_w, relative to the work per second now. Serial phases only: arriving
+        work is done at the rate it arrives, whatever the clock."""
+        f_default = self._throttled_clock(sample, power_w)
+        if f_default is None:
+            return None
+        m = self.current
+        return m.wall_time(sample.sm_clock_mhz) / m.wall_time(f_default)
+
+    def _thermal_slowdown(self, sample: Sample) -> float | None:
+        """At the thermal limit, how much slower the GPU runs now than default would, throttled."""
+        if self._thermal_power_w is None:
+            return None
+        ratio = self.throttled_work_ratio(sample, self._thermal_power_w)
+        return None if ratio is None else max(0.0, ratio - 1.0)
