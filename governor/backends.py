@@ -4,19 +4,23 @@ from an originals.json handle when `govd --restore` runs without the daemon."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .clock import Clock
 from .device import Device
 from .errors import DeviceError
 from .nvml_backend import NvmlSystem
-from .sim.device import SimDevice, SimDriverOnly, sim_state_dir
-from .sim.spec import load_spec
-from .sim.trace import Trace
+
+if TYPE_CHECKING:
+    from .sim.trace import Trace
 
 
 def open_sim_devices(gpus: list[str], clock: Clock, runtime_dir: Path, trace: Trace | None,
                      loop: bool = True) -> list[Device]:
     """One simulated GPU per name (h100-sxm, ...); indexes in the order given."""
+    from .sim.device import SimDevice, sim_state_dir  # noqa: PLC0415 - an NVML host never loads the simulator
+    from .sim.spec import load_spec  # noqa: PLC0415
+
     state_dir = sim_state_dir(runtime_dir)
     return [SimDevice(load_spec(name), i, clock, state_dir, trace=trace, loop=loop) for i, name in enumerate(gpus)]
 
@@ -36,6 +40,8 @@ class RestoreOpener:
     def open(self, handle: dict) -> Device:
         backend = handle.get("backend")
         if backend == "sim":
+            from .sim.device import SimDriverOnly  # noqa: PLC0415 - an NVML host never loads the simulator
+
             return SimDriverOnly(handle)
         if backend == "nvml":
             if self._system is None:

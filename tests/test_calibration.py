@@ -4,11 +4,11 @@ import pytest
 from conftest import PHASE, make_trace, static_policy
 
 from governor.clock import VirtualClock
+from governor.lab.simulate import DEFAULT_POLICY, run_trace
 from governor.sim import physics
 from governor.sim.device import SimDevice
 from governor.sim.spec import BUILTIN, load_spec
 from governor.sim.trace import load_trace
-from governor.simulate import DEFAULT_POLICY, run_trace
 
 IDLE_W = {"h100-sxm": (70, 75), "a100-sxm4": (52, 60), "h200": (70, 78), "v100-sxm2": (35, 50)}
 ENVELOPE = {  # SM clock range, memory clock, power limit min/default/max

@@ -7,10 +7,10 @@ where default's own throttling leaves little room); at most 6 setpoint reversals
 
 import pytest
 
+from governor.lab.simulate import DEFAULT_POLICY, run_trace
 from governor.policy import load_policy
 from governor.sim.spec import load_spec
 from governor.sim.trace import builtin_traces, load_trace
-from governor.simulate import DEFAULT_POLICY, run_trace
 
 SUITE = [t for t in builtin_traces() if t not in ("demo", "gemm", "attention")]
 MAX_REVERSALS_PER_MIN = 6.0

@@ -10,13 +10,13 @@ import time
 import pytest
 
 from governor.config import default_config
+from governor.lab.simulate import DEFAULT_POLICY, run_trace
 from governor.ledger import CounterPower, EnergyMeter, GpuLedger
 from governor.ledger_store import LedgerStore, MinuteRow
 from governor.policy import load_policy
 from governor.pricing import Pricing
 from governor.sim.spec import load_spec
 from governor.sim.trace import load_trace
-from governor.simulate import DEFAULT_POLICY, run_trace
 from governor.vocabulary import UNKNOWN_REFERENCE, DefaultReference, Sample
 
 

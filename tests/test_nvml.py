@@ -180,3 +180,35 @@ def test_restore_keeps_going_when_one_knob_fails(tmp_path):
     assert list(remaining) == [g.uuid]  # only the failed GPU stays for a later try
     line = [x for x in orig.path.read_text().splitlines() if g.uuid in x]
     assert len(line) == 1 and '"power_limit_w"' in line[0]  # the daemon's format: `grep` the uuid
+
+
+NVML_HOST = r"""
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from fake_nvml import FakeNvml, a100, h100
+from governor.clock import RealClock
+from governor.daemon import Daemon, DaemonOptions
+from governor.nvml_backend import NvmlSystem
+from governor.paths import resolve_paths
+
+paths = resolve_paths(sys.argv[1])
+system = NvmlSystem(FakeNvml([a100(), h100()]))
+d = Daemon(paths, DaemonOptions(policy="balanced", duration_s=1.0), list(system.devices()), RealClock())
+code = d.run()
+loaded = sorted(m for m in sys.modules if m.startswith(("governor.sim", "governor.lab", "matplotlib")))
+print(code, ",".join(loaded) or "-")
+"""
+
+
+def test_the_daemon_on_an_nvml_host_loads_neither_the_simulator_nor_the_lab(tmp_path):
+    """The product apart from the lab: a daemon with NVML GPUs runs, stops, and has imported no
+    simulator, oracle, peer or plotting module (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    r = subprocess.run([sys.executable, "-c", NVML_HOST, str(tmp_path), str(Path(__file__).parent)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    code, loaded = r.stdout.split()
+    assert code == "0" and loaded == "-", loaded

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import make_trace
 
-from governor.oracle import PhaseCurve, phase_curves, solve
+from governor.lab.oracle import PhaseCurve, phase_curves, solve
+from governor.lab.simulate import DEFAULT_POLICY, oracle_runs, run_trace, simulate
 from governor.sim.spec import load_spec
 from governor.sim.trace import load_trace
-from governor.simulate import DEFAULT_POLICY, oracle_runs, run_trace, simulate
 
 
 def brute_force(curves, budget):

@@ -2,9 +2,9 @@
 
 from controller_helpers import H100, ceiling, sample
 
-from governor.controllers.geopm_activity import GeopmActivityController
-from governor.controllers.ondemand import OndemandController
-from governor.controllers.zeus_pl import ZeusPowerLimitController
+from governor.lab.peers.geopm_activity import GeopmActivityController
+from governor.lab.peers.ondemand import OndemandController
+from governor.lab.peers.zeus_pl import ZeusPowerLimitController
 
 
 def test_ondemand_jumps_above_threshold_and_is_proportional_below():

@@ -5,9 +5,9 @@ import textwrap
 
 from conftest import PHASE, make_trace
 
+from governor.lab.simulate import run_trace
 from governor.policy import policy_from_dict
 from governor.sim.spec import load_spec
-from governor.simulate import run_trace
 
 
 def test_a_plugin_controller_is_found_and_runs(tmp_path, monkeypatch):

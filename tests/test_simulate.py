@@ -5,8 +5,8 @@ import sys
 import pytest
 from conftest import make_trace, static_policy
 
+from governor.lab.simulate import DEFAULT_POLICY, run_trace, simulate
 from governor.sim.spec import load_spec
-from governor.simulate import DEFAULT_POLICY, run_trace, simulate
 
 
 def test_json_contract_and_default_reference():

@@ -5,8 +5,8 @@ import json
 from conftest import static_policy
 
 from governor.config import default_config
+from governor.lab.simulate import DEFAULT_POLICY
 from governor.sim.device import SimFaults
-from governor.simulate import DEFAULT_POLICY
 from governor.worker import GpuWorker
 
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from governor.lab.simulate import DEFAULT_POLICY, run_trace  # noqa: E402
 from governor.policy import load_policy  # noqa: E402
 from governor.sim.spec import load_spec  # noqa: E402
 from governor.sim.trace import builtin_traces, load_trace, variant_of  # noqa: E402
-from governor.simulate import DEFAULT_POLICY, run_trace  # noqa: E402
 
 GPUS = ["h100-sxm", "a100-sxm4"]
 

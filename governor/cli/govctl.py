@@ -23,13 +23,14 @@ from ..paths import control_socket, resolve_paths
 from ..policy import is_policy_path, load_policy, policy_from_dict, policy_names
 from ..sim.spec import BUILTIN
 from ..sim.trace import builtin_traces
-from ..simulate import simulate
 from ..tomlfile import TomlFileError, read_toml
 from ..wire import PauseResult, Status, from_wire
 from .render import describe_pause, render_status, table
 
 
 def cmd_simulate(args, paths) -> int:
+    from ..lab.simulate import simulate  # noqa: PLC0415 - the lab loads only for this command
+
     result = simulate(args.gpu, args.trace, args.policy or ["balanced"], budget=args.budget,
                       config_dir=paths.config_dir, peers=args.peers, plot=args.plot)
     if args.json:

@@ -17,7 +17,6 @@ from ..errors import GovdError
 from ..logsetup import setup_logging
 from ..paths import resolve_paths
 from ..restore import do_restore
-from ..sim.trace import load_trace
 
 log = logging.getLogger("govd")
 
@@ -76,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         paths.ensure()
         driver = None
         if args.sim:
+            from ..sim.trace import load_trace  # noqa: PLC0415 - an NVML host never loads the simulator
+
             trace = load_trace(args.trace or "demo")
             devices = open_sim_devices([g for g in args.sim.split(",") if g], clock, paths.runtime_dir, trace)
             driver = "simulated"

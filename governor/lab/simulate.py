@@ -12,17 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .clock import VirtualClock
-from .config import Config, default_config
-from .controllers.base import NO_CONTEXT, Controller, TickContext
-from .errors import GovdError
-from .originals import OriginalsFile
-from .policy import Policy, load_policy
-from .sim.device import SimDevice
-from .sim.spec import GpuSpec, load_spec
-from .sim.trace import Trace, load_trace
-from .vocabulary import Setpoint
-from .worker import GpuWorker, make_controller
+from ..clock import VirtualClock
+from ..config import Config, default_config
+from ..controllers.base import NO_CONTEXT, Controller, TickContext
+from ..errors import GovdError
+from ..originals import OriginalsFile
+from ..policy import Policy, load_policy
+from ..sim.device import SimDevice
+from ..sim.spec import GpuSpec, load_spec
+from ..sim.trace import Trace, load_trace
+from ..vocabulary import Setpoint
+from ..worker import GpuWorker, make_controller
 
 
 class AppInformed(Controller):

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .controllers.base import NO_CONTEXT, Controller, TickContext
-from .sim import physics
-from .sim.spec import GpuSpec
-from .sim.trace import Phase, Trace
-from .vocabulary import Sample, Setpoint
+from ..controllers.base import NO_CONTEXT, Controller, TickContext
+from ..sim import physics
+from ..sim.spec import GpuSpec
+from ..sim.trace import Phase, Trace
+from ..vocabulary import Sample, Setpoint
 
 
 @dataclass(frozen=True)

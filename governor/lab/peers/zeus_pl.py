@@ -11,9 +11,9 @@ workload. It cannot run in the daemon on a GPU whose application does not report
 
 from __future__ import annotations
 
-from ..schema import Key
-from ..vocabulary import Sample, Setpoint
-from .base import NO_CONTEXT, Controller, TickContext
+from ...controllers.base import NO_CONTEXT, Controller, TickContext
+from ...schema import Key
+from ...vocabulary import Sample, Setpoint
 
 
 class ZeusPowerLimitController(Controller):

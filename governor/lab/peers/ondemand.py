@@ -8,9 +8,9 @@ Load here is NVML's GPU utilization, the share of time a kernel ran.
 
 from __future__ import annotations
 
-from ..schema import Key
-from ..vocabulary import Sample, Setpoint
-from .base import NO_CONTEXT, Controller, TickContext
+from ...controllers.base import NO_CONTEXT, Controller, TickContext
+from ...schema import Key
+from ...vocabulary import Sample, Setpoint
 
 
 class OndemandController(Controller):

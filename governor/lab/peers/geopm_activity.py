@@ -13,9 +13,9 @@ without GPM) the ratio is taken as 1, so the agent runs at f_max while busy.
 
 from __future__ import annotations
 
-from ..schema import Key
-from ..vocabulary import Sample, Setpoint
-from .base import NO_CONTEXT, Controller, TickContext
+from ...controllers.base import NO_CONTEXT, Controller, TickContext
+from ...schema import Key
+from ...vocabulary import Sample, Setpoint
 
 
 class GeopmActivityController(Controller):

@@ -1,0 +1,1 @@
+"""Controllers of other projects, written from their documentation, for comparison in the lab."""
