@@ -14,7 +14,6 @@ import logging
 import signal
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,14 +23,15 @@ from .control_api import ControlApi, resolve_policy
 from .control_server import ControlServer
 from .device import Device
 from .errors import ConfigError, GovdError
-from .ledger_report import ledger_view
-from .ledger_store import LedgerStore, MinuteRow
-from .originals import OriginalsFile, owner_alive
+from .ledger_keeper import LedgerKeeper, log_savings
+from .ledger_store import LedgerStore
+from .logsetup import LogTail
+from .originals import OriginalsFile
 from .paths import Paths
 from .policy import Policy, load_policy
 from .pricing import Pricing
 from .protocol import ProtocolError
-from .restore import restore_from_originals
+from .restore import recover_leftovers
 from .systemd_integration import Notifier
 from .worker import GpuWorker
 
@@ -41,30 +41,6 @@ log = logging.getLogger("govd")
 # it at once; what is left (hang detection, trial ends, ledger writes, the watchdog at half its
 # 30 s) needs no finer grain, and each wake-up costs ~0.1 ms of CPU on a busy host.
 SUPERVISE_S = 1.0
-
-
-def next_flush_time(now: float, flush_s: float) -> float:
-    """When the ledger is next written: flush_s from now, but never past the next wall-clock minute.
-
-    Stopping at each minute boundary keeps every stored row's totals inside the minute it is filed
-    under, so `govctl ledger --since` and the retention cut see the hours the energy was used in.
-    """
-    return min(now + flush_s, (now // 60 + 1) * 60)
-
-
-class _LogTail(logging.Handler):
-    """The last lines of the daemon's log, for `govctl snapshot`."""
-
-    def __init__(self, size: int = 500):
-        super().__init__(logging.DEBUG)
-        self.lines: deque = deque(maxlen=size)
-        self.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(levelname)s: %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.lines.append(self.format(record))
-        except Exception:  # noqa: BLE001 - logging must never raise
-            pass
 
 
 @dataclass
@@ -104,11 +80,10 @@ class Daemon:
         self.last_reload_error: str | None = None
         self.last_reload_result: dict = {}
         self.store: LedgerStore | None = None
-        self._next_flush = 0.0  # wall time of the next ledger write (0: at the first supervisor pass)
-        self._flush_from = time.time()  # wall time the unwritten ledger totals began
+        self.keeper: LedgerKeeper | None = None  # writes and logs the ledger (None: ledger off)
         self._next_ledger_log = 0.0
         self.notifier = options.notifier or Notifier()
-        self.log_tail = _LogTail()
+        self.log_tail = LogTail()
         log.addHandler(self.log_tail)
 
     # ----- config and policies -----------------------------------------------------------------
@@ -143,30 +118,13 @@ class Daemon:
         return cache[name]
 
     # ----- start -------------------------------------------------------------------------------
-    def recover_crash_leftovers(self) -> None:
-        """If a previous govd died without restoring, restore its GPUs before touching anything."""
-        data = OriginalsFile.read(self.paths.originals)
-        if data is None:
-            return
-        owner = data.get("owner") or {}
-        if owner_alive(owner):
-            raise GovdError(f"another govd (pid {owner.get('pid')}) is running with runtime folder "
-                            f"{self.paths.runtime_dir}; stop it first")
-        log.warning("found %s from a govd that did not exit cleanly (pid %s); restoring its GPUs first",
-                    self.paths.originals, owner.get("pid"))
-        report = restore_from_originals(self.paths.originals)
-        for gpu in report.gpus:
-            log.info("restored GPU %s (%s): %s", gpu.get("index"), gpu["uuid"], "ok" if gpu["ok"] else gpu)
-        if not report.ok:
-            raise GovdError("could not restore every GPU left changed by a previous govd; see the log, fix, and "
-                            "run `govd --restore`")
-
     def setup(self) -> None:
         self.paths.ensure()
-        self.recover_crash_leftovers()
+        recover_leftovers(self.paths.originals, self.paths.runtime_dir)
         ledger = self.config.values["ledger"]
         if ledger["enabled"]:
             self.store = LedgerStore(self.paths.state_dir / "ledger.db", ledger["retention_days"])
+            self.keeper = LedgerKeeper(self.store)
         self._next_ledger_log = self.clock.now() + ledger["log_every_s"]
         self._note_config_warnings(self.config)
         cache: dict[str, Policy] = {}
@@ -241,10 +199,9 @@ class Daemon:
                     self.reload()
                 self.notifier.watchdog(self.check_health())
                 self.end_trials()
-                if time.time() >= self._next_flush:
-                    self.flush_ledger()
-                    self._next_flush = next_flush_time(time.time(), self.config.get("ledger", "flush_s"))
-                self.log_ledger()
+                if self.keeper is not None:
+                    self.keeper.flush_when_due(self.workers, self.config.get("ledger", "flush_s"))
+                self._log_ledger()
                 every = self.config.get("daemon", "status_log_s")
                 if every > 0 and self.clock.now() >= next_status:
                     next_status = self.clock.now() + every
@@ -409,40 +366,16 @@ class Daemon:
 
     # ----- ledger ------------------------------------------------------------------------------
     def flush_ledger(self) -> None:
-        """Write each GPU's totals since the last write, filed under the minute they began in.
+        """Write each GPU's totals since the last write (LedgerKeeper.flush)."""
+        if self.keeper is not None:
+            self.keeper.flush(self.workers)
 
-        A crash loses at most the `flush_s` since the last write (never more than a minute).
-        """
-        if self.store is None:
-            return
-        minute = int(self._flush_from // 60 * 60)
-        self._flush_from = time.time()
-        rows = []
-        for w in self.workers:
-            t = w.ledger.take_minute()
-            if t.time_s <= 0:
-                continue
-            lo, hi = t.bounds()
-            rows.append(MinuteRow(gpu_uuid=w.info.uuid, gpu_index=w.info.index, minute=minute, policy=w.policy.name,
-                                  measured_j=t.measured_j, counterfactual_j=t.counterfactual_j, saved_j=t.saved_j,
-                                  saved_lo_j=lo, saved_hi_j=hi, slowdown=t.slowdown))
-        self.store.write(rows)
-
-    def log_ledger(self) -> None:
+    def _log_ledger(self) -> None:
         every = self.config.get("ledger", "log_every_s")
         if every <= 0 or self.clock.now() < self._next_ledger_log:
             return
         self._next_ledger_log = self.clock.now() + every
-        lifetime = self.store.lifetime() if self.store else {}
-        pricing = Pricing.from_config(self.config.values["ledger"])
-        for w in self.workers:
-            v = ledger_view(w.ledger, lifetime.get(w.info.uuid), pricing, time.time())
-            s = v.since_start
-            log.info("GPU %d ledger: used %.1f kJ, saved %.1f kJ [%.1f, %.1f] since start (%.4f kWh, %.4f %s, "
-                     "%.4f kg CO2e); lifetime saved %.3f kWh", w.info.index, s.measured_j / 1000,
-                     s.saved_j / 1000, s.saved_lo_j / 1000, s.saved_hi_j / 1000, s.kwh, s.money,
-                     s.currency, s.co2e_kg, v.lifetime.kwh,
-                     extra={"GOVD_GPU": w.info.index, "GOVD_POLICY": w.policy.name, "GOVD_SAVED_J": s.saved_j})
+        log_savings(self.workers, self.store, Pricing.from_config(self.config.values["ledger"]))
 
     # ----- control socket ----------------------------------------------------------------------
     def start_server(self) -> None:

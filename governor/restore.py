@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from .atomic import write_text_atomic
 from .backends import RestoreOpener
 from .errors import GovdError
 from .originals import OriginalsFile, owner_alive, render, saved_gpus
+
+log = logging.getLogger("govd")
 
 
 @dataclass
@@ -75,6 +78,26 @@ def restore_from_originals(path: Path, force: bool = False, nvml=None, allow_sel
     else:
         Path(path).unlink(missing_ok=True)
     return report
+
+
+def recover_leftovers(originals: Path, runtime_dir: Path) -> None:
+    """At start-up: if a previous govd died without restoring, restore its GPUs before touching
+    anything. Raises GovdError when another govd owns them, or when one cannot be put back."""
+    data = OriginalsFile.read(originals)
+    if data is None:
+        return
+    owner = data.get("owner") or {}
+    if owner_alive(owner):
+        raise GovdError(f"another govd (pid {owner.get('pid')}) is running with runtime folder {runtime_dir}; stop "
+                        "it first")
+    log.warning("found %s from a govd that did not exit cleanly (pid %s); restoring its GPUs first", originals,
+                owner.get("pid"))
+    report = restore_from_originals(originals)
+    for gpu in report.gpus:
+        log.info("restored GPU %s (%s): %s", gpu.get("index"), gpu["uuid"], "ok" if gpu["ok"] else gpu)
+    if not report.ok:
+        raise GovdError("could not restore every GPU left changed by a previous govd; see the log, fix, and "
+                        "run `govd --restore`")
 
 
 def do_restore(args, paths) -> int:

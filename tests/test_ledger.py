@@ -112,7 +112,7 @@ def test_corrupt_database_is_moved_aside_and_a_new_one_started(tmp_path, caplog)
 
 
 def test_the_ledger_is_written_every_flush_s_and_at_each_minute_boundary():
-    from governor.daemon import next_flush_time
+    from governor.ledger_keeper import next_flush_time
 
     assert next_flush_time(6000.0, 10.0) == 6010.0
     assert next_flush_time(6055.0, 10.0) == 6060.0  # not past the minute: rows stay inside their minute
