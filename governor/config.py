@@ -8,12 +8,12 @@ running config stays.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
 
+from .config_keys import Key, check_table, defaults, suggest
 from .errors import ConfigError
-from .schema import Key, check_table, defaults, suggest
 from .tomlfile import TomlFileError, read_toml
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -46,32 +46,33 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "control_share": Key(float, 0.02, lo=0.0, hi=0.5,
                              doc="share of time at default settings to measure the counterfactual"),
         "control_window_s": Key(float, 3.0, lo=0.5, hi=600.0, doc="length of one control window"),
-        "model_error": Key(float, 0.03, lo=0.0, hi=1.0, doc="relative error floor of the counterfactual"),
+        "model_error": Key(float, 0.03, lo=0.0, hi=1.0, doc="relative error floor of the counterfactual", expert=True),
         "thermal_default_below_c": Key(float, 2.5, lo=0.0, hi=20.0,
                                        doc="at the thermal limit, default settings are taken to hold the GPU "
                                            "this far under its slowdown temperature (firmware throttling "
                                            "swings in a band under it, 3 C wide on the simulated H100 with its "
-                                           "mean 1.1 C under; the lower part errs low)"),
+                                           "mean 1.1 C under; the lower part errs low)", expert=True),
         "thermal_budget_below_c": Key(float, 1.0, lo=0.0, hi=20.0,
                                       doc="for the slowdown budget, default settings at the thermal limit are "
                                           "taken to hold the GPU this far under its slowdown temperature: the "
                                           "hot side of the firmware's band, so the slowdown errs high as the "
-                                          "saving errs low"),
+                                          "saving errs low", expert=True),
         "thermal_error": Key(float, 0.05, lo=0.0, hi=1.0,
                              doc="relative error of the counterfactual while the GPU is at its thermal limit "
-                                 "(priced from the learned cooling, or no saving claimed)"),
+                                 "(priced from the learned cooling, or no saving claimed)", expert=True),
         "drift_per_min": Key(float, 0.005, lo=0.0, hi=1.0,
-                             doc="relative error added per minute since the last control window"),
+                             doc="relative error added per minute since the last control window", expert=True),
         "unpriced_error": Key(float, 0.5, lo=0.0, hi=1.0,
                               doc="relative error of work no default-settings measurement prices (counted at "
-                                  "its measured energy: no saving claimed, but none ruled out either)"),
+                                  "its measured energy: no saving claimed, but none ruled out either)", expert=True),
         "match_util_pct": Key(float, 10.0, lo=0.0, hi=100.0,
                               doc="a sample this many utilization points less busy than the control window "
-                                  "is other work: no saving is claimed for it"),
+                                  "is other work: no saving is claimed for it", expert=True),
         "match_progress": Key(float, 0.25, lo=0.0, hi=1.0,
                               doc="a sample whose DRAM progress differs from the control window's by more than "
-                                  "this share is other work: no saving is claimed for it"),
-        "min_progress_pct": Key(float, 2.0, lo=0.0, hi=100.0, doc="least DRAM activity for the progress proxy"),
+                                  "this share is other work: no saving is claimed for it", expert=True),
+        "min_progress_pct": Key(float, 2.0, lo=0.0, hi=100.0, doc="least DRAM activity for the progress proxy",
+                                expert=True),
         "flush_s": Key(float, 60.0, lo=1.0, hi=60.0,
                        doc="write the ledger this often and at each minute's end (a crash loses at most this)"),
         "retention_days": Key(float, 90.0, lo=1.0, hi=3650.0, doc="keep per-minute rows this long"),
@@ -111,6 +112,22 @@ GPU_KEYS = {
 DEFAULT_SOURCE = "default"
 
 
+def _section_type(section: str, keys: dict[str, Key]) -> type:
+    """A frozen dataclass with one typed field per key of a section: what consumers are handed."""
+    fields_ = [(name, key.kind | None if key.optional else key.kind) for name, key in keys.items()]
+    return make_dataclass(f"{section.capitalize()}Config", fields_, frozen=True)
+
+
+# The typed sections consumers receive (Config.section): DaemonConfig, SocketConfig, LedgerConfig,
+# EnvelopeConfig, built from SCHEMA so the two never disagree.
+SECTION_TYPES: dict[str, type] = {section: _section_type(section, keys) for section, keys in SCHEMA.items()}
+
+
+def key_path(section: str, name: str) -> str:
+    """Where a key is written in a file: [section], or [expert.section] for an expert one."""
+    return f"expert.{section}.{name}" if SCHEMA[section][name].expert else f"{section}.{name}"
+
+
 @dataclass
 class Config:
     values: dict[str, dict[str, Any]]
@@ -120,6 +137,10 @@ class Config:
 
     def get(self, section: str, key: str) -> Any:
         return self.values[section][key]
+
+    def section(self, name: str) -> Any:
+        """One section as its typed dataclass (SECTION_TYPES): attributes, not string keys."""
+        return SECTION_TYPES[name](**self.values[name])
 
     def gpu_value(self, index: int, uuid: str, key: str, fallback: Any) -> Any:
         for ident in (uuid, str(index)):
@@ -131,7 +152,7 @@ class Config:
         rows = []
         for section, keys in SCHEMA.items():
             for key in keys:
-                rows.append({"key": f"{section}.{key}", "value": self.values[section][key],
+                rows.append({"key": key_path(section, key), "value": self.values[section][key],
                              "source": self.sources.get(f"{section}.{key}", DEFAULT_SOURCE)})
         for ident, table in self.gpus.items():
             for key, value in table.items():
@@ -216,11 +237,37 @@ def _merge(cfg: Config, data: dict, source: str) -> None:
                 for key in checked:
                     cfg.sources[f"gpu.{ident}.{key}"] = source
             continue
+        if section == "expert":
+            _merge_expert(cfg, table, source)
+            continue
         if section not in SCHEMA:
-            allowed = ", ".join(sorted([*SCHEMA, "gpu"]))
-            raise ConfigError(source, section, f"unknown section; {suggest(section, [*SCHEMA, 'gpu'])}"
+            allowed = ", ".join(sorted([*SCHEMA, "gpu", "expert"]))
+            raise ConfigError(source, section, f"unknown section; {suggest(section, [*SCHEMA, 'gpu', 'expert'])}"
                                                f"allowed: {allowed}")
-        checked = check_table(table, SCHEMA[section], source, section)
+        keys = SCHEMA[section]
+        if isinstance(table, dict):
+            for name in table:
+                if name in keys and keys[name].expert:
+                    raise ConfigError(source, f"{section}.{name}", f"an estimator constant: set it under "
+                                                                   f"[expert.{section}] if you must (default "
+                                                                   f"{keys[name].default!r})")
+        checked = check_table(table, {n: k for n, k in keys.items() if not k.expert}, source, section)
+        cfg.values[section].update(checked)
+        for key in checked:
+            cfg.sources[f"{section}.{key}"] = source
+
+
+def _merge_expert(cfg: Config, data: Any, source: str) -> None:
+    """[expert.SECTION] tables: the estimator constants and heuristics, with documented defaults
+    that an operator should rarely need to touch (govd --print-example-config lists them)."""
+    sections = [s for s, keys in SCHEMA.items() if any(k.expert for k in keys.values())]
+    if not isinstance(data, dict):
+        raise ConfigError(source, "expert", f"must be a table of [expert.SECTION] tables ({', '.join(sections)})")
+    for section, table in data.items():
+        if section not in sections:
+            raise ConfigError(source, f"expert.{section}", f"no expert keys there; allowed: {', '.join(sections)}")
+        experts = {n: k for n, k in SCHEMA[section].items() if k.expert}
+        checked = check_table(table, experts, source, f"expert.{section}")
         cfg.values[section].update(checked)
         for key in checked:
             cfg.sources[f"{section}.{key}"] = source
@@ -255,8 +302,14 @@ def example_config() -> str:
     lines = ["# govd configuration. Every key is optional; shown values are the defaults.",
              "# Lines starting with '#' and no space are settings: remove the '#' to change one.",
              "# Files: /etc/govd/govd.toml, then /etc/govd/conf.d/*.toml in name order (later wins).", ""]
-    for section, keys in SCHEMA.items():
+    tables = [(section, {n: k for n, k in keys.items() if not k.expert}) for section, keys in SCHEMA.items()]
+    tables += [(f"expert.{section}", experts) for section, keys in SCHEMA.items()
+               if (experts := {n: k for n, k in keys.items() if k.expert})]
+    for section, keys in tables:
         lines.append(f"[{section}]")
+        if section.startswith("expert."):
+            lines[-1:] = ["# Estimator constants: documented defaults, measured on the simulator; change only "
+                          "with a reason.", f"[{section}]"]
         for name, key in keys.items():
             lines.append(f"# {key.doc} ({key.allowed()})")
             value = key.default

@@ -58,7 +58,7 @@ class Decision:
 @dataclass
 class Envelope:
     limits: Limits
-    cfg: dict[str, Any]  # the [envelope] config section
+    cfg: Any  # the [envelope] config section (config.SECTION_TYPES['envelope'])
     bounds: dict[str, Any] = field(default_factory=dict)  # the policy's [bounds]
     ceiling: Ceiling | None = None  # the operator's limits found when govd took the GPU
     guard_engaged: bool = False
@@ -84,7 +84,7 @@ class Envelope:
     @property
     def kept_ceiling(self) -> Ceiling | None:
         """The ceiling in force: None when there is none or the config says not to keep it."""
-        return self.ceiling if self.cfg.get("respect_existing_limits", True) else None
+        return self.ceiling if self.cfg.respect_existing_limits else None
 
     @property
     def baseline(self) -> Setpoint:
@@ -135,8 +135,8 @@ class Envelope:
 
     # ----- thermal guard -----------------------------------------------------------------------
     def _thermal(self, sample: Sample, sp: Setpoint, dt: float) -> tuple[Setpoint, str | None]:
-        engage_c = self.limits.temp_slowdown_c - self.cfg["thermal_margin_c"]
-        release_c = engage_c - self.cfg["thermal_hysteresis_c"]
+        engage_c = self.limits.temp_slowdown_c - self.cfg.thermal_margin_c
+        release_c = engage_c - self.cfg.thermal_hysteresis_c
         if not self.limits.capabilities.can_lock_clocks:
             return sp, None
         if sample.temp_c >= engage_c:
@@ -145,14 +145,14 @@ class Envelope:
                 self.guard_ceiling_mhz = self._floor_clock(sample.sm_clock_mhz)
             else:
                 # a rate, not a step per tick, so the guard acts the same at any control period
-                step = self.cfg["thermal_step_mhz_per_s"] * dt
+                step = self.cfg.thermal_step_mhz_per_s * dt
                 self.guard_ceiling_mhz = self._floor_clock(
                     max(self.limits.sm_clock_min_mhz, self.guard_ceiling_mhz - step))
             self._guard_level_mhz = float(self.guard_ceiling_mhz)
         elif self.guard_engaged and sample.temp_c < release_c:
             # cooled down: give the clock back slowly, so the ceiling settles where the cooling keeps
             # up instead of jumping back to the controller's clock and heating up again (a sawtooth)
-            self._guard_level_mhz += self.cfg["thermal_release_mhz_per_s"] * dt
+            self._guard_level_mhz += self.cfg.thermal_release_mhz_per_s * dt
             if self._guard_level_mhz >= self.limits.sm_clock_max_mhz:
                 self.guard_engaged = False
                 self.guard_ceiling_mhz = None
@@ -170,9 +170,9 @@ class Envelope:
     def _rate_ok(self, now: float) -> bool:
         while self._writes and now - self._writes[0] > 60.0:
             self._writes.popleft()
-        if len(self._writes) >= self.cfg["max_writes_per_minute"]:
+        if len(self._writes) >= self.cfg.max_writes_per_minute:
             return False
-        return now - self.last_write_s >= self.cfg["min_write_interval_ms"] / 1000.0
+        return now - self.last_write_s >= self.cfg.min_write_interval_ms / 1000.0
 
     def check(self, sample: Sample, proposed: Setpoint, current: Setpoint | None, now: float) -> Decision:
         """Shape the controller's proposal into what may be written now.
@@ -203,9 +203,9 @@ class Envelope:
         """Count an error; True when the error budget is spent."""
         self.last_error = message
         self._errors.append(now)
-        while self._errors and now - self._errors[0] > self.cfg["error_window_s"]:
+        while self._errors and now - self._errors[0] > self.cfg.error_window_s:
             self._errors.popleft()
-        return len(self._errors) >= self.cfg["error_budget"]
+        return len(self._errors) >= self.cfg.error_budget
 
     def status(self) -> dict:
         return {"ceiling": self.ceiling.to_dict() if self.ceiling else None,

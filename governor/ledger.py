@@ -34,7 +34,7 @@ import math
 import random
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .cooling import CoolingModel
 from .vocabulary import DefaultReference, Sample
@@ -177,7 +177,7 @@ class ThermalLimit:
 
 @dataclass
 class GpuLedger:
-    cfg: dict  # the [ledger] config section
+    cfg: Any  # the [ledger] config section (config.SECTION_TYPES['ledger'])
     seed: int = 0
     meter: EnergyMeter = field(default_factory=EnergyMeter)
     cooling: CoolingModel = field(default_factory=CoolingModel)
@@ -199,10 +199,10 @@ class GpuLedger:
 
     # ----- control windows ---------------------------------------------------------------------
     def _interval(self) -> float:
-        share = self.cfg["control_share"]
+        share = self.cfg.control_share
         if share <= 0:
             return float("inf")
-        mean = self.cfg["control_window_s"] / share
+        mean = self.cfg.control_window_s / share
         return mean * self.rng.uniform(0.5, 1.5)
 
     def wants_default(self, now: float) -> bool:
@@ -212,8 +212,8 @@ class GpuLedger:
             if now < self.forcing_until:
                 return True
             self.forcing_until = None
-        if now >= self.next_window_at and self.cfg["control_share"] > 0:
-            self.forcing_until = now + self.cfg["control_window_s"]
+        if now >= self.next_window_at and self.cfg.control_share > 0:
+            self.forcing_until = now + self.cfg.control_window_s
             self.next_window_at = now + self._interval()
             return True
         return False
@@ -226,7 +226,7 @@ class GpuLedger:
             n = len(w)
             mean_p, mean_r = sum(p) / n, sum(r) / n
             e = [pi / ri for pi, ri in zip(p, r, strict=True) if ri > 0]
-            if len(e) == n and mean_r >= self.cfg["min_progress_pct"]:
+            if len(e) == n and mean_r >= self.cfg.min_progress_pct:
                 mean_e = sum(e) / n
                 var = sum((x - mean_e) ** 2 for x in e) / max(1, n - 1)
                 rel = math.sqrt(var / n) / mean_e if mean_e > 0 else 1.0
@@ -271,12 +271,12 @@ class GpuLedger:
             return
         if thermal is not None and not at_default and thermal.at_limit:
             cf, dt_default = self._throttled_default(sample, added, dt, thermal)
-            self._add(sample, added, cf, self.cfg["thermal_error"], dt, dt_default, "thermal", cf / dt_default)
+            self._add(sample, added, cf, self.cfg.thermal_error, dt, dt_default, "thermal", cf / dt_default)
             return
         if at_default or (reference is None and self.ref is None) or (reference is not None and not reference.known):
             # at default the counterfactual is what was measured; without a measurement of this
             # work at default there is no evidence of a saving, so none is claimed
-            u = 0.0 if at_default else self.cfg["unpriced_error"]
+            u = 0.0 if at_default else self.cfg.unpriced_error
             self._add(sample, added, added, u, dt, dt, "unpriced", added / dt)
             return
         if reference is not None:
@@ -290,25 +290,25 @@ class GpuLedger:
             if not self._same_work(sample, ref):
                 # the window measured other work (a prefill, where this is a decode): it cannot price
                 # this sample, and a new window is asked for soon; no saving is claimed meanwhile
-                self._add(sample, added, added, self.cfg["unpriced_error"], dt, dt, "unpriced", added / dt)
+                self._add(sample, added, added, self.cfg.unpriced_error, dt, dt, "unpriced", added / dt)
                 self._watch_shift(sample, sample.progress_pct)
                 return
         progress = sample.progress_pct
         # seconds at default that this second's work is worth (1 without a usable proxy). A reading
         # with no progress is worth nothing: the reference prices the mix's quiet moments in its
         # busy ones (a ratio of means), so pricing them again at full power would count them twice
-        work_ratio = progress / ref.progress if ref.progress >= self.cfg["min_progress_pct"] else 1.0
+        work_ratio = progress / ref.progress if ref.progress >= self.cfg.min_progress_pct else 1.0
         if reference is not None and reference.work_ratio is not None:
             work_ratio = reference.work_ratio
         cf = ref.power_w * dt * work_ratio
         age = max(0.0, now - ref.taken_at)
-        u = ref.rel_error + self.cfg["model_error"] + self.cfg["drift_per_min"] * age / 60.0
+        u = ref.rel_error + self.cfg.model_error + self.cfg.drift_per_min * age / 60.0
         if thermal is not None and self.default_at_limit():
             # default would be throttled by now though govd keeps the GPU cooler: its power there is
             # what the cooling removes, if that is less than the (unthrottled) reference's
             cf_hot, dt_hot = self._throttled_default(sample, added, dt, thermal)
             if cf_hot < cf:
-                self._add(sample, added, cf_hot, self.cfg["thermal_error"], dt, dt_hot, "thermal", cf_hot / dt_hot)
+                self._add(sample, added, cf_hot, self.cfg.thermal_error, dt, dt_hot, "thermal", cf_hot / dt_hot)
                 if reference is None:
                     self._watch_shift(sample, progress)
                 return
@@ -356,13 +356,13 @@ class GpuLedger:
         """Whether a sample at other settings does the kind of work a window at default measured:
         a lower clock never makes the GPU less busy, and moves DRAM progress by at most the slowdown
         (arriving work not at all)."""
-        if sample.gpu_util_pct < ref.util - self.cfg["match_util_pct"]:
+        if sample.gpu_util_pct < ref.util - self.cfg.match_util_pct:
             return False
-        floor = self.cfg["min_progress_pct"]
+        floor = self.cfg.min_progress_pct
         progress = sample.progress_pct
         if ref.progress < floor:
             return progress < floor
-        return abs(progress - ref.progress) <= self.cfg["match_progress"] * ref.progress
+        return abs(progress - ref.progress) <= self.cfg.match_progress * ref.progress
 
     def _watch_shift(self, sample: Sample, progress: float) -> None:
         """A lasting jump in the readings at unchanged settings means a new phase: measure soon."""
@@ -371,9 +371,9 @@ class GpuLedger:
             return
         self._fast += 0.3 * (progress - self._fast)
         self._slow += 0.03 * (progress - self._slow)
-        base = max(self._slow, self.cfg["min_progress_pct"])
+        base = max(self._slow, self.cfg.min_progress_pct)
         if abs(self._fast - self._slow) / base > 0.5 and self.forcing_until is None:
-            self.next_window_at = min(self.next_window_at, sample.time_s + self.cfg["control_window_s"])
+            self.next_window_at = min(self.next_window_at, sample.time_s + self.cfg.control_window_s)
             self._slow = self._fast
 
     def _add(self, sample: Sample, measured: float, cf: float, u: float, dt: float, dt_default: float,

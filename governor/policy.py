@@ -14,9 +14,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .config_keys import Key, check_table
 from .controllers import controller_class
 from .errors import ConfigError
-from .schema import Key, check_table
 from .tomlfile import TomlFileError, read_toml
 
 _TOP = {
@@ -40,26 +40,29 @@ class Policy:
     params: dict[str, Any] = field(default_factory=dict)
     bounds: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    expert: dict[str, Any] = field(default_factory=dict)  # the controller's heuristics ([expert])
 
     def to_dict(self) -> dict:
         return {"name": self.name, "controller": self.controller, "description": self.description,
-                "params": dict(self.params), "bounds": dict(self.bounds), "source": self.source}
+                "params": dict(self.params), "expert": dict(self.expert), "bounds": dict(self.bounds),
+                "source": self.source}
 
 
 def policy_from_dict(data: dict, source: str) -> Policy:
-    top = check_table({k: v for k, v in data.items() if k not in ("bounds", "params")},
+    top = check_table({k: v for k, v in data.items() if k not in ("bounds", "params", "expert")},
                       _TOP, source, "")
     for required in ("name", "controller"):
         if required not in top:
             raise ConfigError(source, required, "missing; a policy needs name and controller")
     cls = controller_class(top["controller"], source)
     params = cls.validate_params(data.get("params", {}), source)
+    expert = cls.validate_expert(data.get("expert", {}), source)
     bounds = check_table(data.get("bounds", {}), BOUNDS, source, "bounds")
     for lo, hi in (("sm_clock_min_mhz", "sm_clock_max_mhz"), ("power_limit_min_w", "power_limit_max_w")):
         if bounds.get(lo) is not None and bounds.get(hi) is not None and bounds[lo] > bounds[hi]:
             raise ConfigError(source, f"bounds.{lo}", f"{bounds[lo]} is above bounds.{hi} = {bounds[hi]}")
     return Policy(name=top["name"], controller=top["controller"], description=top.get("description", ""),
-                  params=params, bounds=bounds, source=source)
+                  params=params, bounds=bounds, source=source, expert=expert)
 
 
 def _read_toml(path: Path, source: str) -> dict:

@@ -43,7 +43,7 @@ def _no_ratio(sample: Sample, power_w: float) -> None:
 
 def make_controller(policy: Policy, limits: Limits) -> Controller:
     try:
-        return controller_class(policy.controller, policy.source)(policy.params, limits)
+        return controller_class(policy.controller, policy.source)({**policy.params, **policy.expert}, limits)
     except (ValueError, TypeError) as exc:
         raise ConfigError(policy.source, "params", str(exc)) from None
 
@@ -62,7 +62,7 @@ class GpuWorker:
         self.period_s = config.get("daemon", "period_ms") / 1000.0
         self.policy = policy
         self.controller = controller if controller is not None else self._make_controller(policy)
-        self.envelope = Envelope(self.limits, dict(config.values["envelope"]), dict(policy.bounds))
+        self.envelope = Envelope(self.limits, config.section("envelope"), dict(policy.bounds))
         self.state = "dry-run" if dry_run else ("managed" if self.manage else "watching")
         self.reason: str | None = None
         self.actuator = GpuActuator(device, self.limits, originals)
@@ -73,7 +73,7 @@ class GpuWorker:
         self.stats = LoopStats()
         # journald gets GOVD_GPU and GOVD_POLICY with every line this GPU's loop logs
         self.log = logging.LoggerAdapter(log, {"GOVD_GPU": self.info.index, "GOVD_POLICY": policy.name})
-        self.ledger = GpuLedger(dict(config.values["ledger"]), seed=self.info.index)
+        self.ledger = GpuLedger(config.section("ledger"), seed=self.info.index)
         self.counter_power = CounterPower()
         self.last_write_t = float("-inf")
         # readings settle after a write: the clock in ~25 ms, utilization in 1/6 s, a 1 s power average in 1 s
@@ -318,8 +318,8 @@ class GpuWorker:
     def set_config(self, config: Config) -> None:
         with self._lock:
             self.config = config
-            self.envelope.cfg = dict(config.values["envelope"])
-            self.ledger.cfg = dict(config.values["ledger"])
+            self.envelope.cfg = config.section("envelope")
+            self.ledger.cfg = config.section("ledger")
             self.period_s = config.get("daemon", "period_ms") / 1000.0
 
     # ----- the loop ----------------------------------------------------------------------------

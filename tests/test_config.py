@@ -62,9 +62,23 @@ def test_example_config_is_valid_and_documents_every_key(tmp_path):
     data = tomllib.loads(uncommented)
     from governor.config import SCHEMA
 
-    assert set(data) == set(SCHEMA) | {"gpu"}
+    assert set(data) == set(SCHEMA) | {"gpu", "expert"}
+    assert set(data["expert"]) == {"ledger"}
+    for section, keys in SCHEMA.items():  # every key documented, each in its own table
+        for name, key in keys.items():
+            assert name in (data["expert"][section] if key.expert else data[section])
     main = write(tmp_path / "govd.toml", uncommented)
     load_config(main, None)
+
+
+def test_an_estimator_constant_is_set_only_under_expert(tmp_path):
+    with pytest.raises(ConfigError, match=r"ledger.model_error: an estimator constant: set it under \[expert.ledger\]"):
+        load_config(write(tmp_path / "a.toml", "[ledger]\nmodel_error = 0.05\n"), None)
+    cfg = load_config(write(tmp_path / "b.toml", "[expert.ledger]\nmodel_error = 0.05\n"), None)
+    assert cfg.section("ledger").model_error == 0.05
+    assert any(r["key"] == "expert.ledger.model_error" and r["source"].endswith("b.toml") for r in cfg.effective())
+    with pytest.raises(ConfigError, match="expert.ledger.price_per_kwh"):
+        load_config(write(tmp_path / "c.toml", "[expert.ledger]\nprice_per_kwh = 0.2\n"), None)
 
 
 def test_shipped_example_file_matches_the_schema():

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from governor.config import default_config
@@ -9,7 +11,7 @@ LIM = Limits(sm_clocks_mhz=tuple(range(345, 1981, 15)), mem_clock_mhz=2619, powe
 
 
 def env(bounds=None, **cfg):
-    return Envelope(LIM, {**default_config().values["envelope"], **cfg}, bounds or {})
+    return Envelope(LIM, replace(default_config().section("envelope"), **cfg), bounds or {})
 
 
 def sample(temp=60.0, clock=1500.0):
@@ -40,7 +42,7 @@ def test_missing_knobs_are_stripped():
     lim = Limits(sm_clocks_mhz=LIM.sm_clocks_mhz, mem_clock_mhz=2619, power_limit_min_w=200, power_limit_max_w=700,
                  power_limit_default_w=700, temp_slowdown_c=87, temp_shutdown_c=92,
                  capabilities=Capabilities(can_lock_clocks=False, is_mig=True))
-    e = Envelope(lim, default_config().values["envelope"], {})
+    e = Envelope(lim, default_config().section("envelope"), {})
     assert e.clamp(Setpoint(sm_clock_max_mhz=1000, power_limit_w=300)) == Setpoint(power_limit_w=300)
 
 

@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -41,7 +42,7 @@ def test_meter_integrates_power_without_a_counter():
 
 
 def ledger_cfg(**kw):
-    return {**default_config().values["ledger"], **kw}
+    return replace(default_config().section("ledger"), **kw)
 
 
 def test_counterfactual_from_a_reference_serial_and_arrival():

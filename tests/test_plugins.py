@@ -14,7 +14,7 @@ def test_a_plugin_controller_is_found_and_runs(tmp_path, monkeypatch):
     pkg = tmp_path / "tinyctl.py"
     pkg.write_text(textwrap.dedent('''
         from governor.controllers.base import Controller
-        from governor.schema import Key
+        from governor.config_keys import Key
         from governor.vocabulary import Setpoint
 
         class HalfClock(Controller):

@@ -39,3 +39,18 @@ def test_bad_policy_is_refused_with_file_key_and_allowed(tmp_path, text, match):
 def test_unknown_policy_lists_the_available_ones():
     with pytest.raises(ConfigError, match="unknown policy; available: balanced, max-savings, performance"):
         load_policy("turbo")
+
+
+def test_a_model_heuristic_is_set_only_under_expert():
+    import pytest
+
+    from governor.errors import ConfigError
+    from governor.policy import policy_from_dict
+
+    base = {"name": "p", "controller": "model"}
+    with pytest.raises(ConfigError, match=r"params.cusum_drift: a heuristic of 'model': set it under \[expert\]"):
+        policy_from_dict({**base, "params": {"cusum_drift": 0.1}}, "p.toml")
+    p = policy_from_dict({**base, "params": {"slowdown_budget": 0.05}, "expert": {"cusum_drift": 0.1}}, "p.toml")
+    assert p.params == {"slowdown_budget": 0.05} and p.expert == {"cusum_drift": 0.1}
+    with pytest.raises(ConfigError, match="expert.slowdown_budget"):
+        policy_from_dict({**base, "expert": {"slowdown_budget": 0.05}}, "p.toml")

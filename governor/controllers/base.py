@@ -15,7 +15,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from ..schema import Key, check_table, defaults
+from ..config_keys import Key, check_table, defaults
+from ..errors import ConfigError
 from ..vocabulary import DefaultReference, Limits, Sample, Setpoint
 
 
@@ -50,7 +51,8 @@ class Controller(ABC):
     """Subclasses set `name` and `PARAMS` (their tunables) and implement decide()."""
 
     name: ClassVar[str] = ""
-    PARAMS: ClassVar[dict[str, Key]] = {}
+    PARAMS: ClassVar[dict[str, Key]] = {}  # what an operator turns, in a policy's [params]
+    EXPERT: ClassVar[dict[str, Key]] = {}  # heuristics with documented defaults, only under [expert]
     # True for controllers that read what only the application knows (Zeus's training progress, an
     # oracle's phase): they run only in offline evaluation, which supplies it (lab/)
     evaluation_only: ClassVar[bool] = False
@@ -59,13 +61,24 @@ class Controller(ABC):
     counterfactual: Counterfactual | None = None
 
     def __init__(self, params: dict[str, Any], limits: Limits):
-        self.params = {**defaults(self.PARAMS), **params}
+        self.params = {**defaults(self.PARAMS), **defaults(self.EXPERT), **params}
         self.limits = limits
 
     @classmethod
     def validate_params(cls, data: dict, source: str) -> dict[str, Any]:
         """Check a policy's [params] table against PARAMS (raises ConfigError naming the key)."""
+        if isinstance(data, dict):
+            for name in data:
+                if name in cls.EXPERT and name not in cls.PARAMS:
+                    raise ConfigError(source, f"params.{name}", f"a heuristic of {cls.name!r}: set it under "
+                                                                f"[expert] if you must (default "
+                                                                f"{cls.EXPERT[name].default!r})")
         return check_table(data, cls.PARAMS, source, "params")
+
+    @classmethod
+    def validate_expert(cls, data: dict, source: str) -> dict[str, Any]:
+        """Check a policy's [expert] table against EXPERT."""
+        return check_table(data, cls.EXPERT, source, "expert")
 
     def start(self, sample: Sample, current: Setpoint) -> None:  # noqa: B027 - optional hook
         """Take over a GPU: begin from the state it is in (bumpless start)."""

@@ -33,7 +33,7 @@ from .base import NO_CONTEXT, Controller, TickContext
 from .dither import Dither
 from .model_detect import Cusum, PhaseDetection
 from .model_mix import MixHandling
-from .model_params import MODEL_PARAMS
+from .model_params import MODEL_EXPERT, MODEL_PARAMS
 from .model_plan import Planner
 from .model_pricing import ModelPricing
 from .model_state import State
@@ -45,6 +45,7 @@ MIX_STEP_MIN = 0.5  # a mix's refining window goes no deeper than this share of 
 class ModelController(PhaseDetection, MixHandling, Planner, Controller):
     name = "model"
     PARAMS = MODEL_PARAMS
+    EXPERT = MODEL_EXPERT
 
     def __init__(self, params, limits):
         super().__init__(params, limits)

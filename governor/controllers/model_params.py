@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from ..schema import Key
+from ..config_keys import Key
 
+# the few knobs an operator turns, in a policy's [params]
 MODEL_PARAMS = {
     "objective": Key(str, "min_energy", choices=("min_energy", "min_edp", "power_cap"),
                      doc="what to minimize within the budget"),
     "slowdown_budget": Key(float, 0.03, lo=0.0, hi=1.0, doc="largest slowdown against default, a fraction"),
     "budget_use": Key(float, 0.8, lo=0.1, hi=1.0, doc="share of the budget planned for (the rest is margin)"),
+    "refresh_s": Key(float, 120.0, lo=5.0, hi=86400.0, doc="re-measure a held phase this often"),
+}
+
+# heuristics: named, documented defaults, overridable only under a policy's [expert] table
+MODEL_EXPERT = {
     "settle_s": Key(float, 0.4, lo=0.0, hi=10.0, doc="ignore readings this long after a change"),
     "measure_s": Key(float, 0.8, lo=0.2, hi=30.0, doc="measuring time at each probe point"),
     "probe_fracs": Key(str, "auto",
                        doc="first probe clocks as fractions of the reference clock, comma-separated; "
                            "auto: 1 - 3 x budget and 1 - 6 x budget, so probing costs scale with the budget"),
     "max_probes": Key(int, 4, lo=1, hi=10, doc="most probe points per phase"),
-    "refresh_s": Key(float, 120.0, lo=5.0, hi=86400.0, doc="re-measure a held phase this often"),
     "reference_warmer_c": Key(float, 10.0, lo=1.0, hi=100.0,
                               doc="also re-measure a held phase when the GPU is this much warmer than at "
                                   "its reference"),

@@ -19,7 +19,7 @@ What makes it a real PID for a governor (thermald's and the cpufreq governors' l
 
 from __future__ import annotations
 
-from ..schema import Key
+from ..config_keys import Key
 from ..vocabulary import Sample, Setpoint
 from .base import NO_CONTEXT, Controller, TickContext
 

@@ -6,7 +6,7 @@ originals saved and restored.
 
 from __future__ import annotations
 
-from ..schema import Key
+from ..config_keys import Key
 from ..vocabulary import Sample, Setpoint
 from .base import NO_CONTEXT, Controller, TickContext
 

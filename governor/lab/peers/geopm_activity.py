@@ -13,8 +13,8 @@ without GPM) the ratio is taken as 1, so the agent runs at f_max while busy.
 
 from __future__ import annotations
 
+from ...config_keys import Key
 from ...controllers.base import NO_CONTEXT, Controller, TickContext
-from ...schema import Key
 from ...vocabulary import Sample, Setpoint
 
 

@@ -8,8 +8,8 @@ Load here is NVML's GPU utilization, the share of time a kernel ran.
 
 from __future__ import annotations
 
+from ...config_keys import Key
 from ...controllers.base import NO_CONTEXT, Controller, TickContext
-from ...schema import Key
 from ...vocabulary import Sample, Setpoint
 
 

@@ -11,8 +11,8 @@ workload. It cannot run in the daemon on a GPU whose application does not report
 
 from __future__ import annotations
 
+from ...config_keys import Key
 from ...controllers.base import NO_CONTEXT, Controller, TickContext
-from ...schema import Key
 from ...vocabulary import Sample, Setpoint
 
 

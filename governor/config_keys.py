@@ -1,4 +1,5 @@
-"""Typed, range-checked key tables, shared by the config, policy and controller-parameter loaders.
+"""Config keys: typed, range-checked key tables, shared by the config, policy and controller-parameter
+loaders.
 
 Every error names the file, the full key path and what is allowed, and an unknown key gets the
 nearest known one as a suggestion: an operator with a typo in a policy on 300 nodes needs to see
@@ -29,6 +30,7 @@ class Key:
     length: int | None = None  # lists: exact number of items (each a number within lo..hi)
     example: Any = None  # shown in the example config where the default is None
     reloads: bool = True  # False: a reload cannot apply it (it is refused, naming the key); restart govd
+    expert: bool = False  # an estimator constant or heuristic: set only under an [expert] table
 
     def allowed(self) -> str:
         if self.choices:
