@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .device import Device
 from .errors import DeviceError
 from .knobs import KNOBS, Knob
-from .vocabulary import DeviceSettings, Limits, Setpoint
+from .settings import DeviceSettings, Limits, Setpoint
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from .device import UNKNOWN_LOCK, Device
 from .errors import DeviceError
 from .knobs import KNOB_BY_NAME, KNOBS, settings_with
 from .originals import OriginalsFile
-from .vocabulary import Limits, Sample, Setpoint
+from .settings import Limits, Setpoint
+from .telemetry import Sample
 
 
 class SaveFailed(Exception):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from .vocabulary import DeviceSettings, GpuInfo, Limits, Sample
+from .settings import DeviceSettings, Limits
+from .telemetry import GpuInfo, Sample
 
 # get_locked_clocks() answer when the backend cannot read the lock (NVML has no getter).
 UNKNOWN_LOCK = "unknown"

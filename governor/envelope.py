@@ -13,7 +13,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .vocabulary import DeviceSettings, Limits, Sample, Setpoint
+from .settings import DeviceSettings, Limits, Setpoint
+from .telemetry import Sample
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .device import UNKNOWN_LOCK, Device
-from .vocabulary import Capabilities, DeviceSettings, Limits, Sample, Setpoint
+from .settings import Capabilities, DeviceSettings, Limits, Setpoint
+from .telemetry import Sample
 
 
 @dataclass(frozen=True)

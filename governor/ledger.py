@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from .cooling import CoolingModel
-from .vocabulary import DefaultReference, Sample
+from .telemetry import DefaultReference, Sample
 
 
 @dataclass

@@ -27,7 +27,8 @@ from .errors import (
     NoPermissionError,
     NotSupportedError,
 )
-from .vocabulary import Capabilities, GpuInfo, Limits, Sample
+from .settings import Capabilities, Limits
+from .telemetry import GpuInfo, Sample
 
 _init_lock = threading.Lock()
 

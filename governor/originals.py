@@ -21,7 +21,7 @@ import psutil
 from .atomic import write_text_atomic
 from .device import Device
 from .errors import DeviceError, GovdError
-from .vocabulary import DeviceSettings
+from .settings import DeviceSettings
 
 VERSION = 1
 

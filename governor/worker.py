@@ -31,7 +31,8 @@ from .ledger import CounterPower, GpuLedger, ThermalLimit
 from .loop_stats import LoopStats
 from .originals import OriginalsFile
 from .policy import Policy
-from .vocabulary import THERMAL_REASONS, Limits, Sample, Setpoint, reason_names
+from .settings import Limits, Setpoint
+from .telemetry import THERMAL_REASONS, Sample, reason_names
 
 log = logging.getLogger("govd")
 

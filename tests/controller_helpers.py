@@ -1,6 +1,7 @@
 """Synthetic sample sequences for controller unit tests."""
 
-from governor.vocabulary import Limits, Sample
+from governor.settings import Limits
+from governor.telemetry import Sample
 
 H100 = Limits(sm_clocks_mhz=tuple(range(345, 1981, 15)), mem_clock_mhz=2619, power_limit_min_w=200,
               power_limit_max_w=700, power_limit_default_w=700, temp_slowdown_c=87, temp_shutdown_c=92)

@@ -4,7 +4,8 @@ import pytest
 
 from governor.config import default_config
 from governor.envelope import Envelope
-from governor.vocabulary import Capabilities, Limits, Sample, Setpoint
+from governor.settings import Capabilities, Limits, Setpoint
+from governor.telemetry import Sample
 
 LIM = Limits(sm_clocks_mhz=tuple(range(345, 1981, 15)), mem_clock_mhz=2619, power_limit_min_w=200,
              power_limit_max_w=700, power_limit_default_w=700, temp_slowdown_c=87, temp_shutdown_c=92)
@@ -109,7 +110,7 @@ def test_error_budget():
 def test_a_new_knob_is_one_more_entry_applied_read_back_and_restored(monkeypatch):
     """Apply, read-back and restore are loops over KNOBS: a memory-clock lock would be one entry."""
     from governor import actuation, knobs
-    from governor.vocabulary import DeviceSettings, Limits, Setpoint
+    from governor.settings import DeviceSettings, Limits, Setpoint
 
     held = {"mem": None}
     mem = knobs.Knob(name="mem_lock", supported=lambda caps: True, desired=lambda sp, lim: 1593,

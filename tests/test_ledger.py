@@ -18,7 +18,7 @@ from governor.policy import load_policy
 from governor.pricing import Pricing
 from governor.sim.spec import load_spec
 from governor.sim.trace import load_trace
-from governor.vocabulary import UNKNOWN_REFERENCE, DefaultReference, Sample
+from governor.telemetry import UNKNOWN_REFERENCE, DefaultReference, Sample
 
 
 def s(t, energy=None, power=300.0, mem=40.0):

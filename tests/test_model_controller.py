@@ -7,7 +7,7 @@ from governor.controllers.base import TickContext
 from governor.controllers.model import MIX_STEP_MIN, ModelController
 from governor.controllers.model_mix import DRAIN_MAX_S
 from governor.controllers.phase_model import PhaseModel, Probe
-from governor.vocabulary import Setpoint
+from governor.settings import Setpoint
 
 
 class SyntheticGpu:

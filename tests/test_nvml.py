@@ -24,7 +24,7 @@ from governor.errors import (
 )
 from governor.nvml_backend import NvmlSystem
 from governor.restore import restore_from_originals
-from governor.vocabulary import Setpoint
+from governor.settings import Setpoint
 
 
 def system(*gpus):

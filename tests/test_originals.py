@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import governor.originals as originals_module
 from governor.originals import OriginalsFile
-from governor.vocabulary import DeviceSettings
+from governor.settings import DeviceSettings
 
 
 class FakeGpu:

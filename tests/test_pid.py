@@ -5,7 +5,7 @@ import random
 from controller_helpers import H100, ceiling, sample
 
 from governor.controllers.pid import PidController
-from governor.vocabulary import Setpoint
+from governor.settings import Setpoint
 
 
 def pid(**params):

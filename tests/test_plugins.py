@@ -15,7 +15,7 @@ def test_a_plugin_controller_is_found_and_runs(tmp_path, monkeypatch):
     pkg.write_text(textwrap.dedent('''
         from governor.controllers.base import Controller
         from governor.config_keys import Key
-        from governor.vocabulary import Setpoint
+        from governor.settings import Setpoint
 
         class HalfClock(Controller):
             name = "half-clock"
@@ -59,7 +59,7 @@ def test_a_plugin_written_for_the_old_contract_is_a_clear_config_error(tmp_path,
 
     (tmp_path / "oldctl.py").write_text(textwrap.dedent('''
         from governor.controllers.base import Controller
-        from governor.vocabulary import Setpoint
+        from governor.settings import Setpoint
 
         class Old(Controller):
             name = "old"

@@ -1,4 +1,5 @@
-from governor.vocabulary import DEFAULT_SETPOINT, Limits, Setpoint, reason_names
+from governor.settings import DEFAULT_SETPOINT, Limits, Setpoint
+from governor.telemetry import reason_names
 
 
 def limits():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..envelope import Ceiling
-from ..vocabulary import reason_names
+from ..telemetry import reason_names
 from ..wire import GpuStatus, PauseResult, Status
 
 

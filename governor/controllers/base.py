@@ -17,7 +17,8 @@ from typing import Any, ClassVar, Protocol
 
 from ..config_keys import Key, check_table, defaults
 from ..errors import ConfigError
-from ..vocabulary import DefaultReference, Limits, Sample, Setpoint
+from ..settings import Limits, Setpoint
+from ..telemetry import DefaultReference, Sample
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..vocabulary import DEFAULT_SETPOINT, Sample, Setpoint
+from ..settings import DEFAULT_SETPOINT, Setpoint
+from ..telemetry import Sample
 from .base import NO_CONTEXT, Controller, TickContext
 
 

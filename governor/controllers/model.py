@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from ..vocabulary import Sample, Setpoint
+from ..settings import Setpoint
+from ..telemetry import Sample
 from .base import NO_CONTEXT, Controller, TickContext
 from .dither import Dither
 from .model_detect import Cusum, PhaseDetection

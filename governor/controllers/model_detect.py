@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..vocabulary import Sample
+from ..telemetry import Sample
 from .phase_model import PhaseModel, Probe
 
 

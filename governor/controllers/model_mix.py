@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..vocabulary import Sample
+from ..telemetry import Sample
 from .mix import CLEAN_SPREAD, whole_cycles_mean
 from .model_state import State
 from .phase_model import Probe

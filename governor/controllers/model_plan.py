@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..vocabulary import Sample, Setpoint
+from ..settings import Setpoint
+from ..telemetry import Sample
 from .phase_model import PhaseModel, Probe
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..vocabulary import UNKNOWN_REFERENCE, DefaultReference, Sample
+from ..telemetry import UNKNOWN_REFERENCE, DefaultReference, Sample
 from .model_state import State
 from .phase_model import PhaseModel, Probe
 

@@ -20,7 +20,8 @@ What makes it a real PID for a governor (thermald's and the cpufreq governors' l
 from __future__ import annotations
 
 from ..config_keys import Key
-from ..vocabulary import Sample, Setpoint
+from ..settings import Setpoint
+from ..telemetry import Sample
 from .base import NO_CONTEXT, Controller, TickContext
 
 

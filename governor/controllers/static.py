@@ -7,7 +7,8 @@ originals saved and restored.
 from __future__ import annotations
 
 from ..config_keys import Key
-from ..vocabulary import Sample, Setpoint
+from ..settings import Setpoint
+from ..telemetry import Sample
 from .base import NO_CONTEXT, Controller, TickContext
 
 

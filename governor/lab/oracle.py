@@ -25,10 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..controllers.base import NO_CONTEXT, Controller, TickContext
+from ..settings import Setpoint
 from ..sim import physics
 from ..sim.spec import GpuSpec
 from ..sim.trace import Phase, Trace
-from ..vocabulary import Sample, Setpoint
+from ..telemetry import Sample
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from ..controllers.base import NO_CONTEXT, Controller, TickContext
 from ..errors import GovdError
 from ..originals import OriginalsFile
 from ..policy import Policy, load_policy
+from ..settings import Setpoint
 from ..sim.device import SimDevice
 from ..sim.spec import GpuSpec, load_spec
 from ..sim.trace import Trace, load_trace
-from ..vocabulary import Setpoint
 from ..worker import GpuWorker, make_controller
 
 

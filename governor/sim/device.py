@@ -19,7 +19,8 @@ from ..atomic import write_json_atomic
 from ..clock import Clock
 from ..device import Device
 from ..errors import ConfigError, DeviceError, GpuLostError
-from ..vocabulary import Capabilities, GpuInfo, Limits, Sample
+from ..settings import Capabilities, Limits
+from ..telemetry import GpuInfo, Sample
 from .gpu import SimGpu
 from .spec import GpuSpec
 from .trace import Trace

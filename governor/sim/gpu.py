@@ -18,7 +18,7 @@ import random
 from collections import deque
 from dataclasses import dataclass
 
-from ..vocabulary import (
+from ..telemetry import (
     REASON_GPU_IDLE,
     REASON_HW_THERMAL,
     REASON_SW_POWER_CAP,

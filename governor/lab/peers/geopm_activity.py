@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from ...config_keys import Key
 from ...controllers.base import NO_CONTEXT, Controller, TickContext
-from ...vocabulary import Sample, Setpoint
+from ...settings import Setpoint
+from ...telemetry import Sample
 
 
 class GeopmActivityController(Controller):
