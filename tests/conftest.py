@@ -1,30 +1,45 @@
-import sys
-from pathlib import Path
+"""Shared fixtures. Helpers come as fixtures (make_trace, static_policy, gemm_phase), never by
+importing this file."""
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from governor.clock import VirtualClock
+from governor.config import default_config
+from governor.originals import OriginalsFile
+from governor.policy import Policy
+from governor.sim.device import SimDevice
+from governor.sim.spec import load_spec
+from governor.sim.trace import trace_from_dict
 
-from governor.clock import VirtualClock  # noqa: E402
-from governor.config import default_config  # noqa: E402
-from governor.originals import OriginalsFile  # noqa: E402
-from governor.policy import Policy  # noqa: E402
-from governor.sim.device import SimDevice  # noqa: E402
-from governor.sim.spec import load_spec  # noqa: E402
-from governor.sim.trace import trace_from_dict  # noqa: E402
+GEMM_PHASE = {"name": "p", "seconds": 30.0, "busy": 1.0, "clock_bound": 1.0, "intensity": 1.0, "dram": 0.3}
 
 
-def make_trace(*phases, **top):
+def _make_trace(*phases, **top):
     data = {"format": 1, "name": top.pop("name", "t"), "seed": top.pop("seed", 1), **top,
             "phase": [dict(p) for p in phases]}
     return trace_from_dict(data, "test")
 
 
-PHASE = {"name": "p", "seconds": 30.0, "busy": 1.0, "clock_bound": 1.0, "intensity": 1.0, "dram": 0.3}
-
-
-def static_policy(**params):
+def _static_policy(**params):
     return Policy(name="static-test", controller="static", params=params, source="test")
+
+
+@pytest.fixture
+def make_trace():
+    """make_trace(*phase_tables, **top_keys): a trace built from tables, as trace-format.md has them."""
+    return _make_trace
+
+
+@pytest.fixture
+def gemm_phase():
+    """A 30 s compute-bound phase (a dense GEMM), as a trace's [[phase]] table."""
+    return dict(GEMM_PHASE)
+
+
+@pytest.fixture
+def static_policy():
+    """static_policy(**params): a `static` policy with these parameters."""
+    return _static_policy
 
 
 @pytest.fixture
@@ -35,7 +50,7 @@ def clock():
 @pytest.fixture
 def sim(tmp_path, clock):
     """A simulated h100 with a 30 s GEMM phase, its originals file and a config."""
-    dev = SimDevice(load_spec("h100-sxm"), 0, clock, tmp_path / "sim", trace=make_trace(PHASE))
+    dev = SimDevice(load_spec("h100-sxm"), 0, clock, tmp_path / "sim", trace=_make_trace(GEMM_PHASE))
     return dev
 
 

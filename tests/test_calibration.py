@@ -1,7 +1,6 @@
 """Each built-in GPU reproduces the published numbers in ../shared/calibration.md."""
 
 import pytest
-from conftest import PHASE, make_trace, static_policy
 
 from governor.clock import VirtualClock
 from governor.lab.simulate import DEFAULT_POLICY, run_trace
@@ -67,9 +66,9 @@ def test_h100_gemm_is_power_capped_near_700w_at_1500_to_1650_mhz(tmp_path):
     assert all(s.clock_event_reasons & 0x4 for s in readings)  # SW power cap reported
 
 
-def test_a100_gemm_throttles_under_its_400w_cap(tmp_path):
+def test_a100_gemm_throttles_under_its_400w_cap(tmp_path, gemm_phase, make_trace):
     clock = VirtualClock()
-    dev = SimDevice(load_spec("a100-sxm4"), 0, clock, tmp_path, trace=make_trace(PHASE))
+    dev = SimDevice(load_spec("a100-sxm4"), 0, clock, tmp_path, trace=make_trace(gemm_phase))
     s = settle(dev, clock, 20)
     assert s.sm_clock_mhz < 1410 and s.power_w <= 405
 
@@ -82,7 +81,7 @@ def test_h200_decode_draws_140_to_300w(tmp_path):
     assert all(not s.clock_event_reasons & 0x4 for s in readings)  # the cap never binds
 
 
-def test_energy_versus_power_limit_is_u_shaped_with_minimum_at_50_to_67_percent():
+def test_energy_versus_power_limit_is_u_shaped_with_minimum_at_50_to_67_percent(make_trace, static_policy):
     trace = make_trace({"seconds": 2.0, "busy": 0.95, "clock_bound": 0.85, "intensity": 0.85, "dram": 0.35},
                        repeat=15)
     for gpu in ("h100-sxm", "a100-sxm4"):
@@ -97,7 +96,7 @@ def test_energy_versus_power_limit_is_u_shaped_with_minimum_at_50_to_67_percent(
         assert energy[limits[-1]] > energy[best] * 1.02
 
 
-def test_a100_attention_at_1200_mhz_costs_8_to_14_percent_time_and_saves_14_to_23_percent_energy():
+def test_a100_attention_at_1200_mhz_costs_8_to_14_percent_time_and_saves_14_to_23_percent_energy(static_policy):
     spec = load_spec("a100-sxm4")
     trace = load_trace("attention")
     ref = run_trace(spec, trace, DEFAULT_POLICY)

@@ -4,7 +4,6 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import make_trace
 
 from governor.lab.oracle import PhaseCurve, phase_curves, solve
 from governor.lab.simulate import DEFAULT_POLICY, oracle_runs, run_trace, simulate
@@ -24,7 +23,7 @@ def brute_force(curves, budget):
 
 
 @pytest.mark.parametrize("budget", [0.0, 0.03, 0.1, 0.3])
-def test_solve_matches_brute_force_on_a_small_trace(budget):
+def test_solve_matches_brute_force_on_a_small_trace(budget, make_trace):
     trace = make_trace(
         {"name": "a", "seconds": 2.0, "busy": 0.9, "clock_bound": 0.9, "intensity": 0.9, "dram": 0.3},
         {"name": "b", "seconds": 3.0, "busy": 0.7, "clock_bound": 0.2, "intensity": 0.2, "dram": 0.6},

@@ -1,7 +1,6 @@
 """Identification of a phase's time/power model, and the progress proxy's assumption."""
 
 import pytest
-from conftest import make_trace
 
 from governor.clock import VirtualClock
 from governor.controllers.phase_model import PhaseModel, Probe, fit_kernel, fit_power
@@ -60,7 +59,7 @@ def test_without_progress_proxy_the_model_is_cautious():
     assert m.slowdown(990.0) == pytest.approx(0.5)  # all busy time assumed clock-bound and serial
 
 
-def test_dram_progress_is_proportional_to_true_work_rate_on_the_simulator(tmp_path):
+def test_dram_progress_is_proportional_to_true_work_rate_on_the_simulator(tmp_path, make_trace):
     """The proxy's assumption: DRAM activity tracks work done, at any clock."""
     rates = []
     for i, f in enumerate((1980, 1200, 705)):

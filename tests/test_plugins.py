@@ -3,14 +3,12 @@
 import sys
 import textwrap
 
-from conftest import PHASE, make_trace
-
 from governor.lab.simulate import run_trace
 from governor.policy import policy_from_dict
 from governor.sim.spec import load_spec
 
 
-def test_a_plugin_controller_is_found_and_runs(tmp_path, monkeypatch):
+def test_a_plugin_controller_is_found_and_runs(tmp_path, monkeypatch, gemm_phase, make_trace):
     pkg = tmp_path / "tinyctl.py"
     pkg.write_text(textwrap.dedent('''
         from governor.controllers.base import Controller
@@ -31,7 +29,7 @@ def test_a_plugin_controller_is_found_and_runs(tmp_path, monkeypatch):
     (dist / "entry_points.txt").write_text("[govd.controllers]\nhalf-clock = tinyctl:HalfClock\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     policy = policy_from_dict({"name": "half", "controller": "half-clock", "params": {"fraction": 0.5}}, "test")
-    trace = make_trace({**PHASE, "seconds": 5.0})
+    trace = make_trace({**gemm_phase, "seconds": 5.0})
     result = run_trace(load_spec("h100-sxm"), trace, policy)
     assert result.writes >= 1
     assert result.seconds > 7.0  # a compute-bound phase at half clock takes about twice as long

@@ -1,20 +1,19 @@
 import json
 
 import pytest
-from conftest import PHASE, make_trace
 
 from governor.errors import DeviceError, GpuLostError
 from governor.sim.device import SimDevice, SimDriverOnly, SimFaults
 from governor.sim.spec import load_spec
 
 
-def test_settings_live_in_the_driver_state_file_and_outlive_the_device(tmp_path, clock):
-    dev = SimDevice(load_spec("h100-sxm"), 0, clock, tmp_path, trace=make_trace(PHASE))
+def test_settings_live_in_the_driver_state_file_and_outlive_the_device(tmp_path, clock, gemm_phase, make_trace):
+    dev = SimDevice(load_spec("h100-sxm"), 0, clock, tmp_path, trace=make_trace(gemm_phase))
     dev.set_locked_clocks(345, 1200)
     dev.set_power_limit_w(500)
     state = json.loads((tmp_path / "gpu0.json").read_text())
     assert state["locked_clocks_mhz"] == [345, 1200] and state["power_limit_w"] == 500
-    again = SimDevice(load_spec("h100-sxm"), 0, clock, tmp_path, trace=make_trace(PHASE))
+    again = SimDevice(load_spec("h100-sxm"), 0, clock, tmp_path, trace=make_trace(gemm_phase))
     assert again.get_locked_clocks() == (345, 1200) and again.get_power_limit_w() == 500
     offline = SimDriverOnly(dev.restore_handle())
     offline.reset_locked_clocks()
@@ -59,12 +58,12 @@ def test_energy_counter_steps_every_100_ms_and_matches_power(sim, clock):
     assert mean_w == pytest.approx(c.power_w, rel=0.05)
 
 
-def test_sensor_noise_is_seeded(tmp_path):
+def test_sensor_noise_is_seeded(tmp_path, gemm_phase, make_trace):
     from governor.clock import VirtualClock
 
     def readings(folder):
         clock = VirtualClock()
-        dev = SimDevice(load_spec("h100-sxm"), 0, clock, folder, trace=make_trace(PHASE))
+        dev = SimDevice(load_spec("h100-sxm"), 0, clock, folder, trace=make_trace(gemm_phase))
         out = []
         for i in range(1, 20):
             clock.sleep_until(i * 0.5)
@@ -74,9 +73,9 @@ def test_sensor_noise_is_seeded(tmp_path):
     assert readings(tmp_path / "a") == readings(tmp_path / "b")
 
 
-def test_gpm_only_where_the_gpu_has_it(tmp_path, clock):
-    h100 = SimDevice(load_spec("h100-sxm"), 0, clock, tmp_path / "h", trace=make_trace(PHASE))
-    a100 = SimDevice(load_spec("a100-sxm4"), 0, clock, tmp_path / "a", trace=make_trace(PHASE))
+def test_gpm_only_where_the_gpu_has_it(tmp_path, clock, gemm_phase, make_trace):
+    h100 = SimDevice(load_spec("h100-sxm"), 0, clock, tmp_path / "h", trace=make_trace(gemm_phase))
+    a100 = SimDevice(load_spec("a100-sxm4"), 0, clock, tmp_path / "a", trace=make_trace(gemm_phase))
     clock.sleep_until(2)
     assert h100.sample().sm_activity_pct is not None
     assert a100.sample().sm_activity_pct is None

@@ -3,7 +3,6 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_trace, static_policy
 
 from governor.lab.simulate import DEFAULT_POLICY, run_trace, simulate
 from governor.sim.spec import load_spec
@@ -22,13 +21,13 @@ def test_json_contract_and_default_reference():
     assert static["slowdown"] < 0.10
 
 
-def test_runs_are_deterministic():
+def test_runs_are_deterministic(make_trace):
     spec = load_spec("a100-sxm4")
     trace = make_trace({"seconds": 20.0, "busy": 0.8, "clock_bound": 0.7, "intensity": 0.7, "dram": 0.4})
     assert run_trace(spec, trace, DEFAULT_POLICY) == run_trace(spec, trace, DEFAULT_POLICY)
 
 
-def test_slower_clock_on_compute_bound_work_costs_time_as_the_trace_says():
+def test_slower_clock_on_compute_bound_work_costs_time_as_the_trace_says(make_trace, static_policy):
     spec = load_spec("h100-sxm")
     trace = make_trace({"seconds": 30.0, "busy": 1.0, "clock_bound": 1.0, "intensity": 0.3, "dram": 0.1})
     ref = run_trace(spec, trace, DEFAULT_POLICY)  # light kernels: not power-capped, runs at 1980

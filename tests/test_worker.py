@@ -2,8 +2,6 @@
 
 import json
 
-from conftest import static_policy
-
 from governor.config import default_config
 from governor.lab.simulate import DEFAULT_POLICY
 from governor.sim.device import SimFaults
@@ -23,7 +21,7 @@ def driver_state(sim):
     return json.loads(sim.driver.path.read_text())
 
 
-def test_static_policy_applies_saves_originals_and_hands_back(sim, clock, originals, config):
+def test_static_policy_applies_saves_originals_and_hands_back(sim, clock, originals, config, static_policy):
     w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200, power_limit_w=500.0), config, originals, clock)
     run(w, clock, 2)
     assert driver_state(sim)["locked_clocks_mhz"] == [345, 1200]
@@ -37,7 +35,7 @@ def test_static_policy_applies_saves_originals_and_hands_back(sim, clock, origin
     assert not originals.path.exists()
 
 
-def test_originals_are_what_the_gpu_had_not_the_defaults(sim, clock, originals, config):
+def test_originals_are_what_the_gpu_had_not_the_defaults(sim, clock, originals, config, static_policy):
     sim.set_locked_clocks(345, 1755)  # an admin's lock from before govd
     w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200), config, originals, clock)
     run(w, clock, 1)
@@ -45,7 +43,7 @@ def test_originals_are_what_the_gpu_had_not_the_defaults(sim, clock, originals, 
     assert driver_state(sim)["locked_clocks_mhz"] == [345, 1755]
 
 
-def test_dry_run_decides_but_never_writes(sim, clock, originals, config):
+def test_dry_run_decides_but_never_writes(sim, clock, originals, config, static_policy):
     w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200), config, originals, clock, dry_run=True)
     run(w, clock, 3)
     assert driver_state(sim)["locked_clocks_mhz"] is None
@@ -60,7 +58,7 @@ def test_default_policy_never_touches_the_gpu(sim, clock, originals, config):
     assert w.stats.writes == 0 and not originals.path.exists()
 
 
-def test_errors_on_set_spend_the_budget_then_the_gpu_is_handed_back_and_degraded(sim, clock, originals):
+def test_errors_on_set_spend_the_budget_then_the_gpu_is_handed_back_and_degraded(sim, clock, originals, static_policy):
     config = default_config()
     config.values["envelope"]["min_write_interval_ms"] = 0
     w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200, power_limit_w=500.0), config, originals, clock)
@@ -76,7 +74,8 @@ def test_errors_on_set_spend_the_budget_then_the_gpu_is_handed_back_and_degraded
     assert w.stats.writes == writes  # degraded: no more writes
 
 
-def test_lost_gpu_is_degraded_without_crashing_and_stays_listed_for_restore(sim, clock, originals, config):
+def test_lost_gpu_is_degraded_without_crashing_and_stays_listed_for_restore(sim, clock, originals, config,
+                                                                         static_policy):
     w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200), config, originals, clock)
     run(w, clock, 1)
     sim.faults = SimFaults(lost_at_s=clock.now() + 0.5)
@@ -85,7 +84,7 @@ def test_lost_gpu_is_degraded_without_crashing_and_stays_listed_for_restore(sim,
     assert sim.info.uuid in json.loads(originals.path.read_text())["gpus"]
 
 
-def test_driver_reload_keeps_energy_monotonic_and_reapplies(sim, clock, originals, config):
+def test_driver_reload_keeps_energy_monotonic_and_reapplies(sim, clock, originals, config, static_policy):
     w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200), config, originals, clock)
     run(w, clock, 5)
     energy_before = w.ledger.meter.joules
@@ -96,7 +95,8 @@ def test_driver_reload_keeps_energy_monotonic_and_reapplies(sim, clock, original
     assert driver_state(sim)["locked_clocks_mhz"] == [345, 1200]  # re-applied after the reload
 
 
-def test_another_program_writing_makes_govd_back_off_and_leave_its_settings(sim, clock, originals, config):
+def test_another_program_writing_makes_govd_back_off_and_leave_its_settings(sim, clock, originals, config,
+                                                                           static_policy):
     w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200), config, originals, clock)
     run(w, clock, 2)
     state = driver_state(sim)
@@ -146,7 +146,7 @@ def test_a_driver_reload_before_the_first_write_is_not_taken_for_another_program
     assert originals.saved(sim.info.uuid) is None  # saved again at govd's first write, as the driver left it
 
 
-def test_backoff_ends_and_govd_takes_the_gpu_again(sim, clock, originals):
+def test_backoff_ends_and_govd_takes_the_gpu_again(sim, clock, originals, static_policy):
     config = default_config()
     config.values["envelope"]["external_backoff_s"] = 5.0
     w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200), config, originals, clock)
@@ -160,7 +160,7 @@ def test_backoff_ends_and_govd_takes_the_gpu_again(sim, clock, originals):
     assert driver_state(sim)["locked_clocks_mhz"] == [1410, 1410]  # the other program's setting is the original now
 
 
-def test_readback_mismatch_counts_as_an_error(sim, clock, originals, config):
+def test_readback_mismatch_counts_as_an_error(sim, clock, originals, config, static_policy):
     class Stubborn(type(sim)):
         def set_power_limit_w(self, watts):  # the call succeeds but the GPU keeps its limit
             pass
@@ -171,7 +171,7 @@ def test_readback_mismatch_counts_as_an_error(sim, clock, originals, config):
     assert w.stats.errors >= 1 and "read-back mismatch" in w.envelope.last_error
 
 
-def test_pause_hands_back_and_resume_takes_over(sim, clock, originals, config):
+def test_pause_hands_back_and_resume_takes_over(sim, clock, originals, config, static_policy):
     w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200), config, originals, clock)
     run(w, clock, 1)
     w.pause()
@@ -183,7 +183,7 @@ def test_pause_hands_back_and_resume_takes_over(sim, clock, originals, config):
     assert driver_state(sim)["locked_clocks_mhz"] == [345, 1200]
 
 
-def test_thermal_guard_in_a_hot_room_keeps_the_gpu_below_slowdown(tmp_path, clock, originals, config):
+def test_thermal_guard_in_a_hot_room_keeps_the_gpu_below_slowdown(tmp_path, clock, originals, config, static_policy):
     from governor.sim.device import SimDevice
     from governor.sim.spec import load_spec
     from governor.sim.trace import load_trace
@@ -195,7 +195,7 @@ def test_thermal_guard_in_a_hot_room_keeps_the_gpu_below_slowdown(tmp_path, cloc
     assert dev.gpu.max_temp_c < load_spec("h100-sxm").temp_slowdown_c + 1.0
 
 
-def test_switching_policy_at_run_time_is_bumpless(tmp_path, clock, originals, config):
+def test_switching_policy_at_run_time_is_bumpless(tmp_path, clock, originals, config, static_policy):
     from governor.policy import Policy
     from governor.sim.device import SimDevice
     from governor.sim.spec import load_spec
@@ -220,7 +220,7 @@ def test_a_controller_needing_app_progress_is_refused_in_the_daemon(sim, clock, 
         GpuWorker(sim, Policy(name="z", controller="zeus-pl", source="t"), config, originals, clock)
 
 
-def test_an_operators_lower_power_limit_is_a_ceiling_govd_keeps(sim, clock, originals, config):
+def test_an_operators_lower_power_limit_is_a_ceiling_govd_keeps(sim, clock, originals, config, static_policy):
     """A GPU capped at 550 W before govd started must not run at 700 W while govd manages it."""
     sim.set_power_limit_w(550)
     w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200, power_limit_w=650.0), config, originals, clock)
@@ -240,7 +240,7 @@ def test_the_default_policy_on_a_capped_gpu_writes_nothing(sim, clock, originals
     assert driver_state(sim)["power_limit_w"] == 550 and driver_state(sim)["locked_clocks_mhz"] == [1000, 1500]
 
 
-def test_an_operators_clock_lock_caps_the_clock_govd_locks(sim, clock, originals, config):
+def test_an_operators_clock_lock_caps_the_clock_govd_locks(sim, clock, originals, config, static_policy):
     sim.set_locked_clocks(1000, 1500)
     w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1800), config, originals, clock)
     run(w, clock, 2)
@@ -250,7 +250,7 @@ def test_an_operators_clock_lock_caps_the_clock_govd_locks(sim, clock, originals
     assert driver_state(sim)["locked_clocks_mhz"] == [1000, 1500]
 
 
-def test_respect_existing_limits_false_lets_govd_raise_them(sim, clock, originals):
+def test_respect_existing_limits_false_lets_govd_raise_them(sim, clock, originals, static_policy):
     config = default_config()
     config.values["envelope"]["respect_existing_limits"] = False
     sim.set_power_limit_w(550)
@@ -268,7 +268,7 @@ def another_program_writes(sim, **changes):
     sim.driver.write(state)  # as nvidia-smi would: behind govd's back
 
 
-def test_another_programs_power_limit_leaves_govds_lock_given_back(sim, clock, originals):
+def test_another_programs_power_limit_leaves_govds_lock_given_back(sim, clock, originals, static_policy):
     """Another program changed only the power limit of a GPU govd held locked: govd gives back its
     lock (the other program did not touch it), leaves the other program's power limit, and after
     the back-off takes the GPU again from that, so a stop leaves the GPU unlocked."""
@@ -289,7 +289,7 @@ def test_another_programs_power_limit_leaves_govds_lock_given_back(sim, clock, o
     assert driver_state(sim)["locked_clocks_mhz"] is None and driver_state(sim)["power_limit_w"] == 600
 
 
-def test_another_programs_lock_leaves_govds_power_limit_given_back(sim, clock, originals, config):
+def test_another_programs_lock_leaves_govds_power_limit_given_back(sim, clock, originals, config, static_policy):
     sim.set_power_limit_w(550)  # the operator's, from before govd
     w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200, power_limit_w=450.0), config, originals, clock)
     run(w, clock, 2)
@@ -302,7 +302,7 @@ def test_another_programs_lock_leaves_govds_power_limit_given_back(sim, clock, o
 
 
 def test_a_failed_give_back_on_backoff_keeps_originals_but_not_the_other_programs_knob(sim, clock, originals,
-                                                                                       config):
+                                                                                       config, static_policy):
     w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200, power_limit_w=500.0), config, originals, clock)
     run(w, clock, 2)
     sim.faults = SimFaults(fail_sets=10)

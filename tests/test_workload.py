@@ -1,7 +1,6 @@
 """The fluid replay must follow trace-format.md's formulas exactly."""
 
 import pytest
-from conftest import make_trace
 
 from governor.sim.workload import Workload
 
@@ -15,7 +14,7 @@ def run(wl, f, dt=0.01, limit=10_000):
     return t, busy
 
 
-def test_serial_phase_time_follows_the_formula():
+def test_serial_phase_time_follows_the_formula(make_trace):
     tr = make_trace({"seconds": 10.0, "busy": 0.6, "clock_bound": 0.8, "intensity": 1, "dram": 0.2})
     f_def, f = 1500.0, 1000.0
     t, busy = run(Workload(tr.played(), [f_def]), f)
@@ -24,7 +23,7 @@ def test_serial_phase_time_follows_the_formula():
     assert t == pytest.approx(kernel + 10 * 0.4, abs=0.02)
 
 
-def test_arrival_phase_costs_nothing_until_the_gpu_saturates():
+def test_arrival_phase_costs_nothing_until_the_gpu_saturates(make_trace):
     tr = make_trace({"seconds": 10.0, "busy": 0.5, "clock_bound": 1.0, "intensity": 1, "dram": 0.2,
                      "slack": "arrival"})
     t, _ = run(Workload(tr.played(), [1500.0]), 1000.0)  # kernels 1.5x slower: busy 75%, still keeps up
@@ -33,7 +32,7 @@ def test_arrival_phase_costs_nothing_until_the_gpu_saturates():
     assert t == pytest.approx(15.0, abs=0.05)
 
 
-def test_backlog_carries_into_the_next_phase_first():
+def test_backlog_carries_into_the_next_phase_first(make_trace):
     tr = make_trace({"seconds": 4.0, "busy": 1.0, "clock_bound": 1.0, "intensity": 1, "dram": 0.2,
                      "slack": "arrival"},
                     {"seconds": 4.0, "busy": 0.25, "clock_bound": 0.0, "intensity": 1, "dram": 0.2,
@@ -47,7 +46,7 @@ def test_backlog_carries_into_the_next_phase_first():
     assert wl.work_done == pytest.approx(wl.total_work)
 
 
-def test_repeat_plays_the_phase_list_again():
+def test_repeat_plays_the_phase_list_again(make_trace):
     tr = make_trace({"seconds": 1.0, "busy": 1.0, "clock_bound": 1.0, "intensity": 1, "dram": 0}, repeat=3)
     t, _ = run(Workload(tr.played(), [1000.0] * 3), 1000.0)
     assert t == pytest.approx(3.0, abs=0.02)
