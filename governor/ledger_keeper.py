@@ -1,9 +1,8 @@
 """The daemon's ledger duties: write every GPU's totals to the store at each minute's end (and
 every `ledger.flush_s`), and log the savings now and then, with GOVD_SAVED_J for the journal.
 
-Written at most once a minute-boundary or flush interval, not on every supervisor pass: it had
-written five SQLite transactions a second, a third of the daemon's CPU with one GPU
-(docs/benchmarks.md).
+Written at each minute's end and every flush interval, not on every supervisor pass, which had
+cost a third of the daemon's CPU with one GPU (docs/benchmarks.md, "The daemon's own cost").
 """
 
 from __future__ import annotations

@@ -63,10 +63,9 @@ class OriginalsFile:
     """Thread-safe view of originals.json for the daemon that owns it.
 
     Every change is on disk before the call that made it returns (a GPU is written only once its
-    originals are), but GPUs that change together share one write: the GPUs of one job reach their
-    first write in the same tick, and 64 of them had each rewritten and fsynced the file in turn,
-    queued on one lock (docs/benchmarks.md, "The daemon's own cost"). A change waits for a write
-    that began after it was made; whoever writes next writes every change so far."""
+    originals are), but GPUs that change together share one write, as the GPUs of one job do
+    (docs/decisions/008). A change waits for a write that began after it was made; whoever
+    writes next writes every change so far."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -110,9 +109,8 @@ class OriginalsFile:
         """Save every GPU not saved yet in one write, before any is written to; returns the GPUs
         that could not be read ({uuid: why}), which are then saved at their first write instead.
 
-        The daemon takes the originals of every GPU it manages at start-up: 64 GPUs of one job
-        reach their first write in the same tick, and waiting there for originals.json to be on
-        disk was the tail of the loops' tick latency (docs/benchmarks.md, "The daemon's own cost")."""
+        The daemon takes the originals of every GPU it manages at start-up, so that no loop waits
+        for the disk at its first write (docs/decisions/008)."""
         entries, failed = {}, {}
         for device in devices:
             try:
@@ -211,9 +209,8 @@ class OriginalsFile:
 def render(data: dict) -> str:
     """originals.json as text: one line per GPU (`grep` its uuid to see what it will get back).
 
-    Written by the C JSON encoder, entry by entry: the indenting encoder is pure Python and took a
-    millisecond of the interpreter lock per write with 64 GPUs, one write per GPU as each reached
-    its first write (docs/benchmarks.md, "The daemon's own cost")."""
+    Written by the C JSON encoder, entry by entry, which holds the interpreter lock far shorter
+    than the indenting one (docs/decisions/008)."""
     head = {k: v for k, v in data.items() if k != "gpus"}
     lines = ["{"] + [f"  {json.dumps(k)}: {json.dumps(v, sort_keys=True)}," for k, v in sorted(head.items())]
     gpus = [f"    {json.dumps(uuid)}: {json.dumps(entry, sort_keys=True)}" for uuid, entry in data["gpus"].items()]

@@ -153,11 +153,8 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
         fracs = self.mix_probe_fracs if self.composite else self.probe_fracs
         if self.composite and n >= 1 and m.kind == "arrival":
             # a mix of arriving work (its progress kept up at the deepest fixed probe): the next
-            # window goes to the clock the fit plans. Each window of a mix lasts 15 s or so, and a
-            # shallower probe taught the fit little while the mix ran near default (variants of
-            # LLM serving, pipeline bubbles, bursty inference: 2-4 points more saved, one bursty
-            # variant 11% -> 38%). A serial mix keeps its second probe: its fit bends, and the
-            # budget is spent on it
+            # window goes to the clock the fit plans; a serial mix keeps its second probe, since its
+            # fit bends and the budget is spent on it (docs/decisions/005)
             fracs = fracs[:n]
         if n < len(fracs) and n < self.params["max_probes"]:
             target, sp = self._probe_setpoint(fracs[n], m.ref)
@@ -227,9 +224,8 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
         if self.state == State.REFERENCE and self.last_change == "refresh" and self._thermal_power_w is not None \
                 and self._refreshing in self.models:
             # the GPU reached the thermal limit during the refresh: what the window would measure is
-            # the guard's (or firmware's) ceiling, no reference of default (taken as one, it had the
-            # budget charged against a clock 10% under what default ran at, and a hot room's variant
-            # ran 3.8% slow against 3%); the phase keeps the reference it had
+            # the guard's (or firmware's) ceiling, no reference of default; the phase keeps the
+            # reference it had (docs/decisions/006)
             self.current = self._refreshing
             self._hold(now, "refresh abandoned: thermal limit")
             return self.setpoint

@@ -50,16 +50,10 @@ class MixHandling:
 
     def _draining(self, sample: Sample, dt: float) -> bool:
         """A mix's reference window waits, up to `DRAIN_MAX_S`, while the GPU is saturated at its
-        start and has been for `DRAIN_MIN_S` (a 0.3 s compute phase saturates it briefly every
-        cycle; waiting for those only moved where the window began) but not for longer than
-        `DRAIN_RUN_MAX_S` (a mix of phases all busy all the time is saturated throughout; waiting
-        there only moved the window, and one variant's ledger over-reported by 42%): it is working
-        off the backlog a lower clock left (the deep probes of the phases the controller first
-        tried to tell apart), which is no part of the mix at default. Counted
-        in, it read a bursty mix's progress 10% high; against that reference the probes' progress
-        seemed to fall with the clock, and arriving work was fitted as serial (6.7% saved where the
-        best fixed clock saves 33%). A mix whose window starts in a saturated phase merely starts
-        its window a phase later: the window grows to whole cycles wherever it starts."""
+        start and has been for between `DRAIN_MIN_S` and `DRAIN_RUN_MAX_S`: it is working off the
+        backlog the controller's own deep probes left, which is no part of the mix at default
+        (docs/decisions/001). A window that starts in a saturated phase merely starts a phase
+        later: it grows to whole cycles wherever it starts."""
         if not (self.composite and self.state == State.REFERENCE and not self.window):
             return False
         if not DRAIN_MIN_S <= self._saturated_s <= DRAIN_RUN_MAX_S or self._drained_s >= DRAIN_MAX_S:
@@ -125,9 +119,8 @@ class MixHandling:
         """Whether the mix's windows each agree over their own cycles within `mix_window_error`.
 
         Only then is a new window worth more than the pool it replaces: warming moves a mix's energy
-        per unit of progress by a percent or two (leakage), which a window scattering by 5% (0.3 s
-        phases read through NVML's integer memory utilization) would bury in noise; restarting the
-        pool on such a window made a100 fast-phases over-report by a third."""
+        per unit of progress by a percent or two, which a scattering window buries in noise
+        (docs/decisions/002)."""
         w = self._mix_windows
         return bool(w) and max(e for _, e in w) < self.params["mix_window_error"]
 

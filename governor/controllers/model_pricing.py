@@ -59,10 +59,9 @@ class ModelPricing:
         """What default settings would draw, and how much longer their work would take than at the
         reference clock, once the GPU has warmed past the reference: the firmware holds the board
         within its default power limit, so where the warm excess would lift the reference over it
-        default runs a clock step or two lower instead. Priced at the reference plus excess, an a100
-        training variant capped at 400 W was priced at 401 W where default ran 1335 MHz at 394 W, and
-        its saving over-reported by 22%. (The limit is never below the reference's own measured power:
-        a 1 s average can read over it, and that reading is what default did.)"""
+        default runs a clock step or two lower instead (docs/decisions/003). The limit is never
+        below the reference's own measured power: a 1 s average can read over it, and that
+        reading is what default did."""
         cap = max(self.c.limits.power_limit_default_w, m.ref.power)
         if power_w <= cap:
             return power_w, 1.0
@@ -106,12 +105,9 @@ class ModelPricing:
         """The pooled reference of the mix, with the work it does per second at this clock taken from
         the mix's model where NVML's integer memory utilization is the only progress reading.
 
-        A mix's phases can read a point off in opposite directions (a quiet phase at 4.5% reads 4
-        in one run and 5 in another, a burst at 42.5% reads 42 or 43): the reference window and
-        the held clock's readings round differently, and pricing by their ratio put an a100 bursty
-        mix's default energy 5% low (the ledger under-reported its saving by 12%). The model's
-        slowdown, fitted over windows at clocks far apart, is what the budget is spent by; it
-        prices the work once the mix has probes (a reference alone predicts nothing)."""
+        A mix's phases can read a point off in opposite directions, so the reference window and the
+        held clock's readings round differently; the model's slowdown, fitted over windows at
+        clocks far apart, prices the work once the mix has probes (docs/decisions/004)."""
         pooled = self._pooled_reference()
         m = self.c._mix_model
         f = sample.sm_clock_mhz

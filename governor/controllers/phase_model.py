@@ -199,8 +199,8 @@ class PhaseModel:
     def delay(self, f: float) -> float:
         """The slowdown the work itself sees at clock f, for pricing it rather than planning: arriving
         work is late only once its kernels need more than the time it arrives over, whereas
-        slowdown() keeps `util_max` of headroom for bursts and backlogs (a planning margin: at
-        1035 MHz it had an a100 serving mix 1.1% slow, which ran on time). Serial work: slowdown()."""
+        slowdown() keeps `util_max` of headroom for bursts and backlogs, a planning margin
+        (docs/decisions/007). Serial work: slowdown()."""
         if self.kind != "arrival":
             return self.slowdown(f)
         return max(self.t_arrival, self.kernel_time(f)) / self.wall_time(self.ref.f) - 1.0
