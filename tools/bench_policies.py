@@ -6,7 +6,7 @@ ledger's own estimate of its saving next to the true one.
     python tools/bench_policies.py            # prints markdown (what docs/benchmarks.md holds)
     python tools/bench_policies.py --json
 
-Oracles (governor/oracle.py) bound what is possible at the `balanced` budget (3%): `oracle` (a clock
+Oracles (governor/lab/oracle.py) bound what is possible at the `balanced` budget (3%): `oracle` (a clock
 per phase), `oracle_static` (one clock), `oracle_power` (a power limit per phase). Capture is a
 policy's saving divided by the phase oracle's.
 """
