@@ -174,10 +174,10 @@ def _mix_after_its_first_probe(progress_at_probe):
     c = ModelController({"slowdown_budget": 0.03}, H100)
     c.start(sample(0.0), Setpoint())
     c.composite = True
-    ref = Probe(f=1940, util=0.55, progress=30.0, power=420.0, temp_c=45.0)
-    f = c.mix_probe_fracs[0] * ref.f
+    ref = Probe(clock_mhz=1940, util=0.55, progress=30.0, power=420.0, temp_c=45.0)
+    f = c.mix_probe_fracs[0] * ref.clock_mhz
     m = PhaseModel(ref=ref, mix=True)
-    m.add(Probe(f=f, util=0.55 * ref.f / f, progress=progress_at_probe, power=330.0, temp_c=45.0))
+    m.add(Probe(clock_mhz=f, util=0.55 * ref.clock_mhz / f, progress=progress_at_probe, power=330.0, temp_c=45.0))
     c.models, c.current = [m], m
     c._next_probe(100.0)
     return c, m, f
@@ -203,21 +203,21 @@ def test_a_held_mix_of_arriving_work_is_priced_by_its_model_where_progress_is_an
     # otherwise than the reference window's did, and their ratio priced an a100 mix 5% low
     c, m = _held_mix(progress_at_probe=30.0)
     assert m.kind == "arrival"
-    held = c.limits.snap_clock(0.9 * m.ref.f)  # between the reference and the deepest probe
+    held = c.limits.snap_clock(0.9 * m.ref.clock_mhz)  # between the reference and the deepest probe
     assert m.delay(held) == pytest.approx(0.0, abs=1e-9)
     ref = c.counterfactual.reference(sample(200.0, util=70.0, clock=held, mem=28.0, dram=None))
     assert ref.known and ref.power_w == m.ref.power and ref.work_ratio == pytest.approx(1.0)
     # GPM's bandwidth reading is fine enough to price by: the pooled reference as it is
     assert c.counterfactual.reference(sample(200.0, util=70.0, clock=held, mem=28.0, dram=28.4)).work_ratio is None
     # below its deepest probe the model extrapolates, and while probing it is being tested: readings price
-    deep = c.limits.snap_clock(0.5 * m.probes[0].f)
+    deep = c.limits.snap_clock(0.5 * m.probes[0].clock_mhz)
     assert c.counterfactual.reference(sample(200.0, util=99.0, clock=deep, mem=20.0, dram=None)).work_ratio is None
     c._enter("probe", 200.0, Setpoint())
     assert c.counterfactual.reference(sample(200.0, util=70.0, clock=held, mem=28.0, dram=None)).work_ratio is None
     # a serial mix's model is the cautious one (it errs slow): its readings price it
     c, m = _held_mix(progress_at_probe=30.0 * 0.85)
     assert m.kind == "serial"
-    priced = c.counterfactual.reference(sample(200.0, util=70.0, clock=m.probes[0].f, mem=25.0, dram=None))
+    priced = c.counterfactual.reference(sample(200.0, util=70.0, clock=m.probes[0].clock_mhz, mem=25.0, dram=None))
     assert priced.work_ratio is None
 
 
@@ -227,10 +227,10 @@ def test_a_mix_whose_utilization_did_not_rise_at_its_probe_is_not_sent_far_below
     c = ModelController({"slowdown_budget": 0.03}, H100)
     c.start(sample(0.0), Setpoint())
     c.composite = True
-    ref = Probe(f=1980, util=0.42, progress=16.67, power=300.0, temp_c=45.0)
-    f = c.limits.snap_clock(c.mix_probe_fracs[0] * ref.f)
+    ref = Probe(clock_mhz=1980, util=0.42, progress=16.67, power=300.0, temp_c=45.0)
+    f = c.limits.snap_clock(c.mix_probe_fracs[0] * ref.clock_mhz)
     m = PhaseModel(ref=ref, mix=True)
-    m.add(Probe(f=f, util=0.40, progress=16.67, power=240.0, temp_c=45.0))
+    m.add(Probe(clock_mhz=f, util=0.40, progress=16.67, power=240.0, temp_c=45.0))
     c.models, c.current = [m], m
     assert m.kind == "arrival" and m.slowdown(c.limits.sm_clock_min_mhz) == pytest.approx(0.0)
     c._next_probe(100.0)
@@ -241,30 +241,30 @@ def test_a_serial_mix_keeps_its_second_fixed_probe():
     c, m, first = _mix_after_its_first_probe(progress_at_probe=30.0 * 0.85)  # progress fell with the clock
     assert m.kind == "serial"
     assert c.state == "probe"
-    assert c.probe_target == pytest.approx(c.limits.snap_clock(c.mix_probe_fracs[1] * m.ref.f))
+    assert c.probe_target == pytest.approx(c.limits.snap_clock(c.mix_probe_fracs[1] * m.ref.clock_mhz))
 
 
 def test_a_hold_beyond_the_probed_clocks_corrects_the_model_instead_of_seeing_a_new_phase():
     # a light arrival phase probed only near the top; holding it far lower is an extrapolation
     c, m = controller_with_phase({"slowdown_budget": 0.03},
-                                 Probe(f=1980, util=0.15, progress=4.0, power=200.0, temp_c=60.0),
-                                 Probe(f=1800, util=0.16, progress=4.0, power=176.0, temp_c=60.0),
-                                 Probe(f=1620, util=0.17, progress=4.0, power=150.0, temp_c=60.0))
-    c.held_f = 345.0
+                                 Probe(clock_mhz=1980, util=0.15, progress=4.0, power=200.0, temp_c=60.0),
+                                 Probe(clock_mhz=1800, util=0.16, progress=4.0, power=176.0, temp_c=60.0),
+                                 Probe(clock_mhz=1620, util=0.17, progress=4.0, power=150.0, temp_c=60.0))
+    c.held_mhz = 345.0
     c._enter("hold", 0.0, Setpoint(sm_clock_min_mhz=345, sm_clock_max_mhz=345))
     predicted_util = m.predict(345)[0]
     for i in range(30):  # the same phase at 345 MHz is busier than the extrapolation said
         c.decide(sample(1.0 + 0.2 * i, util=51.0, clock=345.0, mem=4.0, dram=4.0, power=147.0))
     assert c.state == "hold" and c.last_change == "held clock measured"
-    assert any(abs(p.f - 345) < 1 for p in m.probes)  # the hold became a probe
+    assert any(abs(p.clock_mhz - 345) < 1 for p in m.probes)  # the hold became a probe
     assert abs(m.predict(345)[0] - 0.51) < abs(predicted_util - 0.51)
 
 
 def test_a_mix_held_at_full_clocks_with_its_budget_spent_comes_back_down_as_the_budget_recovers():
     c, m = controller_with_phase({"slowdown_budget": 0.03},
-                                 Probe(f=1980, util=0.7, progress=23.0, power=550.0, temp_c=60),
-                                 Probe(f=1800, util=0.72, progress=22.0, power=470.0, temp_c=60),
-                                 Probe(f=1620, util=0.74, progress=21.0, power=390.0, temp_c=60))
+                                 Probe(clock_mhz=1980, util=0.7, progress=23.0, power=550.0, temp_c=60),
+                                 Probe(clock_mhz=1800, util=0.72, progress=22.0, power=470.0, temp_c=60),
+                                 Probe(clock_mhz=1620, util=0.74, progress=21.0, power=390.0, temp_c=60))
     c.composite, c.change_interval_s = True, 1.0
     c.elapsed, c.extra = 10.0, 0.5  # 5% spent, more than twice what a mix plans for
     c._hold(0.0, "identified")
@@ -272,8 +272,8 @@ def test_a_mix_held_at_full_clocks_with_its_budget_spent_comes_back_down_as_the_
     t = 0.0
     while t < 100:
         t += 0.2
-        u, prog, p = m.predict(c.held_f)
-        c.decide(sample(t, util=100 * u, clock=c.held_f, mem=prog, dram=prog, power=p))
+        u, prog, p = m.predict(c.held_mhz)
+        c.decide(sample(t, util=100 * u, clock=c.held_mhz, mem=prog, dram=prog, power=p))
     assert c.state == "hold" and c.setpoint.sm_clock_max_mhz is not None
     assert c.setpoint.sm_clock_max_mhz < 1980
 
@@ -282,8 +282,8 @@ def test_a_budget_between_two_clock_steps_is_spent_by_alternating_them():
     # compute-bound serial work: 95% busy, kernel time all clock-bound (progress follows the clock)
     def probe(f):
         rate = 1.0 / (0.95 * 1695.0 / f + 0.05)
-        return Probe(f=f, util=0.95 * 1695.0 / f * rate, progress=33.0 * rate, power=700.0 * (f / 1695.0) ** 2.5,
-                     temp_c=60.0)
+        return Probe(clock_mhz=f, util=0.95 * 1695.0 / f * rate, progress=33.0 * rate,
+                     power=700.0 * (f / 1695.0) ** 2.5, temp_c=60.0)
 
     c, m = controller_with_phase({"slowdown_budget": 0.03, "budget_use": 1.0},
                                  probe(1695.0), probe(1545.0), probe(1395.0))
@@ -292,7 +292,7 @@ def test_a_budget_between_two_clock_steps_is_spent_by_alternating_them():
     clocks, t = [], 0.0
     while t < 119.8:
         t += 0.2
-        f = c.held_f
+        f = c.held_mhz
         p = probe(f)
         c.decide(sample(t, util=100 * p.util, clock=f, mem=p.progress, dram=p.progress, power=p.power, temp=60.0))
         clocks.append(c.setpoint.sm_clock_max_mhz)
@@ -307,10 +307,10 @@ def test_a_budget_between_two_clock_steps_is_spent_by_alternating_them():
 def test_a_warmed_phase_at_the_power_limit_is_priced_as_default_holds_it_under_the_limit():
     # compute-bound work at default runs at the power limit (700 W on this H100); leakage of a
     # warmer GPU cannot lift default's power over the limit: the firmware takes a clock step instead
-    ref = Probe(f=1755, util=0.95, progress=20.0, power=699.0, temp_c=50.0)
+    ref = Probe(clock_mhz=1755, util=0.95, progress=20.0, power=699.0, temp_c=50.0)
     c, m = controller_with_phase({"slowdown_budget": 0.03}, ref,
-                                 Probe(f=1605, util=0.96, progress=18.6, power=590.0, temp_c=50.0),
-                                 Probe(f=1455, util=0.97, progress=17.1, power=495.0, temp_c=50.0))
+                                 Probe(clock_mhz=1605, util=0.96, progress=18.6, power=590.0, temp_c=50.0),
+                                 Probe(clock_mhz=1455, util=0.97, progress=17.1, power=495.0, temp_c=50.0))
     assert c.counterfactual._default_under_cap(m, 690.0) == (690.0, 1.0)  # under the limit: as measured
     power, slower = c.counterfactual._default_under_cap(m, 699.0 + 8.0)  # 8 W of warm excess
     assert power <= 700.0 and power < 699.0  # a clock step down, under the limit
@@ -320,7 +320,7 @@ def test_a_warmed_phase_at_the_power_limit_is_priced_as_default_holds_it_under_t
 
 def test_a_first_probe_is_priced_by_its_phase_when_its_readings_fit_the_same_work():
     # one default-settings measurement only: the model cannot predict a probe's readings yet
-    ref = Probe(f=1980, util=0.97, progress=30.0, power=690.0, temp_c=60.0)
+    ref = Probe(clock_mhz=1980, util=0.97, progress=30.0, power=690.0, temp_c=60.0)
     c, m = controller_with_phase({"slowdown_budget": 0.03}, ref)
     c._enter("probe", 0.0, Setpoint(sm_clock_min_mhz=1530, sm_clock_max_mhz=1530))
     same_work = sample(1.0, util=97.0, clock=1530.0, power=520.0, mem=28.0, dram=28.0)
@@ -335,23 +335,23 @@ def test_a_first_probe_is_priced_by_its_phase_when_its_readings_fit_the_same_wor
     assert not c.counterfactual.reference(sample(1.4, util=97.0, clock=1530.0, power=520.0, mem=28.0)).known
     # and outside a probe the controller prices only what a phase model explains
     c._enter("hold", 2.0, Setpoint(sm_clock_min_mhz=1530, sm_clock_max_mhz=1530))
-    c.held_f = 1530.0
+    c.held_mhz = 1530.0
     assert not c.counterfactual.reference(same_work).known
 
 
 def _warm_mix_controller(window_error):
     c, m = controller_with_phase({"slowdown_budget": 0.03},
-                                 Probe(f=1980, util=0.8, progress=23.0, power=550.0, temp_c=45.0),
-                                 Probe(f=1800, util=0.82, progress=22.0, power=470.0, temp_c=45.0),
-                                 Probe(f=1620, util=0.84, progress=21.0, power=390.0, temp_c=45.0))
+                                 Probe(clock_mhz=1980, util=0.8, progress=23.0, power=550.0, temp_c=45.0),
+                                 Probe(clock_mhz=1800, util=0.82, progress=22.0, power=470.0, temp_c=45.0),
+                                 Probe(clock_mhz=1620, util=0.84, progress=21.0, power=390.0, temp_c=45.0))
     c.composite, c.change_interval_s = True, 1.0
     c._set_mix_windows([(m.ref, window_error)])
     c._hold(0.0, "identified")
     t = 0.0
     while t < 30 and c.state == "hold":
         t += 0.2
-        u, prog, p = m.predict(c.held_f)
-        c.decide(sample(t, util=100 * u, clock=c.held_f, mem=prog, dram=prog, power=p, temp=62.0))
+        u, prog, p = m.predict(c.held_mhz)
+        c.decide(sample(t, util=100 * u, clock=c.held_mhz, mem=prog, dram=prog, power=p, temp=62.0))
     return c
 
 
@@ -391,9 +391,9 @@ def test_a_mix_window_too_short_for_whole_cycles_grows_until_it_holds_them():
 def _compute_phase_controller():
     # serial compute-bound work: progress falls with the clock, power steeply
     return controller_with_phase({"slowdown_budget": 0.03},
-                                 Probe(f=1980, util=0.97, progress=30.0, power=700.0, temp_c=60.0),
-                                 Probe(f=1800, util=0.97, progress=28.0, power=560.0, temp_c=60.0),
-                                 Probe(f=1620, util=0.97, progress=26.0, power=440.0, temp_c=60.0))
+                                 Probe(clock_mhz=1980, util=0.97, progress=30.0, power=700.0, temp_c=60.0),
+                                 Probe(clock_mhz=1800, util=0.97, progress=28.0, power=560.0, temp_c=60.0),
+                                 Probe(clock_mhz=1620, util=0.97, progress=26.0, power=440.0, temp_c=60.0))
 
 
 def _hold_at_the_thermal_limit(c, m, default_power, seconds):
@@ -419,17 +419,17 @@ def test_at_the_thermal_limit_the_budget_is_charged_and_planned_against_throttle
     # no re-measurement while throttled (default under the guard's ceiling is no default), and the
     # clock is planned within the budget against the throttled clock, below it
     assert states == {"hold"} and c.last_change == "identified"
-    assert c.held_f < f_td and m.slowdown(c.held_f) > 0.03  # more than the budget against 1980 ...
-    assert m.wall_time(c.held_f) / m.wall_time(f_td) - 1.0 <= 0.03  # ... but within it against default
+    assert c.held_mhz < f_td and m.slowdown(c.held_mhz) > 0.03  # more than the budget against 1980 ...
+    assert m.wall_time(c.held_mhz) / m.wall_time(f_td) - 1.0 <= 0.03  # ... but within it against default
     spent = c.extra / (c.elapsed - c.extra)
-    assert spent == pytest.approx(m.wall_time(c.held_f) / m.wall_time(f_td) - 1.0, abs=0.01)
+    assert spent == pytest.approx(m.wall_time(c.held_mhz) / m.wall_time(f_td) - 1.0, abs=0.01)
 
 
 def test_without_the_thermal_limit_a_held_phase_is_measured_again_and_its_reference_clock_is_default():
     c, m = _compute_phase_controller()
     assert "reference" in _hold_at_the_thermal_limit(c, m, None, 200.0)  # refresh_s is 120 s
     # a plan at the reference clock hands the clock back to the firmware instead of pinning it
-    assert c._realise(m.ref.f, m).is_default
+    assert c._realise(m.ref.clock_mhz, m).is_default
 
 
 def test_a_refresh_the_thermal_limit_interrupts_keeps_the_reference_the_phase_had():

@@ -32,7 +32,7 @@ def synthetic_phase(kind, cb=0.8, busy=0.6, f_ref=1980.0):
         else:
             t = max(1 / busy, k)
         util = k / t
-        return Probe(f=f, util=util, progress=40.0 / t, power=80 + 300 * (f / 1980) ** 3)
+        return Probe(clock_mhz=f, util=util, progress=40.0 / t, power=80 + 300 * (f / 1980) ** 3)
 
     return at
 
@@ -54,7 +54,7 @@ def test_slack_kind_is_told_apart_and_slowdown_predicted(kind):
 
 
 def test_without_progress_proxy_the_model_is_cautious():
-    m = PhaseModel(ref=Probe(f=1980.0, util=0.5, progress=0.0, power=200.0))
+    m = PhaseModel(ref=Probe(clock_mhz=1980.0, util=0.5, progress=0.0, power=200.0))
     assert not m.has_proxy
     assert m.slowdown(990.0) == pytest.approx(0.5)  # all busy time assumed clock-bound and serial
 
@@ -82,9 +82,9 @@ def test_without_a_progress_proxy_utilization_is_predicted_from_the_probes():
     # a nearly idle phase (no DRAM traffic to measure progress by): util 2% at 1410 MHz, 3% at 585
     from governor.controllers.phase_model import PhaseModel, Probe
 
-    m = PhaseModel(ref=Probe(f=1410, util=0.02, progress=0.0, power=86.0))
-    m.add(Probe(f=1155, util=0.022, progress=0.0, power=69.0))
-    m.add(Probe(f=585, util=0.03, progress=0.0, power=59.0))
+    m = PhaseModel(ref=Probe(clock_mhz=1410, util=0.02, progress=0.0, power=86.0))
+    m.add(Probe(clock_mhz=1155, util=0.022, progress=0.0, power=69.0))
+    m.add(Probe(clock_mhz=585, util=0.03, progress=0.0, power=59.0))
     assert not m.has_proxy and m.kind == "serial"  # the slowdown stays cautious
     assert m.slowdown(585) >= 0.02 * (1410 / 585 - 1) * 0.9
     util, _, _ = m.predict(585)
@@ -94,8 +94,9 @@ def test_without_a_progress_proxy_utilization_is_predicted_from_the_probes():
 def test_a_mix_whose_progress_falls_with_the_clock_is_serial_and_slows_as_its_readings_show():
     # windows of compute and input stalls: idle time per unit of work moves between them, so the
     # spreads alone said "arriving work" and a hold at 480 MHz ran 20% slow
-    pts = [Probe(f=1739, util=0.765, progress=27.32, power=577), Probe(f=1605, util=0.793, progress=26.32, power=503),
-           Probe(f=1440, util=0.71, progress=24.72, power=400)]
+    pts = [Probe(clock_mhz=1739, util=0.765, progress=27.32, power=577),
+           Probe(clock_mhz=1605, util=0.793, progress=26.32, power=503),
+           Probe(clock_mhz=1440, util=0.71, progress=24.72, power=400)]
     m = PhaseModel(ref=pts[0], mix=True)
     for p in pts[1:]:
         m.add(p)
@@ -105,8 +106,10 @@ def test_a_mix_whose_progress_falls_with_the_clock_is_serial_and_slows_as_its_re
 
 def test_a_bursty_mix_keeps_its_progress_near_the_reference_and_stays_arriving_work():
     # progress falls only at a deep probe, where the bursts saturate: the arrival model covers that
-    pts = [Probe(f=1971, util=0.343, progress=17.17, power=371), Probe(f=1800, util=0.421, progress=17.17, power=319),
-           Probe(f=1620, util=0.442, progress=17.17, power=267), Probe(f=795, util=0.637, progress=15.38, power=172)]
+    pts = [Probe(clock_mhz=1971, util=0.343, progress=17.17, power=371),
+           Probe(clock_mhz=1800, util=0.421, progress=17.17, power=319),
+           Probe(clock_mhz=1620, util=0.442, progress=17.17, power=267),
+           Probe(clock_mhz=795, util=0.637, progress=15.38, power=172)]
     m = PhaseModel(ref=pts[0], mix=True)
     for p in pts[1:]:
         m.add(p)

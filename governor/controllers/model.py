@@ -67,7 +67,7 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
         self.window: list[Sample] = []
         self.probe_target: float | None = None  # clock (or power limit) being probed
         self.setpoint = Setpoint()
-        self.held_f: float | None = None
+        self.held_mhz: float | None = None
         self.cusums = [Cusum(p["cusum_drift"], p["cusum_threshold"]) for _ in range(3)]
         self.recent: deque = deque(maxlen=3)
         self.last_t: float | None = None
@@ -87,7 +87,7 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
         self.change_interval_s = 0.0
         self.composite = False  # phases change faster than they can be measured: treat the mix as one
         self._last_plan_t = float("-inf")
-        self.plan_f: float | None = None  # the clock the plan chose (held_f may be its dither partner)
+        self.plan_mhz: float | None = None  # the clock the plan chose (held_mhz may be its dither partner)
         self.dither = Dither(period_s=p["dither_period_s"])
         self._dither_switch_t = float("-inf")
         self._slack: dict = {}
@@ -135,14 +135,14 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
         self.last_change = why
         self._refreshing = self.current if why == "refresh" else None
         self.current = None
-        self.held_f = None
+        self.held_mhz = None
         self._enter(State.REFERENCE, now, Setpoint())
 
     def _hold(self, now: float, why: str) -> None:
         self._recharge_probes()
         plan = self._allocate()
         f = plan[id(self.current)]
-        self.held_f = self.plan_f = f
+        self.held_mhz = self.plan_mhz = f
         self.last_change = why
         self._enter(State.HOLD, now, self._realise(f, self.current))
         self.dither.set(now, self._dither_for(self.current, f))
@@ -167,8 +167,8 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
                 # clock is mostly noise (a v100 bursty mix whose utilization read 0.42 then 0.40 was
                 # fitted as not clock-bound at all and sent to 135 MHz, 2.4 times too slow for its
                 # work: 11% of the budget spent in one window, and the mix then held at default)
-                f = max(f, self.limits.snap_clock(MIX_STEP_MIN * min(p.f for p in m.points())))
-            if f >= m.ref.f - 1e-6 or min(abs(p.f - f) for p in m.points()) < 3 * self._bin():
+                f = max(f, self.limits.snap_clock(MIX_STEP_MIN * min(p.clock_mhz for p in m.points())))
+            if f >= m.ref.clock_mhz - 1e-6 or min(abs(p.clock_mhz - f) for p in m.points()) < 3 * self._bin():
                 self._hold(now, "identified")
                 return
             target = f
@@ -209,8 +209,8 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
             # charged at the clock the GPU actually ran, so a thermal guard's (or firmware's) cuts
             # below the held clock count against the budget too
             # (not for a mix, whose clock swings with its phases under the firmware's power cap)
-            ran = self.held_f
-            if not self.composite and 0 < sample.sm_clock_mhz < self.held_f:
+            ran = self.held_mhz
+            if not self.composite and 0 < sample.sm_clock_mhz < self.held_mhz:
                 ran = sample.sm_clock_mhz
             self._account(dt, self.current.slowdown(ran))
             return self._decide_hold(sample, now, settled)
@@ -301,7 +301,7 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
         temperature; leakage adds about the same watts at every clock, so they are shifted by the
         difference between the new reference and what the model predicted there, keeping the power
         curve consistent with the reference it is compared with."""
-        offset = obs.power - m.power(obs.f)
+        offset = obs.power - m.power(obs.clock_mhz)
         if abs(offset) <= 0.2 * max(obs.power, 1.0):
             m.shift_power(offset, with_ref=False)
         m.ref = obs
@@ -316,7 +316,7 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
         if self._dither_step(now) or now - self._dither_switch_t < self._settle():
             return self.setpoint  # readings straddle a dither switch: nothing to judge them by
         self.recent.append(obs)
-        u, prog, power = m.predict(obs.f)
+        u, prog, power = m.predict(obs.clock_mhz)
         residuals = ((obs.util - u) / max(u, 0.05), (obs.progress - prog) / max(prog, 2.0),
                      (obs.power - power) / max(power, 1.0))
         alarms = [c.update(r) for c, r in zip(self.cusums, residuals, strict=True)]
@@ -351,15 +351,15 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
         if now - self._last_plan_t < 2.0:
             return self.setpoint
         self._last_plan_t = now
-        plan_f = self._allocate()[id(m)]
+        plan_mhz = self._allocate()[id(m)]
         if self._thermal_power_w is not None:
-            plan_f = min(plan_f, self._thermal_plan(m, sample))
+            plan_mhz = min(plan_mhz, self._thermal_plan(m, sample))
         # up at once (the budget tightened), down only by two steps or more: a one-step move down is
         # what the dither already spends, and following it each time flapped between neighbours
-        if plan_f >= self.plan_f + self._bin() or plan_f <= self.plan_f - 2 * self._bin():
-            self.held_f = self.plan_f = plan_f
-            self.setpoint = self._realise(plan_f, m)
-        self.dither.set(now, self._dither_for(m, self.plan_f))
+        if plan_mhz >= self.plan_mhz + self._bin() or plan_mhz <= self.plan_mhz - 2 * self._bin():
+            self.held_mhz = self.plan_mhz = plan_mhz
+            self.setpoint = self._realise(plan_mhz, m)
+        self.dither.set(now, self._dither_for(m, self.plan_mhz))
         return self.setpoint
 
     def _decide_hold_composite(self, m: PhaseModel, obs: Probe, now: float) -> Setpoint:
@@ -386,10 +386,10 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
             self._start_reference(now, "composite phase changed")
             return self.setpoint
         # re-plan once per window: the budget moves as the spent share falls back (or runs ahead)
-        plan_f = self._allocate()[id(m)]
-        if self.held_f is None or abs(plan_f - self.held_f) >= self._bin():
-            self.held_f = plan_f
-            self.setpoint = self._realise(plan_f, m)
+        plan_mhz = self._allocate()[id(m)]
+        if self.held_mhz is None or abs(plan_mhz - self.held_mhz) >= self._bin():
+            self.held_mhz = plan_mhz
+            self.setpoint = self._realise(plan_mhz, m)
         return self.setpoint
 
     def status(self) -> dict:
@@ -397,15 +397,15 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
         return {
             "state": self.state, "phases_known": len(self.models), "last_change": self.last_change,
             "composite": self.composite,
-            "held_clock_mhz": self.held_f,
-            "phase": None if m is None else {"kind": m.kind, "reference_clock_mhz": round(m.ref.f),
-                                             "predicted_slowdown": round(m.slowdown(self.held_f), 4)
-                                             if self.held_f else None,
+            "held_clock_mhz": self.held_mhz,
+            "phase": None if m is None else {"kind": m.kind, "reference_clock_mhz": round(m.ref.clock_mhz),
+                                             "predicted_slowdown": round(m.slowdown(self.held_mhz), 4)
+                                             if self.held_mhz else None,
                                              "probes": len(m.probes), "has_progress_proxy": m.has_proxy},
             "budget": self.params["slowdown_budget"],
             "estimated_slowdown_spent": round(self.extra / max(1e-6, self.elapsed - self.extra), 4)
             if self.elapsed > 0 else 0.0,
             "dither": None if self.dither.low is None or self.state != State.HOLD else
-            {"planned_clock_mhz": self.plan_f, "lower_clock_mhz": self.dither.low,
+            {"planned_clock_mhz": self.plan_mhz, "lower_clock_mhz": self.dither.low,
              "lower_share": round(self.dither.share, 3)},
         }

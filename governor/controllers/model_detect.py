@@ -43,7 +43,7 @@ class PhaseDetection:
         return best
 
     def _residual(self, m: PhaseModel, obs: Probe) -> float:
-        u, prog, power = m.predict(obs.f)
+        u, prog, power = m.predict(obs.clock_mhz)
         return max(abs(obs.util - u) / max(u, 0.05), abs(obs.progress - prog) / max(prog, 2.0),
                    abs(obs.power - power) / max(power, 1.0))
 
@@ -56,14 +56,14 @@ class PhaseDetection:
             return False
         if ref.progress >= self.current.min_progress:
             ratio = obs.progress / ref.progress
-            if ratio > 1.15 or ratio < 0.8 * obs.f / max(ref.f, 1.0):
+            if ratio > 1.15 or ratio < 0.8 * obs.clock_mhz / max(ref.clock_mhz, 1.0):
                 return False
         return True
 
     def _extrapolated(self, m: PhaseModel, obs: Probe) -> bool:
         """True when obs was read at a clock the model has no probe near (it predicts by extrapolation)."""
         return len(m.probes) < self.params["max_probes"] + 2 and \
-            min(abs(p.f - obs.f) for p in m.points()) >= 3 * self._bin()
+            min(abs(p.clock_mhz - obs.clock_mhz) for p in m.points()) >= 3 * self._bin()
 
     def _back_to_known(self, now: float) -> bool:
         """If the latest readings match a known phase, hold it at once (no need to measure again).
@@ -81,13 +81,13 @@ class PhaseDetection:
 
     @staticmethod
     def _mean_obs(obs: list[Probe]) -> Probe:
-        return Probe(f=float(np.mean([o.f for o in obs])), util=float(np.mean([o.util for o in obs])),
+        return Probe(clock_mhz=float(np.mean([o.clock_mhz for o in obs])), util=float(np.mean([o.util for o in obs])),
                      progress=float(np.mean([o.progress for o in obs])),
                      power=float(np.mean([o.power for o in obs])), temp_c=float(np.mean([o.temp_c for o in obs])))
 
     def _last_obs(self, s: Sample) -> Probe:
-        return Probe(f=s.sm_clock_mhz, util=s.gpu_util_pct / 100.0, progress=s.progress_pct, power=s.power_now_w,
-                     temp_c=s.temp_c)
+        return Probe(clock_mhz=s.sm_clock_mhz, util=s.gpu_util_pct / 100.0, progress=s.progress_pct,
+                     power=s.power_now_w, temp_c=s.temp_c)
 
     def _power_drifted(self, m: PhaseModel, residuals: tuple[float, float, float]) -> bool:
         """Power alone moved away from the model while utilization and progress still fit it: the
@@ -99,7 +99,7 @@ class PhaseDetection:
         if abs(residuals[0]) >= drift or abs(residuals[1]) >= drift or not self.recent:
             return False
         recent = self._mean_obs(list(self.recent))
-        offset = recent.power - m.power(recent.f)
+        offset = recent.power - m.power(recent.clock_mhz)
         if abs(offset) > 0.2 * max(m.ref.power, 1.0):
             return False
         m.shift_power(offset)

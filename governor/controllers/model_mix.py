@@ -96,7 +96,8 @@ class MixHandling:
             return mean
         cycles = whole_cycles_mean(np.array([o.power for o in obs]), prog)
         self._last_window_spread = cycles.rel_spread
-        return Probe(f=mean.f, util=mean.util, progress=cycles.progress, power=cycles.power, temp_c=mean.temp_c)
+        return Probe(clock_mhz=mean.clock_mhz, util=mean.util, progress=cycles.progress, power=cycles.power,
+                     temp_c=mean.temp_c)
 
     def _recharge_probes(self) -> None:
         """A probe is charged with the slowdown the model predicted before it was measured (all busy

@@ -48,7 +48,8 @@ class Planner:
 
     def _clocks_up_to(self, m: PhaseModel) -> list[float]:
         """The supported clocks a phase can be run at: none above its reference (the lowest if all are)."""
-        return [c for c in self.limits.sm_clocks_mhz if c <= m.ref.f + 1e-6] or [float(self.limits.sm_clock_min_mhz)]
+        top = m.ref.clock_mhz + 1e-6
+        return [c for c in self.limits.sm_clocks_mhz if c <= top] or [float(self.limits.sm_clock_min_mhz)]
 
     def _allocate(self) -> dict[int, float]:
         """Per-phase clocks: minimum energy with the time-weighted slowdown within the budget.
@@ -110,12 +111,12 @@ class Planner:
     def _realise(self, f: float, m: PhaseModel | None) -> Setpoint:
         lim = self.limits
         if self.use_power:
-            if m is None or f >= m.ref.f - 1e-6:
+            if m is None or f >= m.ref.clock_mhz - 1e-6:
                 return Setpoint()
             watts = m.power(f) * (1.0 + self.params["power_margin"])
             return Setpoint(power_limit_w=min(lim.power_limit_default_w, watts))
         snapped = lim.snap_clock(f)
-        if snapped >= lim.sm_clock_max_mhz or (m is not None and f >= m.ref.f - 1e-6):
+        if snapped >= lim.sm_clock_max_mhz or (m is not None and f >= m.ref.clock_mhz - 1e-6):
             # the reference clock is what default settings chose: hand the choice back to the
             # firmware rather than pin it (a reference taken under the thermal guard's ceiling
             # would otherwise keep the GPU there after the room cooled)
@@ -124,12 +125,12 @@ class Planner:
 
     def _dither_step(self, now: float) -> bool:
         """Follow the dither (dither.py); True when the clock was switched this tick."""
-        if self.dither.low is None or self.plan_f is None:
+        if self.dither.low is None or self.plan_mhz is None:
             return False
-        want = self.dither.clock(now, self.plan_f)
-        if want == self.held_f:
+        want = self.dither.clock(now, self.plan_mhz)
+        if want == self.held_mhz:
             return False
-        self.held_f = want
+        self.held_mhz = want
         self.setpoint = self._realise(want, self.current)
         self._dither_switch_t = now
         return True
@@ -138,7 +139,7 @@ class Planner:
         if self.use_power:
             watts = max(self.limits.power_limit_min_w, ref.power * frac)
             return watts, Setpoint(power_limit_w=watts)
-        f = self.limits.snap_clock(ref.f * frac)
+        f = self.limits.snap_clock(ref.clock_mhz * frac)
         return float(f), Setpoint(sm_clock_min_mhz=self.limits.sm_clock_min_mhz, sm_clock_max_mhz=f)
 
     def _bin(self) -> float:
@@ -152,10 +153,10 @@ class Planner:
         back to the firmware, when nothing is known)."""
         f_td = self._throttled_clock(sample, self._thermal_power_w)
         if f_td is None:
-            return m.ref.f
+            return m.ref.clock_mhz
         budget = self._budget_now()
         t_td = m.wall_time(f_td)
-        best_f, best_e = m.ref.f, float("inf")
+        best_f, best_e = m.ref.clock_mhz, float("inf")
         for f in self.limits.sm_clocks_mhz:
             if f > f_td or m.wall_time(f) / t_td - 1.0 > budget:
                 continue

@@ -49,11 +49,11 @@ class ModelPricing:
         if sample.dram_bw_pct is None and best.has_proxy:
             # NVML's memory utilization is an integer: at 33% it cannot show a 2% slowdown, which the
             # model, fitted over probes far apart, predicts better than a rounded reading shows it
-            ratio = 1.0 / (1.0 + max(0.0, best.slowdown(obs.f)))
+            ratio = 1.0 / (1.0 + max(0.0, best.slowdown(obs.clock_mhz)))
         power, slower = self._default_under_cap(best, best.ref.power + self._warm_excess_w(best, obs))
         return DefaultReference(power_w=power, progress=best.ref.progress / slower,
                                 work_ratio=None if ratio is None else ratio * slower,
-                                source=("phase", id(best), best.ref.f, best.ref.power))
+                                source=("phase", id(best), best.ref.clock_mhz, best.ref.power))
 
     def _default_under_cap(self, m: PhaseModel, power_w: float) -> tuple[float, float]:
         """What default settings would draw, and how much longer their work would take than at the
@@ -65,9 +65,9 @@ class ModelPricing:
         cap = max(self.c.limits.power_limit_default_w, m.ref.power)
         if power_w <= cap:
             return power_w, 1.0
-        offset = power_w - m.power(m.ref.f)
+        offset = power_w - m.power(m.ref.clock_mhz)
         f = m.highest_clock_within(self.c._clocks_up_to(m), cap, offset)
-        return m.power(f) + offset, m.wall_time(f) / m.wall_time(m.ref.f)
+        return m.power(f) + offset, m.wall_time(f) / m.wall_time(m.ref.clock_mhz)
 
     def _probe_reference(self, sample: Sample, obs: Probe) -> DefaultReference:
         """The phase being probed prices a probe's readings that its model cannot predict yet.
@@ -81,11 +81,11 @@ class ModelPricing:
         percent of slowdown, and pricing its work at default's rate would claim a saving that is time."""
         m = self.c.current
         if self.c.state != State.PROBE or m is None or self.c.composite or self.c.use_power or not m.has_proxy \
-                or sample.dram_bw_pct is None or obs.f <= 0 or obs.f > m.ref.f \
+                or sample.dram_bw_pct is None or obs.clock_mhz <= 0 or obs.clock_mhz > m.ref.clock_mhz \
                 or obs.power > m.ref.power or not self.c._consistent(m.ref, obs):
             return UNKNOWN_REFERENCE
         return DefaultReference(power_w=m.ref.power, progress=m.ref.progress,
-                                source=("probe", id(m), m.ref.f, m.ref.power))
+                                source=("probe", id(m), m.ref.clock_mhz, m.ref.power))
 
     def _warm_excess_w(self, m: PhaseModel, obs: Probe) -> float:
         """How many watts more the phase draws now than its model, fitted on a colder GPU, predicts.
@@ -96,9 +96,9 @@ class ModelPricing:
         watts, not as a ratio, since leakage is a larger share of a low clock's power (it is larger
         still at default's higher voltage, so this errs low). Only when the GPU is warmer than at the
         reference, and never negative, so a model's misfit on a cool GPU cannot inflate a saving."""
-        if obs.temp_c - m.ref.temp_c < 2.0 or obs.f <= 0:
+        if obs.temp_c - m.ref.temp_c < 2.0 or obs.clock_mhz <= 0:
             return 0.0
-        m.warm_excess_w += 0.02 * (obs.power - m.power(obs.f) - m.warm_excess_w)
+        m.warm_excess_w += 0.02 * (obs.power - m.power(obs.clock_mhz) - m.warm_excess_w)
         return max(0.0, min(0.2 * m.ref.power, m.warm_excess_w))
 
     def _mix_reference(self, sample: Sample) -> DefaultReference:
@@ -113,7 +113,7 @@ class ModelPricing:
         f = sample.sm_clock_mhz
         if not pooled.known or sample.dram_bw_pct is not None or m is None or not m.has_proxy \
                 or m.kind != "arrival" or self.c.state != State.HOLD or m is not self.c.current \
-                or not m.probes or f < min(p.f for p in m.probes):
+                or not m.probes or f < min(p.clock_mhz for p in m.probes):
             # a probe is what tests the model, and below its deepest probe the model extrapolates (two
             # windows a few percent apart fitted kernel time falling with the clock; a v100 mix probed
             # at 135 MHz, 2.4 times slower, was priced as on time): the readings price those

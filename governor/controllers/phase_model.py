@@ -31,7 +31,7 @@ ARRIVAL_NEAR = 0.25  # probes within this fraction of the reference clock tell a
 class Probe:
     """Mean readings over a settled window at one clock."""
 
-    f: float  # mean SM clock observed, MHz
+    clock_mhz: float  # mean SM clock observed
     util: float  # 0..1
     progress: float  # proxy rate (percent of DRAM bandwidth)
     power: float  # W
@@ -112,7 +112,7 @@ class PhaseModel:
         self.t_fit = None
         pts = self.points()
         self.has_proxy = all(p.progress >= self.min_progress for p in pts)
-        freqs = [p.f for p in pts]
+        freqs = [p.clock_mhz for p in pts]
         self.power_coef = fit_power(freqs, [p.power for p in pts])
         if not self.has_proxy:
             # cautious: busy time is all clock-bound at the reference, idle time is all serial. What
@@ -120,7 +120,7 @@ class PhaseModel:
             # probes instead: the cautious model overstates it, and a phase change would be
             # "detected" at every reading of a GPU held at a low clock
             u = min(max(self.ref.util, 0.0), 1.0)
-            self.kind, self.a, self.b, self.host = "serial", 0.0, u * self.ref.f, 1.0 - u
+            self.kind, self.a, self.b, self.host = "serial", 0.0, u * self.ref.clock_mhz, 1.0 - u
             self.util_fit = fit_kernel(freqs, [p.util for p in pts]) if len(pts) >= 2 else None
             return
         self.util_fit = None
@@ -161,9 +161,9 @@ class PhaseModel:
         its progress falls for that reason, which the arrival model covers."""
         ref = self.ref
         for p in pts:
-            if p is ref or p.f >= ref.f or p.f < (1.0 - ARRIVAL_NEAR) * ref.f:
+            if p is ref or p.clock_mhz >= ref.clock_mhz or p.clock_mhz < (1.0 - ARRIVAL_NEAR) * ref.clock_mhz:
                 continue
-            if 1.0 - p.progress / ref.progress > 0.25 * (1.0 - p.f / ref.f) + 0.01:
+            if 1.0 - p.progress / ref.progress > 0.25 * (1.0 - p.clock_mhz / ref.clock_mhz) + 0.01:
                 return True
         return False
 
@@ -194,7 +194,7 @@ class PhaseModel:
         return float(max(fitting)) if fitting else float(min(clocks))
 
     def slowdown(self, f: float) -> float:
-        return self.wall_time(f) / self.wall_time(self.ref.f) - 1.0
+        return self.wall_time(f) / self.wall_time(self.ref.clock_mhz) - 1.0
 
     def delay(self, f: float) -> float:
         """The slowdown the work itself sees at clock f, for pricing it rather than planning: arriving
@@ -203,7 +203,7 @@ class PhaseModel:
         (docs/decisions/007). Serial work: slowdown()."""
         if self.kind != "arrival":
             return self.slowdown(f)
-        return max(self.t_arrival, self.kernel_time(f)) / self.wall_time(self.ref.f) - 1.0
+        return max(self.t_arrival, self.kernel_time(f)) / self.wall_time(self.ref.clock_mhz) - 1.0
 
     def predict(self, f: float) -> tuple[float, float, float]:
         """(util 0..1, progress, power) expected at clock f."""
