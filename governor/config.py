@@ -78,6 +78,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "retention_days": Key(float, 90.0, lo=1.0, hi=3650.0, doc="keep per-minute rows this long"),
         "log_every_s": Key(float, 300.0, lo=0.0, hi=86400.0, doc="log the savings per GPU this often (0: never)"),
     },
+    "metrics": {
+        "listen": Key(str, "127.0.0.1:9477",
+                      doc="serve Prometheus metrics on this host:port ('' : no endpoint); loopback by default, "
+                          "widen it (and the unit's IPAddressAllow=) for a remote scraper (restart to change)",
+                      reloads=False),
+        "textfile": Key(str, "", doc="also write the metrics to this file for node_exporter's textfile collector "
+                                     "('' : never), atomically"),
+        "interval_s": Key(float, 15.0, lo=1.0, hi=3600.0, doc="write the textfile this often"),
+    },
     "envelope": {
         "thermal_margin_c": Key(float, 2.0, lo=0.0, hi=30.0,
                                 doc="the thermal guard engages this far below the GPU's slowdown temperature"),
@@ -184,6 +193,12 @@ def host_problems(config: Config) -> None:
     go unnoticed). Raises ConfigError naming the file and key."""
     import grp  # noqa: PLC0415 - POSIX only, used here only
 
+    from .metrics import parse_listen  # noqa: PLC0415 - the one parser of host:port
+
+    try:
+        parse_listen(config.values["metrics"]["listen"])
+    except ValueError as exc:
+        raise ConfigError(config.sources.get("metrics.listen", DEFAULT_SOURCE), "metrics.listen", str(exc)) from None
     for key, explicit_only in (("admin_group", False), ("group", True)):
         name = config.values["socket"][key]
         source = config.sources.get(f"socket.{key}")

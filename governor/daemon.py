@@ -26,6 +26,7 @@ from .errors import ConfigError, GovdError
 from .ledger_keeper import LedgerKeeper, log_savings
 from .ledger_store import LedgerStore
 from .logsetup import LogTail
+from .metrics import MetricsExporter
 from .originals import OriginalsFile
 from .paths import Paths
 from .policy import Policy, load_policy
@@ -81,6 +82,7 @@ class Daemon:
         self.last_reload_result: dict = {}
         self.store: LedgerStore | None = None
         self.keeper: LedgerKeeper | None = None  # writes and logs the ledger (None: ledger off)
+        self.metrics: MetricsExporter | None = None
         self._next_ledger_log = 0.0
         self.notifier = options.notifier or Notifier()
         self.log_tail = LogTail()
@@ -185,6 +187,7 @@ class Daemon:
             self.setup()
             self.start_loops()
             self.start_server()
+            self.start_metrics()
             self.wait_first_ticks()
             self.notifier.ready(self.one_line_status())
             deadline = None if self.options.duration_s is None else self.clock.now() + self.options.duration_s
@@ -202,6 +205,8 @@ class Daemon:
                 if self.keeper is not None:
                     self.keeper.flush_when_due(self.workers, self.config.get("ledger", "flush_s"))
                 self._log_ledger()
+                if self.metrics is not None:
+                    self.metrics.textfile_when_due(self.config.section("metrics"), self.clock.now())
                 every = self.config.get("daemon", "status_log_s")
                 if every > 0 and self.clock.now() >= next_status:
                     next_status = self.clock.now() + every
@@ -322,6 +327,9 @@ class Daemon:
         if self.server is not None:
             with contextlib.suppress(Exception):
                 self.server.stop()
+        if self.metrics is not None:
+            with contextlib.suppress(Exception):
+                self.metrics.stop()
         for t in self.threads:
             t.join(timeout=self.options.join_timeout_s)
         left = self._hand_back_all()
@@ -376,6 +384,11 @@ class Daemon:
             return
         self._next_ledger_log = self.clock.now() + every
         log_savings(self.workers, self.store, Pricing.from_config(self.config.values["ledger"]))
+
+    # ----- metrics -----------------------------------------------------------------------------
+    def start_metrics(self) -> None:
+        self.metrics = MetricsExporter(lambda: self.workers, lambda: all(w.state != "degraded" for w in self.workers))
+        self.metrics.serve(self.config.get("metrics", "listen"))
 
     # ----- control socket ----------------------------------------------------------------------
     def start_server(self) -> None:

@@ -123,7 +123,10 @@ class Totals:
         self.counterfactual_j += cf
         self.time_s += dt
         self.default_time_s += dt_default
-        u = abs(cf) * u_rel
+        # at most the whole counterfactual: a baseline below zero energy bounds nothing, and so capped
+        # the interval grows no faster than the baseline (govd_baseline_energy_joules_total's lower
+        # bound is a counter that never decreases)
+        u = abs(cf) * min(u_rel, 1.0)
         if u > 0:
             self._open_u[key] = self._open_u.pop(key, 0.0) + u  # re-inserted: most recent last
             if len(self._open_u) > self.OPEN_REFERENCES:

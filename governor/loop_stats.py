@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from collections import deque
+import bisect
+from collections import Counter, deque
 from dataclasses import dataclass, field
+
+# bucket edges of the tick-duration histogram (govd_tick_duration_seconds): a tick is ~0.1-1 ms,
+# a first write or a slow NVML call tens of milliseconds, a hung call seconds
+TICK_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 
 
 @dataclass
@@ -18,6 +23,16 @@ class LoopStats:
     reversals: int = 0  # setpoint direction changes (up after down or down after up): flapping shows here
     _last_level: float | None = None
     _last_direction: int = 0
+    # the envelope or the loop stepped in: thermal, rate, readback, other_writer
+    interventions: Counter = field(default_factory=Counter)
+    tick_bucket_counts: list[int] = field(default_factory=lambda: [0] * (len(TICK_BUCKETS_S) + 1))
+    tick_sum_s: float = 0.0
+
+    def record_tick(self, seconds: float) -> None:
+        self.durations_s.append(seconds)
+        self.tick_bucket_counts[bisect.bisect_left(TICK_BUCKETS_S, seconds)] += 1
+        self.tick_sum_s += seconds
+        self.ticks += 1
 
     def count_direction(self, level: float) -> None:
         if self._last_level is not None and level != self._last_level:

@@ -108,8 +108,7 @@ class GpuWorker:
             with self._lock:
                 self._tick()
         finally:
-            self.stats.durations_s.append(time.perf_counter() - started)
-            self.stats.ticks += 1
+            self.stats.record_tick(time.perf_counter() - started)
             self.stats.tick_started_wall = None
             self.stats.last_tick_end_wall = time.monotonic()
 
@@ -158,8 +157,12 @@ class GpuWorker:
         self.target = decision.setpoint
         if decision.notes and decision.safety:
             self.log.debug("GPU %d: %s", self.info.index, "; ".join(decision.notes))
+        if "rate limited" in decision.notes:
+            self.stats.interventions["rate"] += 1
         if not decision.write:
             return
+        if decision.safety:
+            self.stats.interventions["thermal"] += 1
         self.decisions.append({"t": round(now, 3), "setpoint": decision.setpoint.to_dict(),
                                "notes": list(decision.notes), "dry_run": self.dry_run})
         if self.dry_run:
@@ -208,6 +211,8 @@ class GpuWorker:
         self.last_write_t = now
         self.stats.writes += 1
         if problem is not None:
+            if problem.startswith("read-back"):
+                self.stats.interventions["readback"] += 1
             self._error(now, problem)
             return
         self.stats.count_direction(self._level(setpoint))
@@ -244,6 +249,7 @@ class GpuWorker:
         self.log.warning("GPU %d: another program changed it (%s); backing off for %.0f s and leaving its settings",
                          self.info.index, what, backoff)
         self.state, self.reason = "backed-off", f"changed by another program: {what}"
+        self.stats.interventions["other_writer"] += 1
         self.backoff_until = self.clock.now() + backoff
         report = self.actuator.give_back_unchanged(other)
         if report is not None and report.ok:

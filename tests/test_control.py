@@ -32,7 +32,8 @@ def daemon():
     os.chmod(root, 0o755)
     (root / "etc" / "policies").mkdir(parents=True)
     (root / "etc" / "policies" / "cap.toml").write_text(CAP)
-    (root / "etc" / "govd.toml").write_text('[socket]\nmode = "0666"\n[daemon]\npolicy = "performance"\n')
+    (root / "etc" / "govd.toml").write_text('[socket]\nmode = "0666"\n[daemon]\npolicy = "performance"\n'
+                                           '[metrics]\nlisten = "127.0.0.1:0"\n')
     paths = resolve_paths(root)
     paths.ensure()
     os.chmod(paths.runtime_dir, 0o755)
