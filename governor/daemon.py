@@ -387,7 +387,8 @@ class Daemon:
 
     # ----- metrics -----------------------------------------------------------------------------
     def start_metrics(self) -> None:
-        self.metrics = MetricsExporter(lambda: self.workers, lambda: all(w.state != "degraded" for w in self.workers))
+        self.metrics = MetricsExporter(lambda: self.workers, lambda: all(w.state != "degraded" for w in self.workers),
+                                       lambda: Pricing.from_config(self.config.values["ledger"]))
         self.metrics.serve(self.config.get("metrics", "listen"))
 
     # ----- control socket ----------------------------------------------------------------------

@@ -27,6 +27,7 @@ class LoopStats:
     interventions: Counter = field(default_factory=Counter)
     tick_bucket_counts: list[int] = field(default_factory=lambda: [0] * (len(TICK_BUCKETS_S) + 1))
     tick_sum_s: float = 0.0
+    restore_failures: int = 0  # give-backs (pause, error, lost GPU, stop) that left the GPU changed
 
     def record_tick(self, seconds: float) -> None:
         self.durations_s.append(seconds)

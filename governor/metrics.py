@@ -14,6 +14,7 @@ import os
 import platform
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from . import __version__
 from .loop_stats import TICK_BUCKETS_S
+from .pricing import Pricing
 
 if TYPE_CHECKING:
     from .worker import GpuWorker
@@ -47,9 +49,11 @@ def parse_listen(text: str) -> tuple[str, int] | None:
 class GovdCollector:
     """Builds every metric family at scrape time from the workers' current state."""
 
-    def __init__(self, workers: Callable[[], Sequence[GpuWorker]], healthy: Callable[[], bool]):
+    def __init__(self, workers: Callable[[], Sequence[GpuWorker]], healthy: Callable[[], bool],
+                 pricing: Callable[[], Pricing]):
         self.workers = workers
         self.healthy = healthy
+        self.pricing = pricing
         self.hostname = socket.gethostname()
 
     def _labels(self, w: GpuWorker) -> list[str]:
@@ -64,6 +68,15 @@ class GovdCollector:
         up = GaugeMetricFamily("govd_healthy", "1 while every GPU loop makes progress (the watchdog's view)")
         up.add_metric([], 1.0 if self.healthy() else 0.0)
         yield up
+        pricing = self.pricing()
+        price = GaugeMetricFamily("govd_price_per_kwh", "the electricity price the ledger uses (ledger.price_per_kwh)",
+                                  labels=["Hostname", "currency"])
+        price.add_metric([self.hostname, pricing.currency], pricing.price_per_kwh)
+        yield price
+        carbon = GaugeMetricFamily("govd_carbon_grams_per_kwh", "the grid carbon intensity the ledger uses now "
+                                   "(ledger.carbon_g_per_kwh or this hour's ledger.carbon_hourly)", labels=["Hostname"])
+        carbon.add_metric([self.hostname], pricing.intensity(time.time()))
+        yield carbon
 
         energy = CounterMetricFamily("govd_energy_joules", "energy each GPU used since govd started, from NVML's "
                                      "energy counter", labels=GPU_LABELS)
@@ -85,6 +98,8 @@ class GovdCollector:
         interventions = CounterMetricFamily("govd_envelope_interventions", "times the safety envelope or the "
                                             "loop stepped in, by kind", labels=[*GPU_LABELS, "kind"])
         errors = CounterMetricFamily("govd_errors", "GPU errors counted against the error budget", labels=GPU_LABELS)
+        restore_failures = CounterMetricFamily("govd_restore_failures", "give-backs (pause, error budget, lost GPU) "
+                                               "that left the GPU changed", labels=GPU_LABELS)
         ticks = HistogramMetricFamily("govd_tick_duration_seconds", "how long one control tick took",
                                       labels=GPU_LABELS)
         for w in workers:
@@ -114,6 +129,7 @@ class GovdCollector:
             for kind in INTERVENTIONS:
                 interventions.add_metric([*labels, kind], float(w.stats.interventions.get(kind, 0)))
             errors.add_metric(labels, float(w.stats.errors))
+            restore_failures.add_metric(labels, float(w.stats.restore_failures))
             counts = w.stats.tick_bucket_counts
             buckets, total = [], 0
             for edge, n in zip((*TICK_BUCKETS_S, float("inf")), counts, strict=True):
@@ -121,15 +137,16 @@ class GovdCollector:
                 buckets.append(("+Inf" if edge == float("inf") else repr(edge), total))
             ticks.add_metric(labels, buckets, w.stats.tick_sum_s)
         yield from (energy, baseline, clock_target, clock, limit, power, temp, state, budget, spent, interventions,
-                    errors, ticks)
+                    errors, restore_failures, ticks)
 
 
 class MetricsExporter:
     """The daemon's registry, its HTTP endpoint and its textfile."""
 
-    def __init__(self, workers: Callable[[], Sequence[GpuWorker]], healthy: Callable[[], bool]):
+    def __init__(self, workers: Callable[[], Sequence[GpuWorker]], healthy: Callable[[], bool],
+                 pricing: Callable[[], Pricing]):
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(GovdCollector(workers, healthy))
+        self.registry.register(GovdCollector(workers, healthy, pricing))
         self._server = None
         self._thread: threading.Thread | None = None
         self.address: tuple[str, int] | None = None

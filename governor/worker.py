@@ -291,6 +291,7 @@ class GpuWorker:
             if report.ok:
                 self.log.info("GPU %d: restored to its original settings", self.info.index)
             else:
+                self.stats.restore_failures += 1
                 self.log.error("GPU %d (%s): restore incomplete: %s; originals.json keeps it for `govd --restore`",
                                self.info.index, self.info.uuid, report.problem())
             return report
