@@ -147,6 +147,19 @@ class Config:
     def get(self, section: str, key: str) -> Any:
         return self.values[section][key]
 
+    def policy_name(self, index: int, uuid: str, cli_policy: str | None) -> tuple[str, tuple[str, str]]:
+        """The policy a GPU runs by the command line and this config, and where its name is written
+        ((file, key), or ("--policy", "")), so that a name that loads nothing is blamed there."""
+        name, origin = cli_policy, ("--policy", "")
+        if name is None:
+            name = self.values["daemon"]["policy"]
+            origin = (self.sources.get("daemon.policy", DEFAULT_SOURCE), "daemon.policy")
+        for ident in (uuid, str(index)):
+            if "policy" in self.gpus.get(ident, {}):
+                return self.gpus[ident]["policy"], (self.sources.get(f"gpu.{ident}.policy", "config"),
+                                                    f"gpu.{ident}.policy")
+        return name, origin
+
     def section(self, name: str) -> Any:
         """One section as its typed dataclass (SECTION_TYPES): attributes, not string keys."""
         return SECTION_TYPES[name](**self.values[name])

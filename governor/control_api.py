@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from .control_server import Peer
 from .errors import ConfigError, GovdError
+from .jobs import job_report
 from .ledger_report import ledger_report, ledger_view
 from .policy import POLICY_NAME, Policy, load_policy, policy_from_dict, policy_names
 from .pricing import Pricing
@@ -191,10 +192,43 @@ def _ledger(api: ControlApi, args: dict, peer: Peer) -> dict:
     since = args.get("since") or 0.0
     if not math.isfinite(since):
         raise ProtocolError(ErrorCode.BAD_ARGS, "ledger: since must be a finite wall time in seconds")
+    if args.get("by") not in (None, "job"):
+        raise ProtocolError(ErrorCode.BAD_ARGS, f"ledger: by must be \"job\", got {args['by']!r}")
+    pricing = Pricing.from_config(d.config.values["ledger"])
     try:
-        return ledger_report(d.store.path, Pricing.from_config(d.config.values["ledger"]), since, args.get("gpu"))
+        if args.get("job") is not None or args.get("by") == "job":
+            return job_report(d.store.path, pricing, args.get("job"), since)
+        return ledger_report(d.store.path, pricing, since, args.get("gpu"))
     except GovdError as exc:
         raise ProtocolError(ErrorCode.NO_LEDGER, str(exc)) from None
+
+
+@handles("job.start")
+def _job_start(api: ControlApi, args: dict, peer: Peer) -> dict:
+    d = api.daemon
+    gpus = args["gpus"]
+    if not gpus or not all(isinstance(g, int) and not isinstance(g, bool) for g in gpus):
+        raise ProtocolError(ErrorCode.BAD_ARGS, "job.start: gpus must be a non-empty list of GPU indexes")
+    workers = [w for g in dict.fromkeys(gpus) for w in api.selected({"gpu": g})]
+    policy = api.policy({"name": args["policy"]}) if args.get("policy") else None
+    try:
+        job = d.jobs.start(args["id"], workers, policy, args.get("user", ""))
+    except GovdError as exc:
+        raise ProtocolError(ErrorCode.BAD_JOB, str(exc)) from None
+    log.info("job %s started by uid %d", job.job_id, peer.uid)
+    return {"job": job.job_id, "gpus": job.gpus, "policy": job.policy or None}
+
+
+@handles("job.end")
+def _job_end(api: ControlApi, args: dict, peer: Peer) -> dict:
+    d = api.daemon
+    try:
+        d.jobs.end(args["id"], d.workers, d.node_policy)
+    except GovdError as exc:
+        raise ProtocolError(ErrorCode.BAD_JOB, str(exc)) from None
+    if d.store is None:
+        return {"jobs": []}
+    return job_report(d.store.path, Pricing.from_config(d.config.values["ledger"]), args["id"])
 
 
 @handles("snapshot")

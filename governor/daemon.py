@@ -23,6 +23,7 @@ from .control_api import ControlApi, resolve_policy
 from .control_server import ControlServer
 from .device import Device
 from .errors import ConfigError, GovdError
+from .jobs import JobBook
 from .ledger_keeper import LedgerKeeper, log_savings
 from .ledger_store import LedgerStore
 from .logsetup import LogTail
@@ -33,6 +34,7 @@ from .policy import Policy, load_policy
 from .pricing import Pricing
 from .protocol import ProtocolError
 from .restore import recover_leftovers
+from .status_lines import log_status, one_line_status
 from .systemd_integration import Notifier
 from .worker import GpuWorker
 
@@ -83,6 +85,7 @@ class Daemon:
         self.store: LedgerStore | None = None
         self.keeper: LedgerKeeper | None = None  # writes and logs the ledger (None: ledger off)
         self.metrics: MetricsExporter | None = None
+        self.jobs = JobBook(None)  # the scheduler's jobs on this node (opened on the store at setup)
         self._next_ledger_log = 0.0
         self.notifier = options.notifier or Notifier()
         self.log_tail = LogTail()
@@ -104,17 +107,7 @@ class Daemon:
 
     def policy_for(self, config: Config, device: Device, cache: dict[str, Policy]) -> Policy:
         """The policy a GPU runs by the command line and the config, blamed on where its name is."""
-        info = device.info
-        origin = ("--policy", "")
-        name = self.options.policy
-        if name is None:
-            name = config.get("daemon", "policy")
-            origin = (config.sources.get("daemon.policy", "default"), "daemon.policy")
-        for ident in (info.uuid, str(info.index)):
-            if "policy" in config.gpus.get(ident, {}):
-                name = config.gpus[ident]["policy"]
-                origin = (config.sources.get(f"gpu.{ident}.policy", "config"), f"gpu.{ident}.policy")
-                break
+        name, origin = config.policy_name(device.info.index, device.info.uuid, self.options.policy)
         if name not in cache:
             cache[name] = load_policy(name, self.paths.config_dir, origin)
         return cache[name]
@@ -127,6 +120,8 @@ class Daemon:
         if ledger["enabled"]:
             self.store = LedgerStore(self.paths.state_dir / "ledger.db", ledger["retention_days"])
             self.keeper = LedgerKeeper(self.store)
+        self.jobs = JobBook(self.store)
+        self.jobs.close_leftovers()
         self._next_ledger_log = self.clock.now() + ledger["log_every_s"]
         self._note_config_warnings(self.config)
         cache: dict[str, Policy] = {}
@@ -202,8 +197,9 @@ class Daemon:
                     self.reload()
                 self.notifier.watchdog(self.check_health())
                 self.end_trials()
-                if self.keeper is not None:
-                    self.keeper.flush_when_due(self.workers, self.config.get("ledger", "flush_s"))
+                if self.keeper is not None and self.keeper.flush_when_due(self.workers,
+                                                                          self.config.get("ledger", "flush_s")):
+                    self.jobs.write(self.workers)
                 self._log_ledger()
                 if self.metrics is not None:
                     self.metrics.textfile_when_due(self.config.section("metrics"), self.clock.now())
@@ -232,23 +228,10 @@ class Daemon:
             time.sleep(0.01)
 
     def one_line_status(self) -> str:
-        managed = sum(1 for w in self.workers if w.state == "managed")
-        policies = sorted({w.policy.name for w in self.workers})
-        saved = sum(w.ledger.since_start.saved_j for w in self.workers)
-        return (f"{managed}/{len(self.workers)} GPUs managed, policy {', '.join(policies) or '-'}, "
-                f"saved {saved / 1000:.1f} kJ since start")
+        return one_line_status(self.workers)
 
     def log_status(self) -> None:
-        """One line per GPU: what it is doing and what govd has measured so far."""
-        for w in self.workers:
-            s = w.last_sample
-            if s is None:
-                continue
-            target = w.target.sm_clock_max_mhz if w.target and w.target.sm_clock_max_mhz else "-"
-            log.info("GPU %d: %s, policy %s, SM %d MHz (ceiling %s), %.0f W (limit %.0f W), %.0f C, util %.0f%%, "
-                     "%.1f kJ since start", w.info.index, w.state, w.policy.name, s.sm_clock_mhz, target, s.power_w,
-                     s.power_limit_w, s.temp_c, s.gpu_util_pct, w.ledger.meter.joules / 1000.0,
-                     extra={"GOVD_GPU": w.info.index, "GOVD_POLICY": w.policy.name})
+        log_status(self.workers)
 
     def check_health(self) -> bool:
         """True when every loop is making progress; a loop stuck in a call is reported once."""
@@ -374,9 +357,20 @@ class Daemon:
 
     # ----- ledger ------------------------------------------------------------------------------
     def flush_ledger(self) -> None:
-        """Write each GPU's totals since the last write (LedgerKeeper.flush)."""
+        """Write each GPU's totals since the last write (LedgerKeeper.flush), and running jobs'."""
         if self.keeper is not None:
             self.keeper.flush(self.workers)
+            self.jobs.write(self.workers)
+
+    def node_policy(self, w: GpuWorker) -> Policy:
+        """What a GPU runs outside a job: a policy set at runtime, else the config's."""
+        runtime = self.runtime_policies.get(w.info.index)
+        if runtime is not None:
+            try:
+                return resolve_policy(runtime["request"], self.paths.config_dir)
+            except ProtocolError:
+                self.runtime_policies.pop(w.info.index, None)
+        return self.policy_for(self.config, w.device, {})
 
     def _log_ledger(self) -> None:
         every = self.config.get("ledger", "log_every_s")

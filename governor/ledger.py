@@ -185,6 +185,7 @@ class GpuLedger:
     meter: EnergyMeter = field(default_factory=EnergyMeter)
     cooling: CoolingModel = field(default_factory=CoolingModel)
     since_start: Totals = field(default_factory=Totals)
+    job: Totals | None = None  # the running job's totals on this GPU (govctl job start .. end)
     minute: Totals = field(default_factory=Totals)
     ref: _Reference | None = None
     window: list = field(default_factory=list)
@@ -385,6 +386,8 @@ class GpuLedger:
         settings would have made the GPU doing that work at default_power_w."""
         self.since_start.add(measured, cf, u, dt, dt_default, key)
         self.minute.add(measured, cf, u, dt, dt_default, key)
+        if self.job is not None:
+            self.job.add(measured, cf, u, dt, dt_default, key)
         self._follow_default_temp(sample, default_power_w, dt)
 
     def take_minute(self) -> Totals:

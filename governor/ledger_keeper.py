@@ -37,10 +37,13 @@ class LedgerKeeper:
         self._next_flush = 0.0  # wall time of the next write (0: at the first supervisor pass)
         self._flush_from = time.time()  # wall time the unwritten totals began
 
-    def flush_when_due(self, workers: Sequence[GpuWorker], flush_s: float) -> None:
-        if time.time() >= self._next_flush:
-            self.flush(workers)
-            self._next_flush = next_flush_time(time.time(), flush_s)
+    def flush_when_due(self, workers: Sequence[GpuWorker], flush_s: float) -> bool:
+        """Write if due; True when it wrote."""
+        if time.time() < self._next_flush:
+            return False
+        self.flush(workers)
+        self._next_flush = next_flush_time(time.time(), flush_s)
+        return True
 
     def flush(self, workers: Sequence[GpuWorker]) -> None:
         """Write each GPU's totals since the last write, filed under the minute they began in.

@@ -42,6 +42,23 @@ CREATE TABLE IF NOT EXISTS lifetime (
     last_minute INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT NOT NULL,
+    gpu_uuid TEXT NOT NULL,
+    gpu_index INTEGER,
+    policy TEXT,
+    user TEXT,
+    started REAL NOT NULL,            -- unix time
+    ended REAL,                       -- NULL while the job runs
+    end_reason TEXT,                  -- "ended", or why govd closed it
+    measured_j REAL NOT NULL DEFAULT 0,
+    counterfactual_j REAL NOT NULL DEFAULT 0,
+    saved_j REAL NOT NULL DEFAULT 0,
+    saved_lo_j REAL NOT NULL DEFAULT 0,
+    saved_hi_j REAL NOT NULL DEFAULT 0,
+    slowdown REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, gpu_uuid)
+);
 """
 VERSION = "1"
 
@@ -160,6 +177,34 @@ class LedgerStore:
         with self._lock:
             return lifetime_rows(self.db)
 
+    # ----- jobs --------------------------------------------------------------------------------
+    def job_exists(self, job_id: str) -> bool:
+        with self._lock:
+            return self.db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone() is not None
+
+    def start_job(self, job_id: str, gpus: list[tuple[str, int]], policy: str, user: str, started: float) -> None:
+        with self._lock, self.db:
+            for uuid, index in gpus:
+                self.db.execute("INSERT INTO jobs (job_id, gpu_uuid, gpu_index, policy, user, started) "
+                                "VALUES (?,?,?,?,?,?)", (job_id, uuid, index, policy, user, started))
+
+    def update_job(self, job_id: str, uuid: str, totals: dict, ended: float | None = None,
+                   end_reason: str | None = None) -> None:
+        """A job's totals on one GPU so far (cumulative: replaced, not added), and its end if over."""
+        with self._lock, self.db:
+            self.db.execute("UPDATE jobs SET measured_j=?, counterfactual_j=?, saved_j=?, saved_lo_j=?, saved_hi_j=?, "
+                            "slowdown=?, ended=COALESCE(?, ended), end_reason=COALESCE(?, end_reason) "
+                            "WHERE job_id=? AND gpu_uuid=?",
+                            (totals["measured_j"], totals["counterfactual_j"], totals["saved_j"], totals["saved_lo_j"],
+                             totals["saved_hi_j"], totals["slowdown"], ended, end_reason, job_id, uuid))
+
+    def close_open_jobs(self, ended: float, reason: str) -> list[str]:
+        """Jobs whose end never came (the node or govd restarted): closed with their last totals."""
+        with self._lock, self.db:
+            ids = [r[0] for r in self.db.execute("SELECT DISTINCT job_id FROM jobs WHERE ended IS NULL")]
+            self.db.execute("UPDATE jobs SET ended=?, end_reason=? WHERE ended IS NULL", (ended, reason))
+        return ids
+
     def minutes(self, since: float | None = None, gpu_index: int | None = None) -> list[MinuteRow]:
         with self._lock:
             return minute_rows(self.db, since, gpu_index)
@@ -185,6 +230,20 @@ def lifetime_rows(db: sqlite3.Connection) -> dict[str, dict]:
     keys = ("gpu_uuid", "gpu_index", "measured_j", "saved_j", "saved_lo_j", "saved_hi_j", "first_minute",
             "last_minute")
     return {r[0]: dict(zip(keys, r, strict=True)) for r in rows}
+
+
+JOB_KEYS = ("job_id", "gpu_uuid", "gpu_index", "policy", "user", "started", "ended", "end_reason", "measured_j",
+            "counterfactual_j", "saved_j", "saved_lo_j", "saved_hi_j", "slowdown")
+
+
+def job_rows(db: sqlite3.Connection, job_id: str | None = None, since: float = 0.0) -> list[dict]:
+    """One row per job and GPU: a job by id, or every job that ran since `since`."""
+    q = f"SELECT {', '.join(JOB_KEYS)} FROM jobs WHERE COALESCE(ended, 9e18) >= ?"
+    args: list = [since]
+    if job_id is not None:
+        q += " AND job_id = ?"
+        args.append(job_id)
+    return [dict(zip(JOB_KEYS, r, strict=True)) for r in db.execute(q + " ORDER BY started, gpu_index", args)]
 
 
 def minute_rows(db: sqlite3.Connection, since: float | None = None, gpu_index: int | None = None) -> list[MinuteRow]:

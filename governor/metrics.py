@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("govd")
 
-GPU_LABELS = ("gpu", "UUID", "modelName", "Hostname", "policy")
+GPU_LABELS = ("gpu", "UUID", "modelName", "Hostname", "policy", "hpc_job")
 STATES = ("managed", "dry-run", "watching", "paused", "backed-off", "degraded")
 INTERVENTIONS = ("thermal", "rate", "readback", "other_writer")
 
@@ -57,7 +57,7 @@ class GovdCollector:
         self.hostname = socket.gethostname()
 
     def _labels(self, w: GpuWorker) -> list[str]:
-        return [str(w.info.index), w.info.uuid, w.info.name, self.hostname, w.policy.name]
+        return [str(w.info.index), w.info.uuid, w.info.name, self.hostname, w.policy.name, w.job_id or ""]
 
     def collect(self) -> Iterable[Metric]:
         workers = list(self.workers())

@@ -31,6 +31,7 @@ class ErrorCode(StrEnum):
     NO_SUCH_GPU = "no_such_gpu"
     RELOAD_REFUSED = "reload_refused"
     NO_LEDGER = "no_ledger"
+    BAD_JOB = "bad_job"
     BUSY = "busy"
     LINE_TOO_LONG = "line_too_long"
     IDLE_TIMEOUT = "idle_timeout"
@@ -83,6 +84,7 @@ class GpuStatus:
     reason: str | None = None
     policy: str = ""
     controller: str = ""
+    job: str | None = None  # the scheduler's job running on the GPU
     controller_state: dict = field(default_factory=dict)
     target: dict | None = None  # the envelope's latest decision (a Setpoint)
     applied: dict | None = None  # what govd last wrote and read back

@@ -27,7 +27,7 @@ from .controllers.base import TickContext
 from .device import UNKNOWN_LOCK, Device
 from .envelope import Ceiling, Envelope
 from .errors import ConfigError, DeviceError, GpuLostError
-from .ledger import CounterPower, GpuLedger, ThermalLimit
+from .ledger import CounterPower, GpuLedger, ThermalLimit, Totals
 from .loop_stats import LoopStats
 from .originals import OriginalsFile
 from .policy import Policy
@@ -67,6 +67,7 @@ class GpuWorker:
         self.state = "dry-run" if dry_run else ("managed" if self.manage else "watching")
         self.reason: str | None = None
         self.actuator = GpuActuator(device, self.limits, originals)
+        self.job_id: str | None = None  # the scheduler's job running on this GPU (jobs.py)
         self.target: Setpoint | None = None  # the envelope's latest decision
         self.last_sample: Sample | None = None
         self.started = False
@@ -323,6 +324,22 @@ class GpuWorker:
             self.log.extra["GOVD_POLICY"] = policy.name
             self.envelope.bounds = dict(policy.bounds)
 
+    def start_job(self, job_id: str, policy: Policy | None) -> None:
+        """A job takes this GPU: its totals start from zero, and it runs the job's policy if it has one."""
+        with self._lock:
+            self.job_id = job_id
+            self.ledger.job = Totals()
+            if policy is not None:
+                self.set_policy(policy)
+
+    def end_job(self, node_policy: Policy) -> Totals | None:
+        """The job's end: back to the node's policy; returns the job's totals on this GPU."""
+        with self._lock:
+            totals, self.ledger.job, self.job_id = self.ledger.job, None, None
+            if node_policy != self.policy:
+                self.set_policy(node_policy)
+            return totals
+
     def set_config(self, config: Config) -> None:
         with self._lock:
             self.config = config
@@ -377,7 +394,7 @@ class GpuWorker:
             "index": self.info.index, "uuid": self.info.uuid, "name": self.info.name,
             "pci_bus_id": self.info.pci_bus_id, "backend": self.info.backend,
             "state": self.state, "reason": self.reason,
-            "policy": self.policy.name, "controller": self.policy.controller,
+            "policy": self.policy.name, "controller": self.policy.controller, "job": self.job_id,
             "controller_state": self.controller.status(),
             "target": self.target.to_dict() if self.target else None,
             "applied": self.applied.to_dict() if self.applied else None,

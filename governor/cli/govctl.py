@@ -25,7 +25,7 @@ from ..sim.spec import BUILTIN
 from ..sim.trace import builtin_traces
 from ..tomlfile import TomlFileError, read_toml
 from ..wire import PauseResult, Status, from_wire
-from .render import describe_pause, render_status, table
+from .render import describe_jobs, describe_pause, render_status, table
 
 
 def cmd_simulate(args, paths) -> int:
@@ -193,17 +193,24 @@ def cmd_ledger(args, paths) -> int:
     """The daemon serves the ledger (members of the govd group may not read the state folder);
     with no daemon running, the database is read directly."""
     since = time.time() - parse_duration(args.since, "--since") if args.since else 0.0
+    jobs = args.job is not None or args.by == "job"
+    extra = {"job": args.job} if args.job is not None else ({"by": "job"} if args.by == "job" else {})
     try:
-        result = call(_socket(args, paths), "ledger", since=since, **_gpu_args(args))
+        result = call(_socket(args, paths), "ledger", since=since, **_gpu_args(args), **extra)
     except NotRunning:
         from ..config import load_config  # noqa: PLC0415
+        from ..jobs import job_report  # noqa: PLC0415
         from ..ledger_report import ledger_report  # noqa: PLC0415
         from ..pricing import Pricing  # noqa: PLC0415
 
         pricing = Pricing.from_config(load_config(paths.config_file, paths.conf_d).values["ledger"])
-        result = ledger_report(paths.state_dir / "ledger.db", pricing, since, args.gpu)
+        db = paths.state_dir / "ledger.db"
+        result = job_report(db, pricing, args.job, since) if jobs else ledger_report(db, pricing, since, args.gpu)
     if args.json:
         print(json.dumps(result, indent=2))
+        return 0
+    if jobs:
+        print(describe_jobs(result))
         return 0
     head = f"since {time.strftime('%Y-%m-%d %H:%M', time.localtime(since))}" if since else "all recorded"
     print(f"energy saved, {head} (interval in brackets)")
@@ -212,6 +219,25 @@ def cmd_ledger(args, paths) -> int:
                    f"{g['money']:.2f} {g['currency']}", f"{g['co2e_kg']:.2f} kg", f"{g['lifetime_saved_kwh']:.3f} kWh"]
                   for g in result["gpus"]],
                  ["GPU", "used", "saved", "interval", "money", "CO2e", "lifetime saved"]))
+    return 0
+
+
+def cmd_job(args, paths) -> int:
+    sock = _socket(args, paths)
+    if args.action == "start":
+        if not args.gpus:
+            raise GovdError("govctl job start needs --gpus, e.g. --gpus 0,1")
+        try:
+            gpus = [int(g) for g in args.gpus.split(",") if g.strip()]
+        except ValueError:
+            raise GovdError(f"--gpus {args.gpus!r}: GPU indexes separated by commas, e.g. 0,1") from None
+        extra = {k: v for k, v in (("policy", args.policy), ("user", args.user)) if v}
+        result = call(sock, "job.start", id=args.id, gpus=gpus, **extra)
+        print(f"job {result['job']} started on GPU {', '.join(map(str, result['gpus']))}"
+              + (f" with policy {result['policy']}" if result["policy"] else " with the node's policy"))
+        return 0
+    result = call(sock, "job.end", id=args.id)
+    print(json.dumps(result, indent=2) if args.json else describe_jobs(result))
     return 0
 
 
@@ -281,8 +307,18 @@ def parser() -> argparse.ArgumentParser:
     lg = sub.add_parser("ledger", help="energy used and saved, in kWh, money and CO2e (reads the ledger)")
     lg.add_argument("--since", help="only this recent: 90m, 24h, 7d")
     lg.add_argument("--gpu", type=int, help="only this GPU index")
+    lg.add_argument("--job", help="one job's report (used, saved with its interval, money, CO2e per GPU)")
+    lg.add_argument("--by", choices=("job",), help="job: every job since --since")
     lg.add_argument("--json", action="store_true")
     lg.set_defaults(func=cmd_ledger)
+    jb = sub.add_parser("job", help="a scheduler's job: start it on GPUs with its policy, end it (admin only)")
+    jb.add_argument("action", choices=("start", "end"))
+    jb.add_argument("id", help="the scheduler's job id (SLURM_JOB_ID)")
+    jb.add_argument("--gpus", help="start: GPU indexes, e.g. 0,1")
+    jb.add_argument("--policy", help="start: policy for its GPUs while it runs (default: the node's)")
+    jb.add_argument("--user", help="start: who runs it, for the ledger")
+    jb.add_argument("--json", action="store_true")
+    jb.set_defaults(func=cmd_job)
     sn = sub.add_parser("snapshot", help="write a bug-report bundle (versions, config, decisions, log)")
     sn.add_argument("file")
     sn.set_defaults(func=cmd_snapshot)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from ..envelope import Ceiling
 from ..telemetry import reason_names
 from ..wire import GpuStatus, PauseResult, Status
@@ -68,7 +70,7 @@ def _gpu_row(g: GpuStatus) -> list[str]:
 def _gpu_details(g: GpuStatus) -> list[str]:
     c = g.controller_state
     detail = ", ".join(f"{k} {v}" for k, v in c.items() if not isinstance(v, dict))
-    lines = [f"GPU {g.index} {g.uuid}: {g.controller}: {detail}"]
+    lines = [f"GPU {g.index} {g.uuid}: {g.controller}: {detail}" + (f"; job {g.job}" if g.job else "")]
     dither = c.get("dither")
     if dither:
         lines.append(f"  alternating {mhz(dither['planned_clock_mhz'])} and {mhz(dither['lower_clock_mhz'])} MHz, "
@@ -115,6 +117,27 @@ def render_status(st: Status) -> str:
     if st.trials:
         lines.append("trials: " + "; ".join(f"GPU {i}: {t['until_s']:.0f} s left, then {t['then']}"
                                              for i, t in st.trials.items()))
+    return "\n".join(lines)
+
+
+def describe_jobs(result: dict) -> str:
+    """`govctl ledger --job`/`--by job` and `govctl job end`: one line per job, then its GPUs."""
+    if not result["jobs"]:
+        return "no jobs recorded"
+    lines = []
+    for j in result["jobs"]:
+        span = time.strftime("%Y-%m-%d %H:%M", time.localtime(j["started"]))
+        end = ("running" if j["ended"] is None else time.strftime("%H:%M", time.localtime(j["ended"]))
+               + ("" if j["end_reason"] == "ended" else f" ({j['end_reason']})"))
+        policy = j["policy"] or "the node's"
+        lines.append(f"job {j['job']} ({j['user'] or 'user unknown'}, policy {policy}), "
+                     f"{span} to {end}: used {j['used_kwh']:.3f} kWh, saved {j['kwh']:.3f} kWh "
+                     f"[{j['saved_lo_j'] / 3.6e6:.3f}, {j['saved_hi_j'] / 3.6e6:.3f}], {j['money']:.2f} "
+                     f"{j['currency']}, {j['co2e_kg']:.3f} kg CO2e")
+        for g in j["gpus"]:
+            lines.append(f"  GPU {g['gpu_index']}: used {g['measured_j'] / 1000:.1f} kJ, saved "
+                         f"{g['saved_j'] / 1000:.1f} kJ [{g['saved_lo_j'] / 1000:.1f}, {g['saved_hi_j'] / 1000:.1f}], "
+                         f"slowdown {g['slowdown']:+.2%}")
     return "\n".join(lines)
 
 
