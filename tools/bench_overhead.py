@@ -15,6 +15,10 @@ one-off costs, reported apart in CPU seconds.
 
     python tools/bench_overhead.py                      # 1, 8 and 64 GPUs, 10 Hz, 20 s each
     python tools/bench_overhead.py --gpus 8 --seconds 30 --json
+    python tools/bench_overhead.py --gpus 8 --scrape-s 5   # metrics on, scraped every 5 s by another process
+
+Without --scrape-s the metrics endpoint is off. With it, the endpoint listens on loopback and a
+separate process scrapes it (its own CPU is not counted; the daemon's work to answer is).
 
 Each configuration runs in its own process so that peak RSS is its own.
 """
@@ -35,7 +39,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def run_one(gpus: int, hz: float, seconds: float) -> dict:
+SCRAPER = r"""
+import sys, time, urllib.request
+url, every, end = sys.argv[1], float(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    try:
+        urllib.request.urlopen(url, timeout=5).read()
+    except OSError:
+        pass
+    time.sleep(every)
+"""
+
+
+def run_one(gpus: int, hz: float, seconds: float, scrape_s: float | None = None) -> dict:
     from governor.backends import open_sim_devices
     from governor.clock import RealClock
     from governor.daemon import Daemon, DaemonOptions
@@ -89,7 +105,8 @@ def run_one(gpus: int, hz: float, seconds: float) -> dict:
     (root / "etc").mkdir()
     (root / "etc" / "govd.toml").write_text(
         f"[daemon]\nperiod_ms = {int(1000 / hz)}\nstatus_log_s = 0\n[socket]\nenabled = false\n"
-        "[ledger]\nlog_every_s = 0\n")
+        "[ledger]\nlog_every_s = 0\n"
+        f"[metrics]\nlisten = \"{'127.0.0.1:0' if scrape_s else ''}\"\n")
     paths = resolve_paths(root)
     paths.ensure()
     clock = RealClock()
@@ -118,8 +135,24 @@ def run_one(gpus: int, hz: float, seconds: float) -> dict:
             (first_writes if unwritten and self.stats.writes > 0 else later).append(latency)
 
     GpuWorker.tick = tick
+    scraper = None
+    if scrape_s:
+        def start_scraper():
+            while daemon.metrics is None or daemon.metrics.address is None:
+                time.sleep(0.05)
+            host, port = daemon.metrics.address
+            nonlocal scraper
+            scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, f"http://{host}:{port}/metrics", str(scrape_s),
+                                        str(seconds + 30)])
+
+        threading.Thread(target=start_scraper, daemon=True).start()
     mark("start")
-    daemon.run()
+    try:
+        daemon.run()
+    finally:
+        if scraper is not None and scraper.pid > 1:
+            scraper.kill()
+            scraper.wait(10)
     mark("end")
     (c0, d0, _), (c1, d1, w1), (c2, d2, w2), (c3, d3, _) = (marks[k] for k in ("start", "ready", "stopping", "end"))
     wall = w2 - w1
@@ -129,7 +162,7 @@ def run_one(gpus: int, hz: float, seconds: float) -> dict:
         values = sorted(values)
         return 1000.0 * values[min(len(values) - 1, int(q * len(values)))] if values else None
 
-    return {"gpus": gpus, "hz": hz, "seconds": round(wall, 2), "ticks": len(latencies),
+    return {"gpus": gpus, "hz": hz, "scrape_s": scrape_s, "seconds": round(wall, 2), "ticks": len(latencies),
             "governor_cpu_core_share": round(governor_cpu / wall, 5),
             "governor_cpu_core_share_per_gpu": round(governor_cpu / wall / gpus, 6),
             "simulator_cpu_core_share": round((d2 - d1) / wall, 5),
@@ -148,15 +181,17 @@ def main() -> int:
     p.add_argument("--hz", type=float, default=10.0)
     p.add_argument("--json", action="store_true")
     p.add_argument("--write", action="store_true", help="refresh the table in docs/benchmarks.md in place")
+    p.add_argument("--scrape-s", type=float, help="metrics on, scraped this often by another process")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.gpus, args.hz, args.seconds)))
+        print(json.dumps(run_one(args.gpus, args.hz, args.seconds, args.scrape_s)))
         return 0
     results = []
     for n in ([args.gpus] if args.gpus else [1, 8, 64]):
+        scrape = ["--scrape-s", str(args.scrape_s)] if args.scrape_s else []
         out = subprocess.run([sys.executable, __file__, "--one", "--gpus", str(n), "--seconds", str(args.seconds),
-                              "--hz", str(args.hz)], capture_output=True, text=True, env=os.environ)
+                              "--hz", str(args.hz), *scrape], capture_output=True, text=True, env=os.environ)
         if out.returncode != 0:
             print(out.stderr, file=sys.stderr)
             return 1
