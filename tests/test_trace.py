@@ -61,3 +61,18 @@ def test_missing_file_and_bad_toml(tmp_path):
     bad.write_text("format = = 1")
     with pytest.raises(TraceError, match="not valid TOML"):
         load_trace(str(bad))
+
+
+def test_request_s_follows_the_trace_format(make_trace):
+    import pytest
+
+    from governor.errors import TraceError
+
+    arrival = {"name": "d", "seconds": 5.0, "busy": 0.5, "clock_bound": 0.1, "intensity": 0.1, "dram": 0.5,
+               "slack": "arrival"}
+    assert make_trace(arrival).phases[0].request_s == 0.1  # the format's default
+    assert make_trace({**arrival, "request_s": 0.02}).phases[0].request_s == 0.02
+    with pytest.raises(TraceError, match="request_s"):
+        make_trace({**arrival, "request_s": 0.0})
+    with pytest.raises(TraceError, match="only arrival phases have requests"):
+        make_trace({**arrival, "slack": "serial", "request_s": 0.05})

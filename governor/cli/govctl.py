@@ -21,6 +21,7 @@ from ..control_client import CommandFailed, NotRunning, call
 from ..errors import GovdError
 from ..paths import control_socket, resolve_paths
 from ..policy import is_policy_path, load_policy, policy_from_dict, policy_names
+from ..sim.generate import FAMILIES
 from ..sim.spec import BUILTIN
 from ..sim.trace import builtin_traces
 from ..tomlfile import TomlFileError, read_toml
@@ -31,6 +32,15 @@ from .render import describe_jobs, describe_pause, render_status, table
 def cmd_simulate(args, paths) -> int:
     from ..lab.simulate import simulate  # noqa: PLC0415 - the lab loads only for this command
 
+    if args.save is not None:
+        from ..sim.generate import to_toml  # noqa: PLC0415
+        from ..sim.trace import load_trace  # noqa: PLC0415
+
+        try:
+            args.save.write_text(to_toml(load_trace(args.trace)))
+        except OSError as exc:
+            raise GovdError(f"cannot write the trace to {args.save}: {exc.strerror or exc}") from None
+        print(f"trace {args.trace} written to {args.save}", file=sys.stderr)
     result = simulate(args.gpu, args.trace, args.policy or ["balanced"], budget=args.budget,
                       config_dir=paths.config_dir, peers=args.peers, plot=args.plot)
     if args.json:
@@ -260,12 +270,15 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("simulate", help="run a trace under default settings and under policies; report savings")
     s.add_argument("--gpu", required=True, help=f"simulated GPU: {', '.join(BUILTIN)} or a spec .toml")
-    s.add_argument("--trace", required=True, help=f"trace file or built-in: {', '.join(builtin_traces())}")
+    s.add_argument("--trace", required=True, help=f"trace file, built-in ({', '.join(builtin_traces())}) or "
+                                                  f"generated: gen:FAMILY:SEED, FAMILY one of {', '.join(FAMILIES)}")
     s.add_argument("--policy", action="append", help="policy name or .toml path (repeat for several; default balanced)")
     s.add_argument("--budget", type=float, metavar="FRACTION", help="slowdown budget, e.g. 0.03")
     s.add_argument("--peers", action="store_true", help="also run the peers: ondemand, zeus-pl, geopm-activity")
     s.add_argument("--plot", type=Path, metavar="FILE.png",
                    help="draw SM clock, power, temperature and energy over time: default against the first policy")
+    s.add_argument("--save", type=Path, metavar="FILE.toml",
+                   help="also write the trace (a generated one: gen:FAMILY:SEED) to this file")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_simulate)
     r = sub.add_parser("restore", help="offline: restore every GPU listed in originals.json (as govd --restore)")

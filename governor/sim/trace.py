@@ -17,7 +17,8 @@ from ..errors import TraceError
 from ..tomlfile import TomlFileError, read_toml
 
 _TOP_KEYS = {"format", "name", "description", "ambient_c", "seed", "repeat", "phase"}
-_PHASE_KEYS = {"name", "seconds", "busy", "clock_bound", "intensity", "dram", "slack"}
+_PHASE_KEYS = {"name", "seconds", "busy", "clock_bound", "intensity", "dram", "slack", "request_s"}
+DEFAULT_REQUEST_S = 0.1  # kernel time of one request at default settings (trace-format.md)
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Phase:
     intensity: float
     dram: float
     slack: str  # "serial" or "arrival"
+    request_s: float = DEFAULT_REQUEST_S  # arrival phases: kernel time of one request at default settings
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ def trace_from_dict(data: dict, source: str) -> Trace:
         slack = ph.get("slack", "serial")
         if slack not in ("serial", "arrival"):
             raise TraceError(f"{source}: {where}.slack = {slack!r}; allowed: \"serial\", \"arrival\"")
+        if "request_s" in ph and slack != "arrival":
+            raise TraceError(f"{source}: {where}.request_s: only arrival phases have requests (slack = \"arrival\")")
         phases.append(Phase(
             name=str(ph.get("name", f"phase{i}")),
             seconds=_number(source, f"{where}.seconds", ph["seconds"], 0.0, 1e7, lo_open=True),
@@ -110,6 +114,8 @@ def trace_from_dict(data: dict, source: str) -> Trace:
             intensity=_number(source, f"{where}.intensity", ph["intensity"], 0.0, 1.5),
             dram=_number(source, f"{where}.dram", ph["dram"], 0.0, 1.0),
             slack=slack,
+            request_s=_number(source, f"{where}.request_s", ph.get("request_s", DEFAULT_REQUEST_S), 0.0, 3600.0,
+                              lo_open=True),
         ))
     return Trace(name=name, description=str(data.get("description", "")), ambient_c=ambient, seed=seed,
                  repeat=repeat, phases=tuple(phases), source=source)
@@ -139,7 +145,12 @@ def builtin_traces() -> list[str]:
 
 
 def load_trace(name_or_path: str) -> Trace:
-    """A trace by file path, or by the name of one in the built-in suite."""
+    """A trace by file path, by the name of one in the built-in suite, or generated: gen:FAMILY:SEED."""
+    from .generate import generate, parse_gen  # noqa: PLC0415 - generate imports this module
+
+    gen = parse_gen(name_or_path)
+    if gen is not None:
+        return generate(*gen)
     path = Path(name_or_path)
     if path.exists():
         try:
@@ -153,4 +164,4 @@ def load_trace(name_or_path: str) -> Trace:
         with res.open("rb") as fh:
             return trace_from_dict(tomllib.load(fh), f"builtin:{name_or_path}")
     raise TraceError(f"{name_or_path}: no such trace file, and not a built-in trace "
-                     f"(built-in: {', '.join(names)})")
+                     f"(built-in: {', '.join(names)}; or generated: gen:FAMILY:SEED)")
