@@ -1,6 +1,9 @@
 """Shared fixtures. Helpers come as fixtures (make_trace, static_policy, gemm_phase), never by
 importing this file."""
 
+import threading
+import time
+
 import pytest
 
 from governor.clock import VirtualClock
@@ -22,6 +25,42 @@ def _make_trace(*phases, **top):
 
 def _static_policy(**params):
     return Policy(name="static-test", controller="static", params=params, source="test")
+
+
+class InProcessDaemon:
+    """A daemon on simulated GPUs in a thread of the test process (started and stopped by the test)."""
+
+    def __init__(self, root, gpus=("h100-sxm", "a100-sxm4"), trace="decode", speed=5.0):
+        from governor.backends import open_sim_devices
+        from governor.clock import RealClock
+        from governor.daemon import Daemon, DaemonOptions
+        from governor.paths import resolve_paths
+        from governor.sim.trace import load_trace
+
+        self.paths = resolve_paths(root)
+        self.paths.ensure()
+        clock = RealClock(speed=speed)
+        devices = open_sim_devices(list(gpus), clock, self.paths.runtime_dir, load_trace(trace))
+        self.daemon = Daemon(self.paths, DaemonOptions(), devices, clock)
+        self.thread = threading.Thread(target=self.daemon.run, daemon=True)
+
+    def start(self, ready, timeout_s: float = 20.0):
+        """Run it until ready(daemon) holds (bounded)."""
+        self.thread.start()
+        end = time.monotonic() + timeout_s
+        while not ready(self.daemon) and time.monotonic() < end:
+            time.sleep(0.05)
+        return self.daemon
+
+    def stop(self) -> None:
+        self.daemon.stop()
+        self.thread.join(30)
+
+
+@pytest.fixture(scope="session")
+def in_process_daemon():
+    """InProcessDaemon(root, gpus=..., trace=..., speed=...): start() it, stop() it in a finally."""
+    return InProcessDaemon
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -16,38 +15,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from governor import control_server, protocol
-from governor.backends import open_sim_devices
-from governor.clock import RealClock
 from governor.control_client import CommandFailed, NotRunning, call
-from governor.daemon import Daemon, DaemonOptions
-from governor.paths import resolve_paths
-from governor.sim.trace import load_trace
 
 CAP = 'name = "cap"\ncontroller = "static"\n[params]\nsm_clock_max_mhz = 1200\n'
 
 
 @pytest.fixture(scope="module")
-def daemon():
+def daemon(in_process_daemon):
     root = Path(tempfile.mkdtemp(prefix="govd-ctl-", dir="/tmp"))
     os.chmod(root, 0o755)
     (root / "etc" / "policies").mkdir(parents=True)
     (root / "etc" / "policies" / "cap.toml").write_text(CAP)
     (root / "etc" / "govd.toml").write_text('[socket]\nmode = "0666"\n[daemon]\npolicy = "performance"\n'
                                            '[metrics]\nlisten = "127.0.0.1:0"\n')
-    paths = resolve_paths(root)
-    paths.ensure()
-    os.chmod(paths.runtime_dir, 0o755)
-    clock = RealClock(speed=5)
-    devices = open_sim_devices(["h100-sxm", "a100-sxm4"], clock, paths.runtime_dir, load_trace("decode"))
-    d = Daemon(paths, DaemonOptions(), devices, clock)
-    t = threading.Thread(target=d.run, daemon=True)
-    t.start()
-    end = time.monotonic() + 20
-    while not paths.socket.exists() and time.monotonic() < end:
-        time.sleep(0.05)
-    yield d, paths
-    d.stop()
-    t.join(20)
+    run = in_process_daemon(root)
+    os.chmod(run.paths.runtime_dir, 0o755)
+    d = run.start(lambda d: d.paths.socket.exists())
+    try:
+        yield d, run.paths
+    finally:
+        run.stop()
     shutil.rmtree(root, ignore_errors=True)
 
 

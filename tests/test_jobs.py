@@ -6,41 +6,27 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from governor.backends import open_sim_devices
-from governor.clock import RealClock
 from governor.control_client import CommandFailed, call
-from governor.daemon import Daemon, DaemonOptions
 from governor.jobs import RESTARTED
 from governor.paths import resolve_paths
-from governor.sim.trace import load_trace
 
 CAP = 'name = "cap"\ncontroller = "static"\n[params]\nsm_clock_max_mhz = 1200\n'
 
 
-def start_daemon(root: Path) -> tuple[Daemon, threading.Thread]:
-    paths = resolve_paths(root)
-    paths.ensure()
-    clock = RealClock(speed=5)
-    devices = open_sim_devices(["h100-sxm", "a100-sxm4"], clock, paths.runtime_dir, load_trace("training"))
-    d = Daemon(paths, DaemonOptions(), devices, clock)
-    t = threading.Thread(target=d.run, daemon=True)
-    t.start()
-    end = time.monotonic() + 20
-    while not (paths.socket.exists() and d.metrics is not None) and time.monotonic() < end:
-        time.sleep(0.05)
-    return d, t
+def start_daemon(factory, root: Path):
+    run = factory(root, trace="training")
+    d = run.start(lambda d: d.paths.socket.exists() and d.metrics is not None)
+    return d, run
 
 
-def stop(d, t):
-    d.stop()
-    t.join(30)
+def stop(d, run):
+    run.stop()
 
 
 @pytest.fixture
@@ -58,8 +44,8 @@ def govctl(root, *args):
                           capture_output=True, text=True, timeout=60)
 
 
-def test_a_job_runs_its_policy_gets_its_ledger_line_and_its_label(root):
-    d, t = start_daemon(root)
+def test_a_job_runs_its_policy_gets_its_ledger_line_and_its_label(root, in_process_daemon):
+    d, t = start_daemon(in_process_daemon, root)
     sock = resolve_paths(root).socket
     try:
         r = govctl(root, "job", "start", "4711", "--gpus", "1", "--policy", "cap", "--user", "alice")
@@ -86,8 +72,8 @@ def test_a_job_runs_its_policy_gets_its_ledger_line_and_its_label(root):
         stop(d, t)
 
 
-def test_bad_job_requests_get_clear_errors(root):
-    d, t = start_daemon(root)
+def test_bad_job_requests_get_clear_errors(root, in_process_daemon):
+    d, t = start_daemon(in_process_daemon, root)
     sock = resolve_paths(root).socket
     try:
         call(sock, "job.start", id="j1", gpus=[0])
@@ -106,12 +92,12 @@ def test_bad_job_requests_get_clear_errors(root):
         stop(d, t)
 
 
-def test_a_job_whose_end_never_came_is_closed_at_the_next_start_with_its_totals(root):
-    d, t = start_daemon(root)
+def test_a_job_whose_end_never_came_is_closed_at_the_next_start_with_its_totals(root, in_process_daemon):
+    d, t = start_daemon(in_process_daemon, root)
     call(resolve_paths(root).socket, "job.start", id="lost", gpus=[0, 1])
     time.sleep(1.5)
     stop(d, t)  # the node "reboots": the job's end never comes
-    d2, t2 = start_daemon(root)
+    d2, t2 = start_daemon(in_process_daemon, root)
     try:
         job = json.loads(govctl(root, "ledger", "--job", "lost", "--json").stdout)["jobs"][0]
         assert job["end_reason"] == RESTARTED and job["ended"] is not None

@@ -5,46 +5,31 @@ import re
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from governor.backends import open_sim_devices
-from governor.clock import RealClock
-from governor.daemon import Daemon, DaemonOptions
 from governor.metrics import parse_listen
-from governor.paths import resolve_paths
-from governor.sim.trace import load_trace
 
 CAP = 'name = "cap"\ncontroller = "static"\n[params]\nsm_clock_max_mhz = 1200\n'
 
 
 @pytest.fixture(scope="module")
-def daemon():
+def daemon(in_process_daemon):
     root = Path(tempfile.mkdtemp(prefix="govd-metrics-"))
     (root / "etc" / "policies").mkdir(parents=True)
     (root / "etc" / "policies" / "cap.toml").write_text(CAP)
     textfile = root / "govd.prom"
     (root / "etc" / "govd.toml").write_text(f'[metrics]\nlisten = "127.0.0.1:0"\ntextfile = "{textfile}"\n'
                                             'interval_s = 1.0\n[gpu.1]\npolicy = "cap"\n')
-    paths = resolve_paths(root)
-    paths.ensure()
-    clock = RealClock(speed=5)
-    devices = open_sim_devices(["h100-sxm", "a100-sxm4"], clock, paths.runtime_dir, load_trace("decode"))
-    d = Daemon(paths, DaemonOptions(), devices, clock)
-    t = threading.Thread(target=d.run, daemon=True)
-    t.start()
-    end = time.monotonic() + 20
-    while (d.metrics is None or d.metrics.address is None or not textfile.exists()) and time.monotonic() < end:
-        time.sleep(0.05)
+    run = in_process_daemon(root)
+    d = run.start(lambda d: d.metrics is not None and d.metrics.address is not None and textfile.exists())
     try:
         yield d, textfile
     finally:
-        d.stop()
-        t.join(20)
+        run.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
