@@ -58,3 +58,41 @@ def test_plot_draws_a_png(tmp_path):
     out = tmp_path / "run.png"
     simulate("a100-sxm4", "attention", ["balanced"], oracles=False, plot=out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_simulate_says_what_it_runs_as_it_starts_each_run(tmp_path):
+    """A newcomer's first `govctl simulate` had sat silent for about 28 s; on a terminal each run is named."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from governor.lab.simulate import simulate
+
+    trace = tmp_path / "short.toml"
+    trace.write_text('format = 1\nname = "short"\n[[phase]]\nseconds = 5.0\nbusy = 1.0\nclock_bound = 1.0\n'
+                     'intensity = 1.0\ndram = 0.3\n')
+    said = []
+    simulate("h100-sxm", str(trace), ["performance"], progress=said.append)
+    assert said[0].startswith("default (5 simulated s)") and said[1] == "performance" and said[2].startswith("oracles")
+    # through a terminal (a pty), govctl prints them on stderr; in a pipe it stays quiet
+    main, sub = pty.openpty()
+    r = subprocess.run([sys.executable, "-m", "governor.cli.govctl", "simulate", "--gpu", "h100-sxm", "--trace",
+                        str(trace), "--policy", "performance"], stdout=subprocess.PIPE, stderr=sub, timeout=120)
+    os.close(sub)
+    text = b""
+    try:
+        while True:
+            chunk = os.read(main, 4096)
+            if not chunk:
+                break
+            text += chunk
+    except OSError:  # the pty reports EIO once the child's side is closed and drained
+        pass
+    finally:
+        os.close(main)
+    assert r.returncode == 0 and b"govctl simulate: running default" in text
+    quiet = subprocess.run([sys.executable, "-m", "governor.cli.govctl", "simulate", "--gpu", "h100-sxm", "--trace",
+                            str(trace), "--policy", "performance", "--json"], capture_output=True, text=True,
+                           timeout=120)
+    assert quiet.returncode == 0 and "running" not in quiet.stderr

@@ -41,8 +41,12 @@ def cmd_simulate(args, paths) -> int:
         except OSError as exc:
             raise GovdError(f"cannot write the trace to {args.save}: {exc.strerror or exc}") from None
         print(f"trace {args.trace} written to {args.save}", file=sys.stderr)
+    progress = None
+    if sys.stderr.isatty():  # a person waits at a terminal: say what runs (never in pipes or --json files)
+        def progress(what: str) -> None:
+            print(f"govctl simulate: running {what}...", file=sys.stderr, flush=True)
     result = simulate(args.gpu, args.trace, args.policy or ["balanced"], budget=args.budget,
-                      config_dir=paths.config_dir, peers=args.peers, plot=args.plot)
+                      config_dir=paths.config_dir, peers=args.peers, plot=args.plot, progress=progress)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

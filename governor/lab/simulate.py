@@ -239,17 +239,21 @@ def plot_runs(path: Path, title: str, runs: list[RunResult]) -> None:
 
 def simulate(gpu: str, trace_name: str, policy_names: list[str], budget: float | None = None,
              config_dir: Path | None = None, peers: bool = False, oracles: bool = True,
-             plot: Path | None = None) -> dict:
-    """`govctl simulate`: the default run, then one run per policy, with savings against default."""
+             plot: Path | None = None, progress: Callable[[str], None] | None = None) -> dict:
+    """`govctl simulate`: the default run, then one run per policy, with savings against default.
+    progress(what) is called as each run starts (govctl prints it on a terminal)."""
+    say = progress or (lambda what: None)
     spec = load_spec(gpu)
     trace = load_trace(trace_name)
     policies = [load_policy(p, config_dir) for p in policy_names]
     if peers:
         policies += peer_policies(spec)
+    say(f"default ({trace.default_seconds:.0f} simulated s)")
     reference = run_trace(spec, trace, DEFAULT_POLICY, timeline=plot is not None)
     runs = [reference.to_dict(reference)]
     results = [reference]
     for policy in policies:
+        say(policy.name)
         results.append(run_trace(spec, trace, policy, timeline=plot is not None))
         runs.append(results[-1].to_dict(reference))
     if plot is not None:
@@ -259,6 +263,7 @@ def simulate(gpu: str, trace_name: str, policy_names: list[str], budget: float |
         budget = budgets[0] if budgets else None
     out = {"gpu": spec.key, "trace": trace.name, "trace_source": trace.source, "budget": budget, "runs": runs}
     if oracles:
+        say("oracles (a clock per phase, one clock, a power limit per phase)")
         for kind, result in oracle_runs(spec, trace, reference, budget or 0.0).items():
             r = result.to_dict(reference)
             out[kind] = {k: r[k] for k in ("energy_j", "seconds", "saved", "slowdown")}
