@@ -32,7 +32,8 @@ from .loop_stats import LoopStats
 from .originals import OriginalsFile
 from .policy import Policy
 from .settings import Limits, Setpoint
-from .telemetry import THERMAL_REASONS, Sample, reason_names
+from .telemetry import THERMAL_REASONS, Sample
+from .worker_status import gpu_status
 
 log = logging.getLogger("govd")
 
@@ -128,7 +129,7 @@ class GpuWorker:
         at_default = self.dry_run or self.applied is None or self.applied == self.envelope.baseline
         at_limit = self.envelope.guard_engaged or bool(sample.clock_event_reasons & THERMAL_REASONS)
         counterfactual = self.controller.counterfactual
-        thermal = ThermalLimit(default_temp_c=self._throttled_default_c(), at_limit=at_limit,
+        thermal = ThermalLimit(default_temp_c=self.throttled_default_c(), at_limit=at_limit,
                                work_ratio=counterfactual.throttled_work_ratio if counterfactual else _no_ratio)
         reference = None if at_default or counterfactual is None else counterfactual.reference(sample)
         counter_reset = self.ledger.observe(sample, at_default, settled=now - self.last_write_t >= self.settle_s,
@@ -372,55 +373,11 @@ class GpuWorker:
         temp = self.limits.temp_slowdown_c - self.config.get("ledger", "thermal_budget_below_c")
         return self.ledger.cooling.steady_power_w(temp)
 
-    def _throttled_default_c(self) -> float:
+    def throttled_default_c(self) -> float:
         """Where default settings would hold this GPU at its thermal limit: just under the slowdown
         temperature, throttled by the firmware (`ledger.thermal_default_below_c`)."""
         return self.limits.temp_slowdown_c - self.config.get("ledger", "thermal_default_below_c")
 
-    def _cooling_status(self) -> dict | None:
-        """What the ledger learned of this GPU's cooling (None until it trusts a fit): the power it
-        removes at the temperature default settings would hold at the thermal limit, the one number
-        the ledger uses. The resistance and inlet behind it trade off against each other when the
-        GPU has not been seen far from its working point, so they are not shown as facts."""
-        temp = self._throttled_default_c()
-        watts = self.ledger.cooling.steady_power_w(temp)
-        if watts is None:
-            return None
-        return {"removes_w": round(watts, 1), "at_temp_c": temp}
-
     def status(self) -> dict[str, Any]:
-        s = self.last_sample
-        return {
-            "index": self.info.index, "uuid": self.info.uuid, "name": self.info.name,
-            "pci_bus_id": self.info.pci_bus_id, "backend": self.info.backend,
-            "state": self.state, "reason": self.reason,
-            "policy": self.policy.name, "controller": self.policy.controller, "job": self.job_id,
-            "controller_state": self.controller.status(),
-            "target": self.target.to_dict() if self.target else None,
-            "applied": self.applied.to_dict() if self.applied else None,
-            "sample": s.to_dict() if s else None,
-            "clock_event_reasons": reason_names(s.clock_event_reasons) if s else [],
-            "limits": {"sm_clock_min_mhz": self.limits.sm_clock_min_mhz,
-                       "sm_clock_max_mhz": self.limits.sm_clock_max_mhz,
-                       "power_limit_min_w": self.limits.power_limit_min_w,
-                       "power_limit_max_w": self.limits.power_limit_max_w,
-                       "power_limit_default_w": self.limits.power_limit_default_w,
-                       "capabilities": self.limits.capabilities.to_dict()},
-            "envelope": self.envelope.status(),
-            "loop": {"ticks": self.stats.ticks, "overruns": self.stats.overruns, "writes": self.stats.writes,
-                     "errors": self.stats.errors, "reversals": self.stats.reversals,
-                     "tick_p50_ms": self.stats.percentile_ms(0.5),
-                     "tick_p99_ms": self.stats.percentile_ms(0.99), "period_ms": self.period_s * 1000.0},
-            "energy_since_start_j": round(self.ledger.meter.joules, 3),
-            "ledger": self.ledger.since_start.to_dict(),
-            "cooling": self._cooling_status(),
-            "originals": self._originals_status(),
-        }
-
-    def _originals_status(self) -> dict | None:
-        """What a restore would give this GPU back, and whether govd has changed it since (a GPU
-        saved at start-up and never written is left alone at a clean stop); None when not listed."""
-        saved = self.originals.saved(self.info.uuid)
-        if saved is None:
-            return None
-        return {"settings": saved.to_dict(), "changed_by_govd": self.actuator.wrote}
+        """What `govctl status` shows of this GPU (worker_status.py)."""
+        return gpu_status(self)
