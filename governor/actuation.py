@@ -36,7 +36,7 @@ def _write(device: Device, knob: Knob, value) -> KnobResult:
         return KnobResult(knob.name, action, False, str(exc))
 
 
-def _knobs_of(limits: Limits | None, only: set[str] | None = None) -> list[Knob]:
+def knobs_of(limits: Limits | None, only: set[str] | None = None) -> list[Knob]:
     """The knobs this GPU has (all, where its limits are unknown), optionally only those named."""
     return [k for k in KNOBS if (limits is None or k.supported(limits.capabilities))
             and (only is None or k.name in only)]
@@ -45,7 +45,7 @@ def _knobs_of(limits: Limits | None, only: set[str] | None = None) -> list[Knob]
 def apply_setpoint(device: Device, limits: Limits, target: Setpoint, current: Setpoint | None) -> list[KnobResult]:
     """Write the knobs of target that differ from current (None: write every knob)."""
     results = []
-    for knob in _knobs_of(limits):
+    for knob in knobs_of(limits):
         value = knob.desired(target, limits)
         if current is None or knob.desired(current, limits) != value:
             results.append(_write(device, knob, value))
@@ -55,7 +55,7 @@ def apply_setpoint(device: Device, limits: Limits, target: Setpoint, current: Se
 def read_back(device: Device, limits: Limits, target: Setpoint) -> list[str]:
     """Mismatches between what was asked and what the GPU now holds ([] when all is as set)."""
     problems = []
-    for knob in _knobs_of(limits):
+    for knob in knobs_of(limits):
         have, want = knob.read(device), knob.desired(target, limits)
         if knob.readable(have) and not knob.matches(have, want):
             problems.append(f"{knob.label} reads {knob.show(have)}, set {knob.show(want)}")
@@ -69,7 +69,7 @@ def restore_settings(device: Device, settings: DeviceSettings, limits: Limits | 
     A knob the GPU does not have (limits say so) was never written, so there is nothing to restore.
     knobs limits the restore to those named ("power_limit", "clocks"); None: all.
     """
-    return [_write(device, knob, knob.to_restore(settings)) for knob in reversed(_knobs_of(limits, knobs))]
+    return [_write(device, knob, knob.to_restore(settings)) for knob in reversed(knobs_of(limits, knobs))]
 
 
 def describe_settings(settings: DeviceSettings) -> str:
@@ -125,7 +125,7 @@ def give_back(device: Device, saved: DeviceSettings, limits: Limits | None = Non
         return GiveBack(saved, written, None, [], str(exc))
     failed = {k.knob for k in written if not k.ok}  # already reported as failed writes
     mismatches = []
-    for knob in _knobs_of(limits, knobs):
+    for knob in knobs_of(limits, knobs):
         have, want = knob.saved(now), knob.to_restore(saved)
         if knob.name not in failed and knob.readable(have) and knob.readable(knob.saved(saved)) \
                 and not knob.matches(have, want):

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .actuation import GiveBack, apply_setpoint, give_back, read_back
-from .device import UNKNOWN_LOCK, Device
+from .actuation import GiveBack, apply_setpoint, give_back, knobs_of, read_back
+from .device import Device
 from .errors import DeviceError
-from .knobs import KNOB_BY_NAME, KNOBS, settings_with
+from .knobs import KNOB_BY_NAME, settings_with
 from .originals import OriginalsFile
 from .settings import Limits, Setpoint
 from .telemetry import Sample
@@ -45,9 +45,6 @@ class GpuActuator:
         # govd has written to this GPU since its originals were saved: only then is there anything
         # to put back (the daemon saves every managed GPU's originals at start-up, before any write)
         self.wrote = False
-
-    def _knobs(self):
-        return [k for k in KNOBS if k.supported(self.limits.capabilities)]
 
     # ----- writing -----------------------------------------------------------------------------
     def write(self, setpoint: Setpoint, readback: bool) -> str | None:
@@ -80,13 +77,13 @@ class GpuActuator:
         or, before its first write, the originals saved at start-up; None when unknown (after a
         failed write, or with nothing saved). UNKNOWN_LOCK where the value cannot be read."""
         if self.applied is not None:
-            return {k.name: k.desired(self.applied, self.limits) for k in self._knobs()}
+            return {k.name: k.desired(self.applied, self.limits) for k in knobs_of(self.limits)}
         if self.wrote:
             return None
         saved = self.originals.saved(self.uuid)
         if saved is None:
             return None
-        return {k.name: k.saved(saved) for k in self._knobs()}
+        return {k.name: k.saved(saved) for k in knobs_of(self.limits)}
 
     def other_write(self, sample: Sample) -> OtherWrite | None:
         """What differs from what the GPU should hold (None: nothing, or nothing known to compare)."""
@@ -94,7 +91,7 @@ class GpuActuator:
         if expected is None:
             return None
         changed = {}
-        for knob in self._knobs():
+        for knob in knobs_of(self.limits):
             want = expected[knob.name]
             if not knob.readable(want):
                 continue  # nothing to compare with (NVML cannot read a lock)
@@ -142,7 +139,7 @@ class GpuActuator:
             return None
         theirs = {name: have for name, (have, _) in other.changed.items()}
         keep = settings_with(saved, theirs)
-        unchanged = {k.name for k in self._knobs()} - set(theirs)
+        unchanged = {k.name for k in knobs_of(self.limits)} - set(theirs)
         report = give_back(self.device, keep, self.limits, knobs=unchanged) if unchanged else None
         if report is None or report.ok:
             self.wrote = False
@@ -150,6 +147,3 @@ class GpuActuator:
         else:
             self.originals.update(self.uuid, keep)
         return report
-
-
-__all__ = ["GpuActuator", "OtherWrite", "SaveFailed", "UNKNOWN_LOCK"]
