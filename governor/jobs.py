@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from .errors import GovdError
 from .ledger import Totals
-from .ledger_store import LedgerStore, job_rows, open_read_only
+from .ledger_report import read_ledger
+from .ledger_store import LedgerStore, job_rows
 from .policy import Policy
 from .pricing import Pricing
 
@@ -110,14 +111,7 @@ class JobBook:
 
 def job_report(db_path, pricing: Pricing, job_id: str | None = None, since: float = 0.0) -> dict:
     """Jobs with their GPUs' lines, summed and priced: one job by id, or every job since `since`."""
-    try:
-        db = open_read_only(db_path)
-    except FileNotFoundError:
-        raise GovdError(f"no ledger at {db_path}: govd has not recorded anything yet") from None
-    try:
-        rows = job_rows(db, job_id, since)
-    finally:
-        db.close()
+    rows = read_ledger(db_path, lambda db: job_rows(db, job_id, since))
     if job_id is not None and not rows:
         raise GovdError(f"no job {job_id} in the ledger")
     jobs: dict[str, dict] = {}

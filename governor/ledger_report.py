@@ -8,13 +8,17 @@ daemon runs.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import GovdError
 from .ledger import GpuLedger
 from .ledger_store import lifetime_rows, minute_rows, open_read_only
 from .pricing import Pricing
 from .wire import LedgerTotals, LedgerView, LifetimeTotals
+
+T = TypeVar("T")
 
 
 def ledger_view(ledger: GpuLedger, stored: dict | None, pricing: Pricing, now_wall: float) -> LedgerView:
@@ -33,9 +37,10 @@ def ledger_view(ledger: GpuLedger, stored: dict | None, pricing: Pricing, now_wa
                                 **pricing.describe(life_saved, now_wall)))
 
 
-def ledger_report(db_path: Path, pricing: Pricing, since: float = 0.0, gpu: int | None = None) -> dict:
-    """Per GPU since `since` (a wall time; 0: all recorded): minutes, energy used and saved with its
-    interval, kWh, money, CO2e and the lifetime saving. Raises GovdError with what is wrong."""
+def read_ledger(db_path: Path, read: Callable[[sqlite3.Connection], T]) -> T:
+    """Run read() on the ledger database opened read-only, for every report (per GPU, per job):
+    whatever is wrong with the file (missing, not readable, not a ledger, a table an older govd did
+    not write) is a GovdError that says so."""
     try:
         db = open_read_only(db_path)
     except FileNotFoundError:
@@ -44,12 +49,17 @@ def ledger_report(db_path: Path, pricing: Pricing, since: float = 0.0, gpu: int 
         raise GovdError(f"cannot open {db_path} ({exc}); ask the daemon instead (it serves the ledger to the govd "
                         "group while it runs)") from None
     try:
-        rows = minute_rows(db, since, gpu)
-        lifetime = lifetime_rows(db)
+        return read(db)
     except sqlite3.DatabaseError as exc:
         raise GovdError(f"{db_path}: unreadable ({exc})") from None
     finally:
         db.close()
+
+
+def ledger_report(db_path: Path, pricing: Pricing, since: float = 0.0, gpu: int | None = None) -> dict:
+    """Per GPU since `since` (a wall time; 0: all recorded): minutes, energy used and saved with its
+    interval, kWh, money, CO2e and the lifetime saving. Raises GovdError with what is wrong."""
+    rows, lifetime = read_ledger(db_path, lambda db: (minute_rows(db, since, gpu), lifetime_rows(db)))
     per_gpu: dict[int, dict] = {}
     for r in rows:
         g = per_gpu.setdefault(r.gpu_index, {"gpu": r.gpu_index, "uuid": r.gpu_uuid, "minutes": 0, "measured_j": 0.0,

@@ -105,3 +105,18 @@ def test_a_job_whose_end_never_came_is_closed_at_the_next_start_with_its_totals(
         assert d2.jobs.running == {}
     finally:
         stop(d2, t2)
+
+
+def test_a_ledger_from_before_jobs_is_a_clear_error_not_a_traceback(tmp_path):
+    """Read offline (no daemon), a ledger an older govd wrote has no jobs table."""
+    import sqlite3
+
+    from governor.errors import GovdError
+    from governor.jobs import job_report
+    from governor.pricing import Pricing
+
+    db = tmp_path / "ledger.db"
+    sqlite3.connect(db).executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);").close()
+    with pytest.raises(GovdError, match="unreadable .*no such table: jobs"):
+        job_report(db, Pricing.from_config({"price_per_kwh": 0.15, "currency": "USD", "carbon_g_per_kwh": 400.0,
+                                            "carbon_hourly": None}))
