@@ -197,9 +197,8 @@ class Daemon:
                     self.reload()
                 self.notifier.watchdog(self.check_health())
                 self.end_trials()
-                if self.keeper is not None and self.keeper.flush_when_due(self.workers,
-                                                                          self.config.get("ledger", "flush_s")):
-                    self.jobs.write(self.workers)
+                if self.keeper is not None and self.keeper.due():
+                    self.flush_ledger()
                 self._log_ledger()
                 if self.metrics is not None:
                     self.metrics.textfile_when_due(self.config.section("metrics"), self.clock.now())
@@ -283,22 +282,17 @@ class Daemon:
         kept, reverted = {}, {}
         for w, policy in zip(self.workers, policies, strict=True):
             w.set_config(config)
-            runtime = self.runtime_policies.get(w.info.index)
+            runtime, why_not = self._runtime_policy(w)
             if runtime is not None:
-                try:
-                    policy = resolve_policy(runtime["request"], self.paths.config_dir)  # re-read: edits apply
-                    kept[w.info.index] = policy.name
-                except ProtocolError as exc:
-                    del self.runtime_policies[w.info.index]
-                    reverted[w.info.index] = f"{policy.name} (its runtime policy no longer loads: {exc})"
-                    log.warning("GPU %d: the policy set at runtime no longer loads (%s); back to the config's %s",
-                                w.info.index, exc, policy.name)
+                policy = kept[w.info.index] = runtime
+            elif why_not is not None:
+                reverted[w.info.index] = f"{policy.name} (its runtime policy no longer loads: {why_not})"
             if w.info.index in self.trials:  # a trial runs on; it returns to the reloaded policy
                 self.trials[w.info.index] = (self.trials[w.info.index][0], policy)
             elif policy != w.policy:
                 w.set_policy(policy)
                 log.info("GPU %d: policy now %s", w.info.index, policy.name)
-        self.last_reload_result = {"kept_runtime": kept, "reverted": reverted}
+        self.last_reload_result = {"kept_runtime": {i: p.name for i, p in kept.items()}, "reverted": reverted}
         log.info("config reloaded from %s", ", ".join(config.files) or "defaults")
         return True
 
@@ -359,18 +353,26 @@ class Daemon:
     def flush_ledger(self) -> None:
         """Write each GPU's totals since the last write (LedgerKeeper.flush), and running jobs'."""
         if self.keeper is not None:
-            self.keeper.flush(self.workers)
+            self.keeper.flush(self.workers, self.config.get("ledger", "flush_s"))
             self.jobs.write(self.workers)
+
+    def _runtime_policy(self, w: GpuWorker) -> tuple[Policy | None, str | None]:
+        """The policy `govctl policy set` gave this GPU, read again (an edit of its file applies), or
+        None; one that no longer loads is dropped (the config's applies again) and why is returned."""
+        runtime = self.runtime_policies.get(w.info.index)
+        if runtime is None:
+            return None, None
+        try:
+            return resolve_policy(runtime["request"], self.paths.config_dir), None
+        except ProtocolError as exc:
+            del self.runtime_policies[w.info.index]
+            log.warning("GPU %d: the policy set at runtime no longer loads (%s); back to the config's", w.info.index,
+                        exc)
+            return None, str(exc)
 
     def node_policy(self, w: GpuWorker) -> Policy:
         """What a GPU runs outside a job: a policy set at runtime, else the config's."""
-        runtime = self.runtime_policies.get(w.info.index)
-        if runtime is not None:
-            try:
-                return resolve_policy(runtime["request"], self.paths.config_dir)
-            except ProtocolError:
-                self.runtime_policies.pop(w.info.index, None)
-        return self.policy_for(self.config, w.device, {})
+        return self._runtime_policy(w)[0] or self.policy_for(self.config, w.device, {})
 
     def _log_ledger(self) -> None:
         every = self.config.get("ledger", "log_every_s")

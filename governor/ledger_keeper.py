@@ -37,19 +37,16 @@ class LedgerKeeper:
         self._next_flush = 0.0  # wall time of the next write (0: at the first supervisor pass)
         self._flush_from = time.time()  # wall time the unwritten totals began
 
-    def flush_when_due(self, workers: Sequence[GpuWorker], flush_s: float) -> bool:
-        """Write if due; True when it wrote."""
-        if time.time() < self._next_flush:
-            return False
-        self.flush(workers)
-        self._next_flush = next_flush_time(time.time(), flush_s)
-        return True
+    def due(self) -> bool:
+        return time.time() >= self._next_flush
 
-    def flush(self, workers: Sequence[GpuWorker]) -> None:
-        """Write each GPU's totals since the last write, filed under the minute they began in.
+    def flush(self, workers: Sequence[GpuWorker], flush_s: float) -> None:
+        """Write each GPU's totals since the last write, filed under the minute they began in, and
+        set the next write `flush_s` from now (never past the minute's end).
 
         A crash loses at most the `flush_s` since the last write (never more than a minute).
         """
+        self._next_flush = next_flush_time(time.time(), flush_s)
         minute = int(self._flush_from // 60 * 60)
         self._flush_from = time.time()
         rows = []
