@@ -35,7 +35,7 @@ def daemon(in_process_daemon):
         yield d, run.paths
     finally:
         run.stop()
-    shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def raw(path, payload: bytes, read=True, timeout=5.0, half_close=False) -> bytes:

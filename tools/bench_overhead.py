@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -154,6 +155,7 @@ def run_one(gpus: int, hz: float, seconds: float, scrape_s: float | None = None)
             scraper.kill()
             scraper.wait(10)
     mark("end")
+    shutil.rmtree(root, ignore_errors=True)  # after the mark: not counted as the daemon's shutdown
     (c0, d0, _), (c1, d1, w1), (c2, d2, w2), (c3, d3, _) = (marks[k] for k in ("start", "ready", "stopping", "end"))
     wall = w2 - w1
     governor_cpu = max(0.0, (c2 - c1) - (d2 - d1))
