@@ -37,7 +37,7 @@ def test_bad_policy_is_refused_with_file_key_and_allowed(tmp_path, text, match):
 
 
 def test_unknown_policy_lists_the_available_ones():
-    with pytest.raises(ConfigError, match="unknown policy; available: balanced, max-savings, performance"):
+    with pytest.raises(ConfigError, match="unknown policy; available: balanced, batch, max-savings, performance"):
         load_policy("turbo")
 
 

@@ -46,20 +46,30 @@ def cmd_simulate(args, paths) -> int:
         def progress(what: str) -> None:
             print(f"govctl simulate: running {what}...", file=sys.stderr, flush=True)
     result = simulate(args.gpu, args.trace, args.policy or ["balanced"], budget=args.budget,
-                      config_dir=paths.config_dir, peers=args.peers, plot=args.plot, progress=progress)
+                      config_dir=paths.config_dir, peers=args.peers, plot=args.plot, progress=progress,
+                      bound=args.bound)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{result['trace']} on {result['gpu']}" + (f", budget {result['budget']:.1%}" if result["budget"] else ""))
+    bounds = {"both": "end time and request latency", "time": "end time only"}
+    print(f"{result['trace']} on {result['gpu']}"
+          + (f", oracles at budget {result['budget']:.1%} on {bounds[result['bound']]}" if result["budget"] else ""))
+
+    def pct(x) -> str:
+        return "-" if x is None else f"{x:+.2%}"
+
     rows = [[r["policy"], f"{r['energy_j'] / 1000:.2f} kJ", f"{r['seconds']:.2f} s", f"{r['saved']:+.1%}",
-             f"{r['slowdown']:+.2%}", f"{r['max_temp_c']:.0f} C",
+             pct(r["slowdown"]), pct(r["latency_slowdown"]), pct(r["latency_p99_slowdown"]),
+             {True: "yes", False: "NO"}.get(r.get("within_budget"), "-"), f"{r['max_temp_c']:.0f} C",
              f"{r['capture']:.0%}" if r.get("capture") is not None else "-"] for r in result["runs"]]
     for kind in ("oracle", "oracle_static", "oracle_power"):
         if kind in result:
             o = result[kind]
             rows.append([kind, f"{o['energy_j'] / 1000:.2f} kJ", f"{o['seconds']:.2f} s", f"{o['saved']:+.1%}",
-                         f"{o['slowdown']:+.2%}", "", ""])
-    print(table(rows, ["policy", "energy", "time", "saved", "slowdown", "max temp", "capture"]))
+                         pct(o["slowdown"]), pct(o["latency_slowdown"]), pct(o["latency_p99_slowdown"]), "yes",
+                         "", ""])
+    print(table(rows, ["policy", "energy", "time", "saved", "slowdown", "latency", "p99 latency", "in budget",
+                       "max temp", "capture"]))
     return 0
 
 
@@ -277,7 +287,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--trace", required=True, help=f"trace file, built-in ({', '.join(builtin_traces())}) or "
                                                   f"generated: gen:FAMILY:SEED, FAMILY one of {', '.join(FAMILIES)}")
     s.add_argument("--policy", action="append", help="policy name or .toml path (repeat for several; default balanced)")
-    s.add_argument("--budget", type=float, metavar="FRACTION", help="slowdown budget, e.g. 0.03")
+    s.add_argument("--budget", type=float, metavar="FRACTION", help="slowdown budget for the oracles, e.g. 0.03 "
+                   "(default: the first policy's)")
+    s.add_argument("--bound", choices=("both", "time"), help="what the oracles' budget bounds: end time and mean "
+                   "request latency (both), or end time only (default: the first policy's)")
     s.add_argument("--peers", action="store_true", help="also run the peers: ondemand, zeus-pl, geopm-activity")
     s.add_argument("--plot", type=Path, metavar="FILE.png",
                    help="draw SM clock, power, temperature and energy over time: default against the first policy")

@@ -112,6 +112,13 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
         return fracs
 
     # ----- reading the window --------------------------------------------------------------------
+    def _arrival_util_max(self) -> float:
+        """Busy share planned for arriving work: headroom for requests' queueing when the budget
+        bounds latency, just keeping up when it bounds end time only."""
+        if self.params["bound"] == "time":
+            return self.params["arrival_util_max_time"]
+        return self.params["arrival_util_max"]
+
     def _min_progress(self, s: Sample) -> float:
         p = self.params
         return p["min_progress_gpm_pct"] if s.dram_bw_pct is not None else p["min_progress_pct"]
@@ -275,7 +282,7 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
                 self._hold(now, "known phase")
                 return self.setpoint
             m = PhaseModel(ref=obs, min_progress=self._min_progress(sample),
-                           util_max=self.params["arrival_util_max"], mix=self.composite)
+                           util_max=self._arrival_util_max(), mix=self.composite)
             self._set_mix_windows([(obs, self._last_window_spread)] if self.composite else [])
             self._mix_model = m if self.composite else None
             self.models.append(m)

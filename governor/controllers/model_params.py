@@ -9,6 +9,9 @@ MODEL_PARAMS = {
     "objective": Key(str, "min_energy", choices=("min_energy", "min_edp", "power_cap"),
                      doc="what to minimize within the budget"),
     "slowdown_budget": Key(float, 0.03, lo=0.0, hi=1.0, doc="largest slowdown against default, a fraction"),
+    "bound": Key(str, "both", choices=("both", "time"),
+                 doc="what the budget bounds: end time and request latency (both), or end time only (time: "
+                     "batch and training, where queueing does not matter)"),
     "budget_use": Key(float, 0.8, lo=0.1, hi=1.0, doc="share of the budget planned for (the rest is margin)"),
     "refresh_s": Key(float, 120.0, lo=5.0, hi=86400.0, doc="re-measure a held phase this often"),
 }
@@ -34,6 +37,9 @@ MODEL_EXPERT = {
                                 doc="the same for GPM DRAM bandwidth, which has finer resolution"),
     "arrival_util_max": Key(float, 0.9, lo=0.5, hi=1.0,
                             doc="arrival phases: most busy share planned for (headroom for backlogs)"),
+    "arrival_util_max_time": Key(float, 0.98, lo=0.5, hi=1.0,
+                                 doc="bound = time: most busy share planned for arriving work (end time needs "
+                                     "only that the GPU keeps up)"),
     "power_margin": Key(float, 0.03, lo=0.0, hi=0.5, doc="power_cap: limit above the predicted power"),
     "fast_changes": Key(int, 4, lo=2, hi=100,
                         doc="changes to an unknown phase (or unmeasurable windows) within 30 s after which "

@@ -23,6 +23,9 @@ from ..sim.device import SimDevice
 from ..sim.spec import GpuSpec, load_spec
 from ..sim.trace import Trace, load_trace
 from ..worker import GpuWorker, make_controller
+from .latency import RequestLatencies, latency_slowdowns
+
+BOUNDS = ("both", "time")  # what a budget bounds: end time and request latency, or end time only
 
 
 class AppInformed(Controller):
@@ -61,13 +64,32 @@ class RunResult:
     ledger_saved_lo_j: float = 0.0
     ledger_saved_hi_j: float = 0.0
     timeline: tuple = ()  # (t, SM clock MHz, power W, temperature C, true energy J) per tick, if asked for
+    latencies: RequestLatencies | None = None  # None: the trace has no arriving work
+
+    def slowdown(self, reference: RunResult) -> float:
+        return self.seconds / reference.seconds - 1.0
+
+    def latency_slowdowns(self, reference: RunResult) -> tuple[float, float] | None:
+        """(mean, p99) request latency slowdown against the reference; None without arriving work."""
+        return latency_slowdowns(self.latencies, reference.latencies)
+
+    def keeps(self, reference: RunResult, budget: float, bound: str = "both") -> bool:
+        """Whether this run is within the budget on what the policy bounds: end time, and unless
+        bound is "time", the mean request latency as well."""
+        if self.slowdown(reference) > budget:
+            return False
+        lat = self.latency_slowdowns(reference) if bound == "both" else None
+        return lat is None or lat[0] <= budget
 
     def to_dict(self, reference: RunResult | None = None) -> dict:
         d = {"policy": self.policy, "energy_j": round(self.energy_j, 3), "seconds": round(self.seconds, 4),
              "max_temp_c": round(self.max_temp_c, 2), "writes": self.writes, "reversals": self.reversals}
         if reference is not None:
             d["saved"] = round(1.0 - self.energy_j / reference.energy_j, 6)
-            d["slowdown"] = round(self.seconds / reference.seconds - 1.0, 6)
+            d["slowdown"] = round(self.slowdown(reference), 6)
+            lat = self.latency_slowdowns(reference)
+            d["latency_slowdown"] = round(lat[0], 6) if lat else None
+            d["latency_p99_slowdown"] = round(lat[1], 6) if lat else None
             d["true_saved_j"] = round(reference.energy_j - self.energy_j, 3)
         d["ledger_saved_j"] = round(self.ledger_saved_j, 3)
         d["ledger_saved_lo_j"] = round(self.ledger_saved_lo_j, 3)
@@ -114,7 +136,8 @@ def run_trace(spec: GpuSpec, trace: Trace, policy: Policy, config: Config | None
     return RunResult(policy=policy.name, energy_j=truth["end_energy_j"], seconds=truth["end_time_s"],
                      max_temp_c=truth["max_temp_c"], writes=worker.stats.writes, ticks=worker.stats.ticks,
                      reversals=worker.stats.reversals, ledger_saved_j=ledger.saved_j, ledger_saved_lo_j=lo,
-                     ledger_saved_hi_j=hi, timeline=tuple(points))
+                     ledger_saved_hi_j=hi, timeline=tuple(points),
+                     latencies=RequestLatencies.of(device.gpu.workload.requests))
 
 
 _FE_CACHE: dict[str, int] = {}
@@ -151,61 +174,33 @@ def peer_policies(spec: GpuSpec) -> list[Policy]:
 ORACLES = ("oracle", "oracle_static", "oracle_power")
 
 
-def _oracle_config() -> Config:
-    """Oracles switch at phase boundaries "for free": a fast loop and no write-rate limit."""
-    config = default_config()
-    config.values["daemon"]["period_ms"] = 50
-    config.values["envelope"]["min_write_interval_ms"] = 0
-    config.values["envelope"]["max_writes_per_minute"] = 6000
-    config.values["ledger"]["control_share"] = 0.0
-    return config
+def model_clock_plan(spec: GpuSpec, trace: Trace, budget: float) -> tuple[Setpoint, ...]:
+    """The steady-state model's clock per phase name (oracle.solve), a starting point for the search.
+    Where phases of one name differ, the name gets the highest of their clocks."""
+    from .oracle_model import phase_curves, solve  # noqa: PLC0415
+    from .oracle_search import phase_names  # noqa: PLC0415
+
+    curves = phase_curves(spec, trace, "clock")
+    chosen: dict[str, int | None] = {}
+    for c, i in zip(curves, solve(curves, budget), strict=True):
+        clock = None if i == len(c.clocks) - 1 else int(c.settings[i])
+        prev = chosen.get(c.phase.name, 0)
+        chosen[c.phase.name] = None if clock is None or prev is None else max(prev, clock)
+    return tuple(Setpoint() if chosen[n] is None else Setpoint(sm_clock_min_mhz=spec.f_min,
+                                                                 sm_clock_max_mhz=chosen[n])
+                 for n in phase_names(trace))
 
 
-def run_oracle(spec: GpuSpec, trace: Trace, reference: RunResult, budget: float, kind: str) -> RunResult:
-    """Plan with the oracle's model, run the plan on the simulator, and keep the best plan whose run
-    keeps the budget. The model's budget is bisected, because the steady-state model can be off
-    either way (backlogs absorbed by later phases, firmware boost over a mix of phases)."""
-    from .oracle import ScheduleController, phase_curves, solve  # noqa: PLC0415
+def oracle_runs(spec: GpuSpec, trace: Trace, reference: RunResult, budget: float, bound: str = "both",
+                progress: Callable[[str], None] | None = None) -> dict[str, RunResult]:
+    """The oracles, found by search on the simulator (lab/oracle_search.py), as runs."""
+    from .oracle_search import OracleSearch  # noqa: PLC0415
 
-    curves = phase_curves(spec, trace, "power" if kind == "oracle_power" else "clock")
-    config = _oracle_config()
-
-    def measured(target: float) -> RunResult:
-        idx = solve(curves, target, same_for_all=kind == "oracle_static")
-        plan = {}
-        for c, i in zip(curves, idx, strict=True):
-            setting = c.settings[i]
-            if setting is None or i == len(c.clocks) - 1:
-                plan[c.phase.name] = Setpoint()
-            elif kind == "oracle_power":
-                plan[c.phase.name] = Setpoint(power_limit_w=max(spec.power_limit_min_w, float(setting)))
-            else:
-                plan[c.phase.name] = Setpoint(sm_clock_min_mhz=spec.f_min, sm_clock_max_mhz=int(setting))
-        policy = Policy(name=kind, controller="oracle-schedule", source="oracle")
-        return run_trace(spec, trace, policy, config=config,
-                         controller_factory=lambda limits: ScheduleController({"plan": plan}, limits))
-
-    best = reference
-    lo, hi = 0.0, min(1.0, 3.0 * budget + 0.01)
-    for step in range(8):
-        target = budget if step == 0 else 0.5 * (lo + hi)
-        result = measured(target)
-        if result.seconds / reference.seconds - 1.0 <= budget + 0.001:
-            if result.energy_j < best.energy_j:
-                best = result
-            lo = target
-        else:
-            hi = target
-        if step > 0 and hi - lo < 0.002:
-            break
-    return best
-
-
-def oracle_runs(spec: GpuSpec, trace: Trace, reference: RunResult, budget: float) -> dict[str, RunResult]:
-    runs = {kind: run_oracle(spec, trace, reference, budget, kind) for kind in ORACLES}
-    if runs["oracle_static"].energy_j < runs["oracle"].energy_j:  # one clock is also a per-phase plan
-        runs["oracle"] = runs["oracle_static"]
-    return runs
+    search = OracleSearch(spec, trace, budget, bound, progress=progress)
+    found = search.oracles(model_plans=[model_clock_plan(spec, trace, budget)])
+    return {kind: RunResult(policy=kind, energy_j=r.energy_j, seconds=r.seconds, max_temp_c=r.max_temp_c,
+                            writes=0, ticks=0, latencies=r.latencies)
+            for kind, r in found.items()}
 
 
 def plot_runs(path: Path, title: str, runs: list[RunResult]) -> None:
@@ -237,12 +232,21 @@ def plot_runs(path: Path, title: str, runs: list[RunResult]) -> None:
     plt.close(fig)
 
 
+def policy_bound(policy: Policy) -> str:
+    """What a policy's budget bounds: "both" (end time and request latency) unless it says "time"."""
+    return policy.params.get("bound", "both")
+
+
 def simulate(gpu: str, trace_name: str, policy_names: list[str], budget: float | None = None,
              config_dir: Path | None = None, peers: bool = False, oracles: bool = True,
-             plot: Path | None = None, progress: Callable[[str], None] | None = None) -> dict:
+             plot: Path | None = None, progress: Callable[[str], None] | None = None,
+             bound: str | None = None) -> dict:
     """`govctl simulate`: the default run, then one run per policy, with savings against default.
+    The oracles use the budget and bound given, else those of the first policy with a budget.
     progress(what) is called as each run starts (govctl prints it on a terminal)."""
     say = progress or (lambda what: None)
+    if bound is not None and bound not in BOUNDS:
+        raise GovdError(f"bound {bound!r}: allowed {', '.join(BOUNDS)}")
     spec = load_spec(gpu)
     trace = load_trace(trace_name)
     policies = [load_policy(p, config_dir) for p in policy_names]
@@ -256,17 +260,25 @@ def simulate(gpu: str, trace_name: str, policy_names: list[str], budget: float |
         say(policy.name)
         results.append(run_trace(spec, trace, policy, timeline=plot is not None))
         runs.append(results[-1].to_dict(reference))
+        own = policy.params.get("slowdown_budget")
+        if own is not None:
+            runs[-1]["budget"] = own
+            runs[-1]["bound"] = policy_bound(policy)
+            runs[-1]["within_budget"] = results[-1].keeps(reference, own, policy_bound(policy))
     if plot is not None:
         plot_runs(plot, f"{trace.name} on {spec.key}", results[:2])
-    if budget is None:
-        budgets = [p.params.get("slowdown_budget") for p in policies if p.params.get("slowdown_budget") is not None]
-        budget = budgets[0] if budgets else None
-    out = {"gpu": spec.key, "trace": trace.name, "trace_source": trace.source, "budget": budget, "runs": runs}
+    budgeted = [p for p in policies if p.params.get("slowdown_budget") is not None]
+    if budget is None and budgeted:
+        budget = budgeted[0].params["slowdown_budget"]
+    if bound is None:
+        bound = policy_bound(budgeted[0]) if budgeted else "both"
+    out = {"gpu": spec.key, "trace": trace.name, "trace_source": trace.source, "budget": budget, "bound": bound,
+           "runs": runs}
     if oracles:
-        say("oracles (a clock per phase, one clock, a power limit per phase)")
-        for kind, result in oracle_runs(spec, trace, reference, budget or 0.0).items():
+        for kind, result in oracle_runs(spec, trace, reference, budget or 0.0, bound, progress=say).items():
             r = result.to_dict(reference)
-            out[kind] = {k: r[k] for k in ("energy_j", "seconds", "saved", "slowdown")}
+            out[kind] = {k: r[k] for k in ("energy_j", "seconds", "saved", "slowdown", "latency_slowdown",
+                                           "latency_p99_slowdown")}
         best = out["oracle"]["saved"]
         for run in runs:
             run["capture"] = round(run["saved"] / best, 4) if best > 1e-9 else None

@@ -129,7 +129,7 @@ class SimGpu:
     # ----- time --------------------------------------------------------------------------------
     def advance_to(self, t: float) -> None:
         while self.t + STEP_S <= t + 1e-9:
-            self._step(STEP_S)
+            self.step(STEP_S)
 
     def _firmware_clock(self) -> float:
         spec = self.spec
@@ -165,7 +165,8 @@ class SimGpu:
         i = bisect.bisect_right(clocks, target + 1e-6) - 1
         return float(clocks[max(0, i)])
 
-    def _step(self, dt: float) -> None:
+    def step(self, dt: float) -> None:
+        """Advance the GPU by dt seconds (evaluation tools step it directly, without a clock)."""
         spec = self.spec
         if self.pending and self.t + 1e-9 >= self.pending[1]:
             self.clock = self.pending[0]

@@ -1,17 +1,21 @@
-"""Trace replay as a fluid model, exactly as ../shared/trace-format.md defines it.
+"""Trace replay, exactly as ../shared/trace-format.md defines it.
 
 Work is measured in seconds of kernel time at default settings. At SM clock f a unit of a phase's
 work takes s(f) = clock_bound·f_def/f + (1 − clock_bound) seconds of kernel time.
 - serial phases: each unit of work also needs (1 − busy)/busy seconds of host time, which does not
-  scale with the clock, so slower kernels lengthen the phase;
-- arrival phases: work arrives evenly over the phase's seconds; what the GPU has not finished when
-  the phase ends carries over as a FIFO backlog, processed at full speed before any later work.
+  scale with the clock, so slower kernels lengthen the phase (a fluid: work flows continuously);
+- arrival phases: work arrives as requests of request_s seconds of kernel time at default settings,
+  evenly spaced over the phase's seconds (the first at the phase's start). The GPU serves them in
+  arrival order; what it has not finished when the phase ends carries over as a backlog, served
+  before any later work. Each request's arrival and completion time is kept, so that evaluation can
+  measure request latency (never the controller: it sees only what NVML shows).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .trace import Phase
 
@@ -28,7 +32,19 @@ class StepActivity:
     compute: float = 0.0  # kernel time spent in the clock-scaling part
 
 
+@dataclass
+class Requests:
+    """Every request of the arrival phases, in arrival order (the order they are served in)."""
+
+    arrival_s: list[float] = field(default_factory=list)
+    work_s: list[float] = field(default_factory=list)  # kernel time at default settings
+    done_s: list[float] = field(default_factory=list)  # completion time; nan until done
+
+
 class Workload:
+    """loop=True plays the phase list forever (the daemon's --sim); requests are then not recorded,
+    so that memory stays bounded."""
+
     def __init__(self, phases: list[Phase], f_def: list[float], loop: bool = False):
         if len(phases) != len(f_def):
             raise ValueError("one default clock per phase")
@@ -41,8 +57,11 @@ class Workload:
         self.idx = 0
         self.elapsed_in_phase = 0.0
         self.serial_left = self._serial_work(0)
-        self.backlog: deque[list] = deque()  # [phase index, work]
+        self.backlog: deque[list] = deque()  # [phase index, work left, request number or -1]
         self.done = False
+        self.now_s = 0.0
+        self.next_request = 0  # of the current arrival phase
+        self.requests = Requests()
 
     def _serial_work(self, idx: int) -> float:
         p = self.phases[idx]
@@ -59,9 +78,15 @@ class Workload:
         p = self.phases[idx]
         return p.clock_bound * self.f_def[idx] / f + (1.0 - p.clock_bound)
 
+    def _request_plan(self, p: Phase) -> tuple[int, float]:
+        """(requests in one play of arrival phase p, seconds between them)."""
+        n = max(1, round(p.seconds * p.busy / p.request_s))
+        return n, p.seconds / n
+
     def _next_phase(self) -> None:
         self.idx += 1
         self.elapsed_in_phase = 0.0
+        self.next_request = 0
         if self.idx >= len(self.phases):
             self.idx = len(self.phases)  # past the end: only the backlog is left
             return
@@ -71,7 +96,19 @@ class Workload:
         self.passes += 1
         self.idx = 0
         self.elapsed_in_phase = 0.0
+        self.next_request = 0
         self.serial_left = self._serial_work(0)
+
+    def _arrive(self, p: Phase, n: int) -> None:
+        work = p.seconds * p.busy / n
+        number = -1
+        if not self.loop:
+            number = len(self.requests.arrival_s)
+            self.requests.arrival_s.append(self.now_s)
+            self.requests.work_s.append(work)
+            self.requests.done_s.append(math.nan)
+        self.backlog.append([self.idx, work, number])
+        self.next_request += 1
 
     def _account(self, out: StepActivity, idx: int, kernel_s: float, s: float) -> None:
         p = self.phases[idx]
@@ -81,10 +118,11 @@ class Workload:
         out.compute += kernel_s * (s - (1.0 - p.clock_bound)) / s
 
     def _drain_backlog(self, budget: float, f: float, out: StepActivity) -> float:
-        """Process backlog at full speed for up to budget seconds; return time used."""
+        """Serve the backlog at full speed for up to budget seconds from now_s; return time used
+        (now_s is not moved: the caller does that)."""
         used = 0.0
         while self.backlog and budget - used > _EPS:
-            idx, work = self.backlog[0]
+            idx, work, number = self.backlog[0]
             s = self._slow(idx, f)
             need = work * s
             take = min(need, budget - used)
@@ -94,6 +132,8 @@ class Workload:
             used += take
             if take >= need - _EPS:
                 self.backlog.popleft()
+                if number >= 0:
+                    self.requests.done_s[number] = self.now_s + used
             else:
                 self.backlog[0][1] = work - done
         return used
@@ -105,7 +145,9 @@ class Workload:
         while dt - t > _EPS and not self.done:
             if self.idx >= len(self.phases):
                 if self.backlog:
-                    t += self._drain_backlog(dt - t, f, out)
+                    used = self._drain_backlog(dt - t, f, out)
+                    t += used
+                    self.now_s += used
                     continue
                 if self.loop:
                     self._restart()
@@ -114,20 +156,24 @@ class Workload:
                 break
             p = self.phases[self.idx]
             if p.slack == "arrival":
+                n, interval = self._request_plan(p)
+                if self.next_request < n and self.elapsed_in_phase >= self.next_request * interval - _EPS:
+                    self._arrive(p, n)
+                    continue
                 chunk = min(dt - t, p.seconds - self.elapsed_in_phase)
-                arrived = p.busy * chunk
-                if self.backlog and self.backlog[-1][0] == self.idx:
-                    self.backlog[-1][1] += arrived
-                else:
-                    self.backlog.append([self.idx, arrived])
+                if self.next_request < n:
+                    chunk = min(chunk, self.next_request * interval - self.elapsed_in_phase)
                 self._drain_backlog(chunk, f, out)
                 t += chunk
+                self.now_s += chunk
                 self.elapsed_in_phase += chunk
                 if p.seconds - self.elapsed_in_phase <= _EPS:
                     self._next_phase()
             else:
                 if self.backlog:
-                    t += self._drain_backlog(dt - t, f, out)
+                    used = self._drain_backlog(dt - t, f, out)
+                    t += used
+                    self.now_s += used
                     continue
                 s = self._slow(self.idx, f)
                 per_work = s + (1.0 - p.busy) / p.busy
@@ -136,6 +182,7 @@ class Workload:
                 self.work_done += work
                 self.serial_left -= work
                 t += work * per_work
+                self.now_s += work * per_work
                 if self.serial_left <= _EPS * max(1.0, p.seconds):
                     self.serial_left = 0.0
                     self._next_phase()

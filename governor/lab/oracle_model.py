@@ -1,21 +1,11 @@
-"""Oracles: what is physically possible, for judging controllers (evaluation only, never control).
+"""The steady-state model's plan of one SM clock per phase: a starting point for the oracle search
+(lab/oracle_search.py), never an oracle itself, because a steady-state model cannot see backlogs,
+heating, firmware averaging or request latency.
 
-Each oracle knows the trace and the GPU model and minimizes the run's energy subject to
-slowdown <= budget:
-- `oracle`: one SM clock per phase, switched for free at phase boundaries;
-- `oracle_static`: one SM clock for the whole run (the best fixed `nvidia-smi -lgc`);
-- `oracle_power`: one power limit per phase.
-
-The plan is solved exactly on the steady-state model of each phase (physics.py at the phase's
-steady temperature): per distinct phase and supported clock, energy E_p(f) and time T_p(f); the
-phases' options are merged into one Pareto front of (total time, total energy), and the least energy
-within the time budget is taken (tests check it against brute force). A Lagrangian sweep would only
-find points on the front's convex hull. The plan is then run on the simulator,
-through the same loop as every policy, and what is reported is that run's measured energy and time.
-If the run exceeds the budget (backlogs and heating that the steady-state model does not see), the
-plan is solved again with a tighter budget. Because the steady-state model cannot see work that one
-phase defers and a later phase absorbs, the per-phase oracle also runs the one-clock plan (a valid
-per-phase plan) and reports the better of the two measured runs.
+Per distinct phase and supported clock, energy E_p(f) and time T_p(f) come from physics.py at the
+phase's steady temperature; the phases' options are merged into one Pareto front of (total time,
+total energy), and the least energy within the time budget is taken (tests check it against brute
+force). A Lagrangian sweep would only find points on the front's convex hull.
 """
 
 from __future__ import annotations
@@ -24,12 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..controllers.base import NO_CONTEXT, Controller, TickContext
-from ..settings import Setpoint
 from ..sim import physics
 from ..sim.spec import GpuSpec
 from ..sim.trace import Phase, Trace
-from ..telemetry import Sample
 
 
 @dataclass(frozen=True)
@@ -130,21 +117,3 @@ def solve(curves: list[PhaseCurve], budget: float, same_for_all: bool = False) -
     if not ok.size:
         return [len(c.clocks) - 1 for c in curves]
     return choices[int(ok[np.argmin(front_e[ok])])]
-
-
-class ScheduleController(Controller):
-    """Holds the oracle's plan: a setpoint per phase, switched when the simulator says the phase changed."""
-
-    name = "oracle-schedule"
-    evaluation_only = True
-
-    def __init__(self, params, limits):
-        super().__init__({}, limits)
-        self.plan: dict[str, Setpoint] = params["plan"]
-        self.phase: str | None = None
-
-    def observe_app(self, info: dict) -> None:
-        self.phase = info.get("phase")
-
-    def decide(self, sample: Sample, context: TickContext = NO_CONTEXT) -> Setpoint:
-        return self.plan.get(self.phase, Setpoint())
