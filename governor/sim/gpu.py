@@ -4,16 +4,21 @@ This is the "hardware". It knows the truth (work done, true energy, when the run
 device face in sim/device.py shows only what NVML would, and the evaluation harness reads the
 truth through `truth()`.
 
-Firmware, as GPU Boost behaves: run at the highest allowed clock while kernels run (the locked
-max, or f_max), drop to the idle clock after a second without kernels, lower the clock so that
-power averaged over ~1 s stays within the power limit (the cap beats a locked minimum, as on real
-GPUs), and step the clock down while the die is above its slowdown temperature. Clock changes
-take effect after a settle time (~25 ms).
+Firmware, as GPU Boost behaves (docs/simulator.md has the sources and what is assumed): run at the
+highest allowed clock while kernels run (the locked max, or f_max), drop to the idle clock after a
+second without kernels, and hold the power limit on its ~1 s average: each step spends at most
+what the last second's window leaves under the limit, and the window's slack over the next 0.2 s,
+so a load step boosts briefly and then settles at the limit, and no 1 s average exceeds it by more
+than the one step the firmware cannot foresee (the cap beats a locked minimum, as on real GPUs).
+It steps the clock down while the die is above its slowdown temperature. Clock changes take effect
+after a settle time (~25 ms).
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
+import math
 import random
 from collections import deque
 from dataclasses import dataclass
@@ -31,6 +36,7 @@ from .trace import Trace
 from .workload import Workload
 
 STEP_S = 0.025
+FW_LIMIT_MARGIN = 0.01  # the power loop aims this far under the limit (it cannot foresee a load step)
 
 
 class _Window:
@@ -69,16 +75,17 @@ class Readings:
 
 
 class SimGpu:
+    """f_def: the default clock of each played phase (None: found by default_clocks, so that under
+    default settings every phase lasts its trace seconds)."""
+
     def __init__(self, spec: GpuSpec, trace: Trace | None, seed: int = 0, loop: bool = False,
-                 ambient_c: float | None = None):
+                 f_def: list[float] | None = None):
         self.spec = spec
         self.trace = trace
-        self.ambient_c = ambient_c if ambient_c is not None else (trace.ambient_c if trace else 30.0)
+        self.ambient_c = trace.ambient_c if trace else 30.0
         if trace is not None:
-            phases = trace.played()
-            f_defs = {p: physics.default_clock_mhz(spec, p.busy, p.intensity, p.dram, self.ambient_c)
-                      for p in set(phases)}
-            self.workload: Workload | None = Workload(phases, [f_defs[p] for p in phases], loop=loop)
+            clocks = f_def if f_def is not None else list(default_clocks(spec, trace))
+            self.workload: Workload | None = Workload(trace.played(), clocks, loop=loop)
         else:
             self.workload = None
         self.rng = random.Random((trace.seed if trace else 0) * 1_000_003 + seed)
@@ -107,10 +114,14 @@ class SimGpu:
         self._dram = _Window(steps(spec.util_window_s))
         self._compute = _Window(steps(spec.util_window_s))
         self._power = _Window(steps(spec.power_avg_window_s), self.power)
-        # the firmware's power loop reacts to its own fast current sensing, so the 1 s average NVML
-        # reports overshoots the limit only briefly after a load step
-        self._fw_act = _Window(steps(0.2))
-        self._fw_dram = _Window(steps(0.2))
+        # the firmware's power loop: the true power of the last second, and the newest activity
+        self._fw_window = _Window(steps(spec.power_avg_window_s), self.power)
+        # what it expects of the next steps: the highest activity of the last second (kernels come
+        # and go within a second; planning for the busiest keeps the average within the limit)
+        self._fw_acts: deque[float] = deque([0.0], maxlen=steps(spec.power_avg_window_s))
+        self._fw_drams: deque[float] = deque([0.0], maxlen=steps(spec.power_avg_window_s))
+        self._fw_act = 0.0
+        self._fw_dram = 0.0
 
     # ----- settings (what NVML writes) ---------------------------------------------------------
     def set_locked(self, lock: tuple[int, int] | None) -> None:
@@ -131,6 +142,43 @@ class SimGpu:
         while self.t + STEP_S <= t + 1e-9:
             self.step(STEP_S)
 
+    def _fw_power_allowed_w(self, target_mhz: float) -> float:
+        """Power the step that a clock chosen now will run in may draw (inf: no cap needed).
+
+        A clock chosen now takes effect after the settle time, so the next step still runs at the
+        clock under way. The choice must leave every coming 1 s window within the limit even if
+        each later step drew only the floor clock's power: otherwise a boost now would force an
+        overshoot a second later, when the window still holds the boost but no longer the idle
+        time that paid for it."""
+        spec, w = self.spec, self._fw_window
+        limit = self.power_limit_w * (1.0 - FW_LIMIT_MARGIN)
+        act, dram = self._fw_act, self._fw_dram
+        due_next = self.pending is not None and self.pending[1] <= self.t + STEP_S
+        p_next = 0.0 if due_next else physics.power_w(spec, self.clock, act, dram, self.temp_c)
+        p_target = physics.power_w(spec, target_mhz, act, dram, self.temp_c)
+        if max(p_target, p_next, max(w.values)) <= limit:
+            return math.inf  # every step of every coming window is under the limit
+        p_floor = physics.power_w(spec, spec.f_min, act, dram, self.temp_c)
+        values = list(w.values)
+        n = w.n
+        lag = 1 if due_next else 2  # the chosen step is the next one, or the one after
+        # windows ending j steps ahead (j = lag .. lag + n - 1) keep the window's newest n - j values
+        best = math.inf
+        suffix = 0.0
+        suffixes = [0.0] * (n + 1)
+        for i in range(n - 1, -1, -1):
+            suffix += values[i]
+            suffixes[i] = suffix
+        for j in range(lag, lag + n):
+            kept = suffixes[j] if j < n else 0.0
+            later = j - lag  # steps after the chosen one in this window, each at least the floor's power
+            best = min(best, n * limit - kept - (p_next if lag == 2 else 0.0) - later * p_floor)
+        # and never plan a step above the limit itself: slack spent on a boost stays in the window
+        # after the idle time that paid for it has left, and must be repaid a second later by a
+        # clock crash (the window rings with its own period); overshoot comes only from what the
+        # firmware cannot foresee, as on real GPUs
+        return min(best, limit)
+
     def _firmware_clock(self) -> float:
         spec = self.spec
         lo, hi = (self.locked if self.locked else (spec.f_min, spec.f_max))
@@ -142,7 +190,7 @@ class SimGpu:
             target = float(hi)
             if self.locked and hi < spec.f_max:
                 reasons |= REASON_USER_DEFINED_CLOCKS
-        cap = physics.max_clock_under_cap(spec, self.power_limit_w, self._fw_act.mean(), self._fw_dram.mean(),
+        cap = physics.max_clock_under_cap(spec, self._fw_power_allowed_w(target), self._fw_act, self._fw_dram,
                                           self.temp_c, target)
         if cap < target:
             target = float(cap)
@@ -196,12 +244,16 @@ class SimGpu:
         self._dram.push(dram)
         self._compute.push(compute * 0.7 + util * 0.3)  # GPM SM activity: stalled SMs still count a little
         self._power.push(p)
-        self._fw_act.push(activity)
-        self._fw_dram.push(dram)
+        self._fw_window.push(p)
+        self._fw_acts.append(activity)
+        self._fw_drams.append(dram)
+        self._fw_act, self._fw_dram = max(self._fw_acts), max(self._fw_drams)
         desired = self._firmware_clock()
         target = self.pending[0] if self.pending else self.clock
         if desired != target:
-            self.pending = (desired, self.t + spec.clock_settle_s - 1e-9)
+            # a new target while a change is under way retargets it, never restarts its settle time
+            due = self.pending[1] if self.pending else self.t + spec.clock_settle_s - 1e-9
+            self.pending = (desired, due)
 
     # ----- sensors -----------------------------------------------------------------------------
     def read(self) -> Readings:
@@ -237,3 +289,40 @@ class SimGpu:
             "max_temp_c": self.max_temp_c,
             "phase": (wl.current_phase().name if wl and wl.current_phase() else None),
         }
+
+
+CALIBRATION_PASSES = 6
+CALIBRATION_TOLERANCE = 0.001
+
+
+@functools.lru_cache(maxsize=64)
+def default_clocks(spec: GpuSpec, trace: Trace) -> tuple[float, ...]:
+    """f_def of each played phase: the clock that makes the phase last its trace seconds under
+    default settings, as trace-format.md defines a phase's seconds.
+
+    Firmware holds the power limit on a ~1 s average, so a short hot phase after a cool one runs
+    above its own steady clock, and a phase's effective clock depends on its neighbours. Starting
+    from each phase's steady-state clock, the default run is replayed and each play's f_def set to
+    the work-weighted harmonic mean of the clocks it actually ran at (the clock at which its work
+    takes the time it took), until no f_def moves by more than 0.1%. Truth only: a pure function
+    of the GPU model and the trace, cached because every run of a trace needs it."""
+    phases = trace.played()
+    steady = {p: physics.default_clock_mhz(spec, p.busy, p.intensity, p.dram, trace.ambient_c) for p in set(phases)}
+    clocks = [float(steady[p]) for p in phases]
+    for _ in range(CALIBRATION_PASSES):
+        gpu = SimGpu(spec, trace, f_def=clocks)
+        wl = gpu.workload
+        limit_s = trace.default_seconds * 5 + 600.0
+        while not wl.done and gpu.t < limit_s:
+            gpu.step(STEP_S)
+        moved = 0.0
+        new = list(clocks)
+        for i, p in enumerate(phases):
+            work = p.seconds * p.busy
+            if p.clock_bound > 0 and wl.work_per_clock[i] > 0:
+                new[i] = work / wl.work_per_clock[i]
+                moved = max(moved, abs(new[i] / clocks[i] - 1.0))
+        clocks = new
+        if moved < CALIBRATION_TOLERANCE:
+            break
+    return tuple(clocks)

@@ -60,6 +60,7 @@ class Workload:
         self.backlog: deque[list] = deque()  # [phase index, work left, request number or -1]
         self.done = False
         self.now_s = 0.0
+        self.work_per_clock = [0.0] * len(phases)  # per play: sum of work done / clock, for calibration
         self.next_request = 0  # of the current arrival phase
         self.requests = Requests()
 
@@ -110,8 +111,9 @@ class Workload:
         self.backlog.append([self.idx, work, number])
         self.next_request += 1
 
-    def _account(self, out: StepActivity, idx: int, kernel_s: float, s: float) -> None:
+    def _account(self, out: StepActivity, idx: int, kernel_s: float, s: float, f: float) -> None:
         p = self.phases[idx]
+        self.work_per_clock[idx] += kernel_s / s / f
         out.util += kernel_s
         out.activity += kernel_s * p.intensity
         out.dram += kernel_s * p.dram / s
@@ -127,7 +129,7 @@ class Workload:
             need = work * s
             take = min(need, budget - used)
             done = take / s
-            self._account(out, idx, take, s)
+            self._account(out, idx, take, s, f)
             self.work_done += done
             used += take
             if take >= need - _EPS:
@@ -178,7 +180,7 @@ class Workload:
                 s = self._slow(self.idx, f)
                 per_work = s + (1.0 - p.busy) / p.busy
                 work = min(self.serial_left, (dt - t) / per_work)
-                self._account(out, self.idx, work * s, s)
+                self._account(out, self.idx, work * s, s, f)
                 self.work_done += work
                 self.serial_left -= work
                 t += work * per_work
