@@ -45,8 +45,9 @@ def test_idle_power(gpu, tmp_path):
     clock = VirtualClock()
     dev = SimDevice(load_spec(gpu), 0, clock, tmp_path, trace=None)
     s = settle(dev, clock, 300)
+    readings = [settle(dev, clock, 1.0).power_w for _ in range(30)]  # the sensor is noisy: its mean
     lo, hi = IDLE_W[gpu]
-    assert lo <= s.power_w <= hi
+    assert lo <= sum(readings) / len(readings) <= hi
     assert s.sm_clock_mhz == load_spec(gpu).f_min
     assert s.gpu_util_pct == 0
 

@@ -31,6 +31,7 @@ from ..telemetry import (
     REASON_USER_DEFINED_CLOCKS,
 )
 from . import physics
+from .sensors import NvmlSensors
 from .spec import GpuSpec
 from .trace import Trace
 from .workload import Workload
@@ -104,16 +105,11 @@ class SimGpu:
         self.power = physics.power_w(spec, self.clock, 0, 0, self.temp_c)
         self.energy_true_j = 0.0
         self.energy_since_reload_j = 0.0
-        self.counter_mj = 0
-        self._next_counter_t = 0.0
         self.max_temp_c = self.temp_c
         self.end_time_s: float | None = None
         self.end_energy_j: float | None = None
         steps = lambda s: int(round(s / STEP_S))  # noqa: E731
-        self._util = _Window(steps(spec.util_window_s))
-        self._dram = _Window(steps(spec.util_window_s))
-        self._compute = _Window(steps(spec.util_window_s))
-        self._power = _Window(steps(spec.power_avg_window_s), self.power)
+        self.sensors = NvmlSensors(spec, self.rng, STEP_S, self.power)
         # the firmware's power loop: the true power of the last second, and the newest activity
         self._fw_window = _Window(steps(spec.power_avg_window_s), self.power)
         # what it expects of the next steps: the highest activity of the last second (kernels come
@@ -135,7 +131,7 @@ class SimGpu:
         self.locked = None
         self.power_limit_w = self.spec.power_limit_default_w
         self.energy_since_reload_j = 0.0
-        self.counter_mj = 0
+        self.sensors.reset_counter()
 
     # ----- time --------------------------------------------------------------------------------
     def advance_to(self, t: float) -> None:
@@ -237,13 +233,8 @@ class SimGpu:
             # the run ended inside this step (at most one step, 25 ms, of error)
             self.end_time_s = self.t
             self.end_energy_j = self.energy_true_j
-        if self.t + 1e-9 >= self._next_counter_t:
-            self.counter_mj = int(self.energy_since_reload_j * 1000.0)
-            self._next_counter_t += spec.energy_update_s
-        self._util.push(util)
-        self._dram.push(dram)
-        self._compute.push(compute * 0.7 + util * 0.3)  # GPM SM activity: stalled SMs still count a little
-        self._power.push(p)
+        # GPM SM activity: stalled SMs still count a little
+        self.sensors.step(util, dram, compute * 0.7 + util * 0.3, p)
         self._fw_window.push(p)
         self._fw_acts.append(activity)
         self._fw_drams.append(dram)
@@ -257,22 +248,12 @@ class SimGpu:
 
     # ----- sensors -----------------------------------------------------------------------------
     def read(self) -> Readings:
-        spec = self.spec
-        noise = spec.power_noise_frac
-        inst = self.power * (1.0 + self.rng.gauss(0.0, noise))
-        avg = inst if spec.power_sensor_instant else self._power.mean() * (1.0 + self.rng.gauss(0.0, noise / 3))
+        v = self.sensors.values()
         return Readings(
-            gpu_util_pct=int(round(100.0 * min(1.0, self._util.mean()))),
-            mem_util_pct=int(round(100.0 * min(1.0, self._dram.mean()))),
-            power_avg_w=round(avg, 3),
-            power_instant_w=round(inst, 3),
-            energy_mj=self.counter_mj,
-            temp_c=int(round(self.temp_c)),
-            sm_clock_mhz=int(self.clock),
-            mem_clock_mhz=spec.mem_clock_mhz,
-            reasons=self.reasons,
-            sm_activity_pct=round(100.0 * min(1.0, self._compute.mean()), 2),
-            dram_bw_pct=round(100.0 * min(1.0, self._dram.mean()), 2),
+            gpu_util_pct=v.gpu_util_pct, mem_util_pct=v.mem_util_pct, power_avg_w=v.power_avg_w,
+            power_instant_w=v.power_instant_w, energy_mj=v.energy_mj, temp_c=int(round(self.temp_c)),
+            sm_clock_mhz=int(self.clock), mem_clock_mhz=self.spec.mem_clock_mhz, reasons=self.reasons,
+            sm_activity_pct=v.sm_activity_pct, dram_bw_pct=v.dram_bw_pct,
         )
 
     # ----- ground truth (evaluation only) ------------------------------------------------------
