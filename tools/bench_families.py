@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Generated workloads (gen:FAMILY:SEED): `balanced` and the peers (the oracles too with --oracles) on
-N seeds per family, and the distribution of what each saved and how much slower it ran (worst, p10,
-median).
+"""Generated workloads (gen:FAMILY:SEED): `balanced`, the oracles and the peers on N seeds per family,
+and the distribution of what each saved, how much later it ended and how much slower its requests
+were (worst, p10, median).
 
 Seeds are drawn fresh on every run unless given, so nothing is tuned to fixed ones; the seeds used
 are printed with the table, so any run can be repeated.
@@ -10,8 +10,7 @@ are printed with the table, so any run can be repeated.
     python tools/bench_families.py --seed-list 4,17,99 --gpu a100-sxm4 --json
     python tools/bench_families.py --seeds 3 --write          # refresh the table in docs/benchmarks.md
 
-Slowdown here is end time, as the simulator reports it today (the latency of arriving work is the
-evaluation issue's next step).
+The oracles are searched at 3% of end time and of mean request latency (governor/lab/oracle_search.py).
 """
 
 from __future__ import annotations
@@ -28,26 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_policies import measure_cell  # noqa: E402
 
-from governor.lab.simulate import DEFAULT_POLICY, peer_policies, run_trace  # noqa: E402
-from governor.policy import load_policy  # noqa: E402
 from governor.sim.generate import FAMILIES  # noqa: E402
-from governor.sim.spec import load_spec  # noqa: E402
-from governor.sim.trace import load_trace  # noqa: E402
 
-POLICIES = ("balanced", "oracle", "oracle_static", "ondemand", "geopm-activity", "zeus-pl")
-
-
-def measure_without_oracles(gpu: str, name: str) -> list[dict]:
-    """Default, `balanced` and the peers on one trace (no oracles: today's per-phase oracle solver does
-    not scale to generated traces of hundreds of distinct phases; the evaluation issue replaces it)."""
-    spec, trace = load_spec(gpu), load_trace(name)
-    ref = run_trace(spec, trace, DEFAULT_POLICY)
-    rows = []
-    for policy in [load_policy("balanced"), *peer_policies(spec)]:
-        r = run_trace(spec, trace, policy)
-        rows.append({"gpu": gpu, "trace": name, "policy": policy.name, "saved": 1 - r.energy_j / ref.energy_j,
-                     "slowdown": r.seconds / ref.seconds - 1})
-    return rows
+POLICIES = ("balanced", "batch", "max-savings", "oracle", "oracle_static", "ondemand", "geopm-activity", "zeus-pl")
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -56,10 +38,11 @@ def quantile(values: list[float], q: float) -> float:
 
 
 def markdown(rows: list[dict], seeds: list[int], gpu: str) -> str:
-    out = [f"{gpu}, seeds {', '.join(map(str, seeds))} (drawn for this run), budget 3% of end time; saved and "
-           "slowdown against the firmware default of the same trace.", "",
-           "| family | policy | saved: worst / p10 / median | slowdown: worst / median | capture of `oracle`: "
-           "worst / median |", "|---|---|---|---|---|"]
+    out = [f"{gpu}, seeds {', '.join(map(str, seeds))} (drawn for this run), budget 3% of end time and of mean "
+           "request latency; saved, end-time slowdown and mean request latency slowdown against the firmware "
+           "default of the same trace.", "",
+           "| family | policy | saved: worst / p10 / median | slowdown: worst / median | latency: worst / median "
+           "| capture of `oracle`: worst / median |", "|---|---|---|---|---|---|"]
     for family in FAMILIES:
         for policy in POLICIES:
             cells = [r for r in rows if r["trace"].startswith(f"gen:{family}:") and r["policy"] == policy]
@@ -69,8 +52,11 @@ def markdown(rows: list[dict], seeds: list[int], gpu: str) -> str:
             slow = [100 * r["slowdown"] for r in cells]
             cap = [100 * r["capture"] for r in cells if r.get("capture") is not None]
             capture = f"{min(cap):.0f}% / {quantile(cap, 0.5):.0f}%" if cap else "-"
+            lat = [100 * r["latency_slowdown"] for r in cells if r.get("latency_slowdown") is not None]
+            latency = f"{max(lat):+.1f}% / {quantile(lat, 0.5):+.1f}%" if lat else "-"
             out.append(f"| {family} | {policy} | {min(saved):+.1f}% / {quantile(saved, 0.1):+.1f}% / "
-                       f"{quantile(saved, 0.5):+.1f}% | {max(slow):+.2f}% / {quantile(slow, 0.5):+.2f}% | {capture} |")
+                       f"{quantile(saved, 0.5):+.1f}% | {max(slow):+.2f}% / {quantile(slow, 0.5):+.2f}% | {latency} | "
+                       f"{capture} |")
     return "\n".join(out)
 
 
@@ -81,8 +67,6 @@ def main() -> int:
     p.add_argument("--gpu", default="h100-sxm")
     p.add_argument("--families", default=",".join(FAMILIES))
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--oracles", action="store_true",
-                   help="also the oracles (slow: the per-phase solver does not scale to hundreds of phases)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--write", action="store_true", help="refresh the table in docs/benchmarks.md in place")
     args = p.parse_args()
@@ -90,8 +74,7 @@ def main() -> int:
         random.SystemRandom().sample(range(1, 1_000_000), args.seeds)
     traces = [f"gen:{f}:{s}" for f in args.families.split(",") for s in seeds]
     with ProcessPoolExecutor(args.jobs) as ex:
-        cell = measure_cell if args.oracles else measure_without_oracles
-        rows = [r for rows_ in ex.map(cell, [args.gpu] * len(traces), traces) for r in rows_]
+        rows = [r for rows_ in ex.map(measure_cell, [args.gpu] * len(traces), traces) for r in rows_]
     text = markdown(rows, seeds, args.gpu)
     if args.write:
         from docsection import write_section  # noqa: PLC0415
