@@ -3,9 +3,12 @@
 The Prolog (root, on the node, before the job) reads the job from Slurm's environment, picks the
 policy (the SPANK option `--govd-policy`, exported as SPANK_GOVD_POLICY, else `govd:policy=NAME` in
 the job's comment), checks it against the site's rules (/etc/govd/slurm.toml), and starts the job on
-its GPUs through govd's job API. The Epilog ends it and, if the site asks, writes the job's energy
-to its AdminComment. Both write dcgm-exporter's HPC job-mapping files (one per GPU index, holding
-the job id), so both exporters label the same job. The TaskProlog (as the user, in the job) prints
+its GPUs through govd's job API. When the batch script ends, the SPANK plugin (in slurmstepd, as
+root) runs `job-end`: the job ends in govd and, if the site asks, its energy goes to its
+AdminComment while Slurm still accepts that (in the Epilog the job already counts as finished). The
+Epilog ends any job still running in govd (no batch script, no plugin) and cleans up. The Prolog
+writes dcgm-exporter's HPC job-mapping files (one per GPU index, holding the job id), so both
+exporters label the same job, and the Epilog removes them. The TaskProlog (as the user, in the job) prints
 what the Prolog decided about the policy into the job's output.
 
 None of them ever fails the job or drains the node: every error is a line on stderr (slurmd's log)
@@ -232,7 +235,51 @@ def energy_comment(report: dict) -> str:
             f"with policy {j['policy'] or 'node default'}")
 
 
+def end_job(job_id: str, rules: SiteRules, out: Outcome) -> None:
+    """End the job in govd and, if the site asks, write its energy to its AdminComment. A job govd
+    does not run (ended already, or never started) is no error."""
+    try:
+        report = call(_socket(rules), "job.end", timeout_s=SOCKET_TIMEOUT_S, id=job_id)
+    except NotRunning:
+        out.log.append(f"govd-slurm: job {job_id}: govd is not running; no energy to report")
+        return
+    except CommandFailed as exc:
+        if exc.code == "bad_job":
+            out.log.append(f"govd-slurm: job {job_id}: not running in govd ({exc})")
+        else:
+            out.log.append(f"govd-slurm: job {job_id}: {exc}")
+        return
+    except GovdError as exc:
+        out.log.append(f"govd-slurm: job {job_id}: {exc}")
+        return
+    if not report.get("jobs"):
+        out.log.append(f"govd-slurm: job {job_id} ended; the ledger is off, no energy to report")
+        return
+    comment = energy_comment(report)
+    out.log.append(f"govd-slurm: job {job_id} ended: {comment}")
+    if rules.admin_comment:
+        try:
+            subprocess.run([rules.scontrol, "update", f"JobId={job_id}", f"AdminComment={comment}"],
+                           check=True, capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.SubprocessError) as exc:
+            detail = getattr(exc, "stderr", "") or exc
+            out.log.append(f"govd-slurm: job {job_id}: cannot write AdminComment: {str(detail).strip()}")
+
+
+def job_end(env: dict[str, str], rules: SiteRules) -> Outcome:
+    """The SPANK plugin's call when a batch script ends (in slurmstepd, as root): the job still runs,
+    so its AdminComment may still be written, which the Epilog no longer may."""
+    out = Outcome()
+    job_id = env.get("SLURM_JOB_ID", "").strip()
+    if not job_id:
+        raise GovdError("SLURM_JOB_ID is not set: spank_govd passes it")
+    end_job(job_id, rules, out)
+    return out
+
+
 def epilog(env: dict[str, str], rules: SiteRules) -> Outcome:
+    """Cleans up, and ends the job in govd if the SPANK plugin did not (jobs without a batch script,
+    or no plugin); Slurm then refuses the AdminComment of a finished job, which is logged."""
     out = Outcome()
     job = SlurmJob.from_env(env)
     try:
@@ -243,28 +290,8 @@ def epilog(env: dict[str, str], rules: SiteRules) -> Outcome:
         _message_file(rules, job.job_id).unlink()
     except OSError:
         pass
-    if not job.gpus:
-        return out
-    try:
-        report = call(_socket(rules), "job.end", timeout_s=SOCKET_TIMEOUT_S, id=job.job_id)
-    except NotRunning:
-        out.log.append(f"govd-slurm: job {job.job_id}: govd is not running; no energy to report")
-        return out
-    except GovdError as exc:
-        out.log.append(f"govd-slurm: job {job.job_id}: {exc}")
-        return out
-    if not report.get("jobs"):
-        out.log.append(f"govd-slurm: job {job.job_id} ended; the ledger is off, no energy to report")
-        return out
-    comment = energy_comment(report)
-    out.log.append(f"govd-slurm: job {job.job_id} ended: {comment}")
-    if rules.admin_comment:
-        try:
-            subprocess.run([rules.scontrol, "update", f"JobId={job.job_id}", f"AdminComment={comment}"],
-                           check=True, capture_output=True, text=True, timeout=5)
-        except (OSError, subprocess.SubprocessError) as exc:
-            detail = getattr(exc, "stderr", "") or exc
-            out.log.append(f"govd-slurm: job {job.job_id}: cannot write AdminComment: {str(detail).strip()}")
+    if job.gpus:
+        end_job(job.job_id, rules, out)
     return out
 
 
@@ -284,13 +311,13 @@ def task_prolog(env: dict[str, str], rules: SiteRules) -> Outcome:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="govd-slurm", description="Slurm Prolog/Epilog/TaskProlog for govd "
                                 "(docs/deploy.md); always exits 0 so that a job never fails for govd")
-    p.add_argument("script", choices=("prolog", "epilog", "task-prolog"))
+    p.add_argument("script", choices=("prolog", "epilog", "task-prolog", "job-end"))
     p.add_argument("--site", type=Path, default=Path(os.environ.get("GOVD_SLURM_SITE", SITE_FILE)),
                    help=f"site rules (default $GOVD_SLURM_SITE, else {SITE_FILE})")
     args = p.parse_args(argv)
     try:
         rules = SiteRules.load(args.site)
-        run = {"prolog": prolog, "epilog": epilog, "task-prolog": task_prolog}[args.script]
+        run = {"prolog": prolog, "epilog": epilog, "task-prolog": task_prolog, "job-end": job_end}[args.script]
         outcome = run(dict(os.environ), rules)
     except Exception as exc:  # noqa: BLE001 - whatever goes wrong, the job must not fail for govd
         print(f"govd-slurm {args.script}: {exc}", file=sys.stderr)

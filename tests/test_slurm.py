@@ -15,7 +15,7 @@ import pytest
 
 from governor.errors import ConfigError
 from governor.paths import resolve_paths
-from governor.slurm import SiteRules, SlurmJob, choose_policy, epilog, main, prolog, task_prolog
+from governor.slurm import SiteRules, SlurmJob, choose_policy, epilog, job_end, main, prolog, task_prolog
 
 
 @pytest.fixture
@@ -141,3 +141,16 @@ def test_deploy_scripts_are_executable_and_exit_0_without_govd_slurm(tmp_path):
         r = subprocess.run([str(script)], env={"PATH": "/usr/bin:/bin", "GOVD_SLURM": str(tmp_path / "absent")},
                            capture_output=True, text=True, timeout=10)
         assert r.returncode == 0
+
+
+def test_the_batch_scripts_end_ends_the_job_and_the_epilog_then_only_cleans_up(root, daemon):
+    rules = rules_for(root)
+    prolog(env(comment="govd:policy=batch"), rules)
+    time.sleep(0.5)
+    out = job_end({"SLURM_JOB_ID": "77"}, rules)
+    assert "ended: govd: used" in out.log[0] and (root / "scontrol.args").exists()
+    assert [w.policy.name for w in daemon.workers] == ["performance", "performance"]
+    (root / "scontrol.args").unlink()
+    out = epilog(env(), rules)
+    assert "not running in govd" in out.log[-1] and not (root / "scontrol.args").exists()
+    assert not (root / "mapping" / "0").exists()

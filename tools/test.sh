@@ -9,7 +9,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore DEBIAN_FRONTE
 # libsystemd-dev, pkg-config, gcc: build systemd-python (the optional extra govd[systemd]).
 # systemd, util-linux (unshare, nsenter), procps (pgrep), jq: the real-systemd tests and the README's
 # journalctl recipe. prometheus: promtool, which checks the metrics endpoint's output.
-PACKAGES="libsystemd-dev pkg-config gcc systemd util-linux procps jq prometheus"
+# slurmctld slurmd slurm-client munge libslurm-dev iproute2: the real-Slurm test (and the SPANK plugin's build).
+PACKAGES="libsystemd-dev pkg-config gcc systemd util-linux procps jq prometheus slurmctld slurmd slurm-client munge
+libslurm-dev iproute2"
 missing=""
 if command -v dpkg-query >/dev/null; then
     for p in $PACKAGES; do
@@ -20,7 +22,7 @@ if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "tools/test.sh: installing$missing"
         apt-get update -qq
-        # packages install their binaries only: no service of theirs (prometheus's) is started
+        # packages install their binaries only: no service of theirs (prometheus's, munge's, slurm's) is started
         policy_rc_d_added=""
         if [ ! -e /usr/sbin/policy-rc.d ]; then
             printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
