@@ -40,7 +40,8 @@ def measure(gpu: str, name: str, bound: str) -> dict:
     spec, trace = load_spec(gpu), load_trace(name)
     t0 = time.process_time()
     search = OracleSearch(spec, trace, BUDGET, bound)
-    found = search.oracles(model_plans=[model_clock_plan(spec, trace, BUDGET)])
+    plan = model_clock_plan(spec, trace, BUDGET)
+    found = search.oracles(model_plans=[plan] if plan is not None else [])
     cost_s, runs = time.process_time() - t0, search.runs
     ref = run_trace(spec, trace, DEFAULT_POLICY)
     saved = {k: 1 - r.energy_j / search.reference.energy_j for k, r in found.items()}
@@ -81,15 +82,18 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gpus", default="h100-sxm,a100-sxm4,h200")
     p.add_argument("--traces", help="comma-separated (default: the built-in suite and generated traces)")
-    p.add_argument("--seeds", type=int, default=1, help="fresh generated seeds per family (default 1)")
+    p.add_argument("--seeds", type=int, default=1, help="fresh generated seeds per family (default 1; 0: none)")
+    p.add_argument("--append", action="store_true", help="with --write: add these rows to the table there")
     p.add_argument("--bound", choices=("both", "time"), default="both")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--json", action="store_true")
     p.add_argument("--write", action="store_true", help="refresh the table in docs/benchmarks.md in place")
     args = p.parse_args()
     seeds = random.SystemRandom().sample(range(1, 1_000_000), args.seeds) if not args.traces else []
-    traces = args.traces.split(",") if args.traces else \
-        builtin_traces() + [f"gen:{f}:{s}" for f in FAMILIES for s in seeds]
+    if args.traces:
+        traces = args.traces.split(",")
+    else:
+        traces = ([] if args.append else builtin_traces()) + [f"gen:{f}:{s}" for f in FAMILIES for s in seeds]
     cells = [(g, t, args.bound) for g in args.gpus.split(",") for t in traces]
     with ProcessPoolExecutor(args.jobs) as ex:
         rows = list(ex.map(measure, *zip(*cells, strict=True)))
@@ -97,6 +101,10 @@ def main() -> int:
     if args.write:
         from docsection import write_section  # noqa: PLC0415
 
+        if args.append:
+            from docsection import read_section  # noqa: PLC0415
+
+            text = read_section("bench_oracles").rstrip() + "\n\n" + text
         write_section("bench_oracles", text)
     print(json.dumps(rows, indent=2) if args.json else text)
     return 0 if all(r["ok"] for r in rows) else 1

@@ -22,3 +22,10 @@ def write_section(name: str, text: str, path: Path = DEFAULT_DOC) -> None:
     head, rest = doc.split(begin, 1)
     _, tail = rest.split(end, 1)
     path.write_text(f"{head}{begin}\n{text.strip()}\n{end}{tail}")
+
+
+def read_section(name: str, path: Path = DEFAULT_DOC) -> str:
+    """What lies between the markers named `name` in path."""
+    begin, end = f"<!-- begin: {name} -->", f"<!-- end: {name} -->"
+    doc = path.read_text()
+    return doc.split(begin, 1)[1].split(end, 1)[0].strip()

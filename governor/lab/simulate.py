@@ -174,12 +174,19 @@ def peer_policies(spec: GpuSpec) -> list[Policy]:
 ORACLES = ("oracle", "oracle_static", "oracle_power")
 
 
-def model_clock_plan(spec: GpuSpec, trace: Trace, budget: float) -> tuple[Setpoint, ...]:
-    """The steady-state model's clock per phase name (oracle.solve), a starting point for the search.
-    Where phases of one name differ, the name gets the highest of their clocks."""
+MODEL_PLAN_MAX_PHASES = 12  # the exact Pareto merge grows with the product of phases' options
+
+
+def model_clock_plan(spec: GpuSpec, trace: Trace, budget: float) -> tuple[Setpoint, ...] | None:
+    """The steady-state model's clock per phase name (oracle_model.solve), a starting point for the
+    search; None for a trace of more distinct phases than the exact solver handles in memory (a
+    generated trace has dozens: its front reached gigabytes). Where phases of one name differ, the
+    name gets the highest of their clocks."""
     from .oracle_model import phase_curves, solve  # noqa: PLC0415
     from .oracle_search import phase_names  # noqa: PLC0415
 
+    if len(set(trace.phases)) > MODEL_PLAN_MAX_PHASES:
+        return None
     curves = phase_curves(spec, trace, "clock")
     chosen: dict[str, int | None] = {}
     for c, i in zip(curves, solve(curves, budget), strict=True):
@@ -197,7 +204,8 @@ def oracle_runs(spec: GpuSpec, trace: Trace, reference: RunResult, budget: float
     from .oracle_search import OracleSearch  # noqa: PLC0415
 
     search = OracleSearch(spec, trace, budget, bound, progress=progress)
-    found = search.oracles(model_plans=[model_clock_plan(spec, trace, budget)])
+    plan = model_clock_plan(spec, trace, budget)
+    found = search.oracles(model_plans=[plan] if plan is not None else [])
     return {kind: RunResult(policy=kind, energy_j=r.energy_j, seconds=r.seconds, max_temp_c=r.max_temp_c,
                             writes=0, ticks=0, latencies=r.latencies)
             for kind, r in found.items()}
