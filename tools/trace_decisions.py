@@ -32,7 +32,12 @@ def main() -> int:
     p.add_argument("--until", type=float, default=60.0, help="simulated seconds to replay")
     args = p.parse_args()
     clock = VirtualClock()
-    tmp = Path(tempfile.mkdtemp(prefix="govd-trace-"))
+    with tempfile.TemporaryDirectory(prefix="govd-trace-") as folder:  # the simulated driver's files, removed after
+        replay(args, clock, Path(folder))
+    return 0
+
+
+def replay(args, clock: VirtualClock, tmp: Path) -> None:
     dev = SimDevice(load_spec(args.gpu), 0, clock, tmp, trace=load_trace(args.trace))
     w = GpuWorker(dev, load_policy(args.policy), default_config(), OriginalsFile(tmp / "originals.json"), clock)
     t, last = 0.0, None
@@ -51,7 +56,6 @@ def main() -> int:
         t += w.period_s
         clock.sleep_until(t)
     w.hand_back()
-    return 0
 
 
 if __name__ == "__main__":
