@@ -62,8 +62,10 @@ def measure(gpu: str, name: str, bound: str) -> dict:
 
 
 def markdown(rows: list[dict], seeds: list[int]) -> str:
-    out = [f"Budget 3% on {rows[0]['bound'] if rows else 'both'} bounds; generated traces drawn with seeds "
-           f"{', '.join(map(str, seeds))} for this run. `best fixed`: the best of every supported clock and "
+    drawn = f"generated traces drawn with seeds {', '.join(map(str, seeds))} for this run" if seeds else \
+        "the built-in suite"
+    bound = {"both": "end time and mean request latency", "time": "end time"}[rows[0]["bound"] if rows else "both"]
+    out = [f"Budget 3% of {bound}; {drawn}. `best fixed`: the best of every supported clock and "
            "every power limit of the grid, each run as a `static` policy through the daemon's loop.", "",
            "| GPU | trace | oracle | oracle_static | oracle_power | best fixed (setting) | ok | search runs / CPU s |",
            "|---|---|---|---|---|---|---|---|"]
