@@ -54,7 +54,7 @@ def test_balanced_keeps_its_end_time_promise_on_every_trace(results, gpu, name):
 
 
 @pytest.mark.xfail(strict=True, reason="balanced plans arriving work with a fixed busy headroom, not against "
-                                       "request latency (docs/benchmarks.md, 'Request latency')")
+                                       "request latency (docs/benchmarks.md, 'What these show')")
 def test_balanced_bounds_request_latency_on_arriving_work(results):
     budget = load_policy("balanced").params["slowdown_budget"]
     misses = {}
