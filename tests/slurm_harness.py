@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
+
+from child_processes import stop_child
 
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "sinfo", "unshare", "nsenter", "ip",
             "hostname", "gcc", "mknod")
@@ -35,18 +36,6 @@ def why_not() -> str | None:
     if why and os.environ.get("GOVD_TESTS_REQUIRE_REAL"):
         raise RuntimeError(f"the real-Slurm test cannot run ({why}) but CI requires it")
     return why
-
-
-def stop_child(proc: subprocess.Popen | None, timeout: float = 20.0) -> None:
-    """Stop a child this harness started, by its own PID (never 0 or 1), and reap it."""
-    if proc is None or proc.pid <= 1 or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
 
 
 class SlurmCluster:

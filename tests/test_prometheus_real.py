@@ -7,7 +7,6 @@ Every process the test starts (govd, Prometheus) is its own child, stopped by it
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from child_processes import stop_child as stop
+from child_processes import wait_for
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
 CAP = 'name = "cap"\ncontroller = "static"\n[params]\nsm_clock_max_mhz = 1200\n'
@@ -31,30 +32,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(pred, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            if pred():
-                return True
-        except OSError:
-            pass
-        time.sleep(0.2)
-    return False
-
-
-def stop(proc: subprocess.Popen | None) -> None:
-    """Stop a child this test started, by its own PID (never 0 or 1), and reap it."""
-    if proc is None or proc.pid <= 1 or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
 
 
 def query(port: int, expr: str) -> list:

@@ -11,23 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from slurm_harness import SlurmCluster, stop_child, why_not
+from child_processes import stop_child, wait_for
+from slurm_harness import SlurmCluster, why_not
 
 REPO = Path(__file__).resolve().parent.parent
 WHY = why_not()
 pytestmark = pytest.mark.skipif(WHY is not None, reason=f"real Slurm test skipped: {WHY}")
-
-
-def wait_for(pred, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            if pred():
-                return True
-        except (OSError, subprocess.SubprocessError, ValueError, KeyError):
-            pass
-        time.sleep(0.2)
-    return False
+READ_ERRORS = (OSError, subprocess.SubprocessError, ValueError, KeyError)  # govctl not answering yet
 
 
 def setup_files(work: Path) -> dict:
@@ -82,12 +72,13 @@ def test_jobs_on_a_real_slurm_run_their_policies_and_report_their_energy():
         j1 = sbatch("--govd-policy=batch", "-o", str(work / "j1.out"), "--wrap", "sleep 6")
         j2 = sbatch("--comment", "nightly, govd:policy=max-savings", "-o", str(work / "j2.out"), "--wrap", "sleep 6")
         assert wait_for(lambda: sorted((g["job"], g["policy"]) for g in status() if g["job"]) ==
-                        sorted([(j1, "batch"), (j2, "max-savings")]), 30), (status(), cluster.logs())
+                        sorted([(j1, "batch"), (j2, "max-savings")]), 30, READ_ERRORS), (status(), cluster.logs())
         by_job = {g["job"]: g["index"] for g in status()}
         for job in (j1, j2):  # dcgm-exporter's mapping: the job's GPU index names a file holding its id
             assert (work / "mapping" / str(by_job[job])).read_text().strip() == job
         cluster.wait_jobs_done()
-        assert wait_for(lambda: all(g["job"] is None and g["policy"] == "performance" for g in status()), 20)
+        assert wait_for(lambda: all(g["job"] is None and g["policy"] == "performance" for g in status()), 20,
+                        READ_ERRORS)
         for job, policy in ((j1, "batch"), (j2, "max-savings")):
             r = subprocess.run([*govctl, "ledger", "--job", job, "--json"], capture_output=True, text=True, timeout=30)
             report = json.loads(r.stdout)["jobs"][0]
