@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from governor.controllers.model_params import BOUNDS  # noqa: E402
 from governor.lab.oracle_search import OracleSearch  # noqa: E402
 from governor.lab.simulate import DEFAULT_POLICY, model_clock_plan, run_trace  # noqa: E402
 from governor.policy import Policy  # noqa: E402
@@ -86,7 +87,7 @@ def main() -> int:
     p.add_argument("--traces", help="comma-separated (default: the built-in suite and generated traces)")
     p.add_argument("--seeds", type=int, default=1, help="fresh generated seeds per family (default 1; 0: none)")
     p.add_argument("--append", action="store_true", help="with --write: add these rows to the table there")
-    p.add_argument("--bound", choices=("both", "time"), default="both")
+    p.add_argument("--bound", choices=BOUNDS, default="both")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--json", action="store_true")
     p.add_argument("--write", action="store_true", help="refresh the table in docs/benchmarks.md in place")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..control_client import CommandFailed, NotRunning, call
+from ..controllers.model_params import BOUNDS
 from ..errors import GovdError
 from ..paths import control_socket, resolve_paths
 from ..policy import is_policy_path, load_policy, policy_from_dict, policy_names
@@ -289,7 +290,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--policy", action="append", help="policy name or .toml path (repeat for several; default balanced)")
     s.add_argument("--budget", type=float, metavar="FRACTION", help="slowdown budget for the oracles, e.g. 0.03 "
                    "(default: the first policy's)")
-    s.add_argument("--bound", choices=("both", "time"), help="what the oracles' budget bounds: end time and mean "
+    s.add_argument("--bound", choices=BOUNDS, help="what the oracles' budget bounds: end time and mean "
                    "request latency (both), or end time only (default: the first policy's)")
     s.add_argument("--peers", action="store_true", help="also run the peers: ondemand, zeus-pl, geopm-activity")
     s.add_argument("--plot", type=Path, metavar="FILE.png",

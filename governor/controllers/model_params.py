@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from ..config_keys import Key
 
+BOUNDS = ("both", "time")  # what a budget bounds: end time and request latency, or end time only
+
 # the few knobs an operator turns, in a policy's [params]
 MODEL_PARAMS = {
     "objective": Key(str, "min_energy", choices=("min_energy", "min_edp", "power_cap"),
                      doc="what to minimize within the budget"),
     "slowdown_budget": Key(float, 0.03, lo=0.0, hi=1.0, doc="largest slowdown against default, a fraction"),
-    "bound": Key(str, "both", choices=("both", "time"),
+    "bound": Key(str, "both", choices=BOUNDS,
                  doc="what the budget bounds: end time and request latency (both), or end time only (time: "
                      "batch and training, where queueing does not matter)"),
     "budget_use": Key(float, 0.8, lo=0.1, hi=1.0, doc="share of the budget planned for (the rest is margin)"),

@@ -42,6 +42,14 @@ def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> floa
     return float(values[order][min(k, len(values) - 1)])
 
 
+def within_budget(slowdown: float, latency: tuple[float, float] | None, budget: float, bound: str) -> bool:
+    """Whether a run keeps its budget on what its policy bounds: end time, and unless bound is
+    "time", the mean request latency too (a trace without requests has none to keep)."""
+    if slowdown > budget:
+        return False
+    return bound == "time" or latency is None or latency[0] <= budget
+
+
 def latency_slowdowns(run: RequestLatencies | None, reference: RequestLatencies | None) -> tuple[float, float] | None:
     """(latency_slowdown, latency_p99_slowdown) of a run against the default run; None without requests."""
     if run is None or reference is None:

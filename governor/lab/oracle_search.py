@@ -30,7 +30,7 @@ from ..settings import Setpoint
 from ..sim.gpu import STEP_S, SimGpu
 from ..sim.spec import GpuSpec
 from ..sim.trace import Trace
-from .latency import RequestLatencies, latency_slowdowns
+from .latency import RequestLatencies, latency_slowdowns, within_budget
 
 POWER_GRID_STEPS = 24  # power limits from the GPU's minimum up to (not including) its default
 MAX_SEARCH_RUNS = 160  # per coordinate search
@@ -100,12 +100,9 @@ class OracleSearch:
         return self.cache[key]
 
     def keeps(self, r: PlanRun) -> bool:
-        if r.seconds / self.reference.seconds - 1.0 > self.budget:
-            return False
-        if self.bound == "time":
-            return True
-        lat = latency_slowdowns(r.latencies, self.reference.latencies)
-        return lat is None or lat[0] <= self.budget
+        slowdown = r.seconds / self.reference.seconds - 1.0
+        return within_budget(slowdown, latency_slowdowns(r.latencies, self.reference.latencies), self.budget,
+                             self.bound)
 
     def _best(self, runs: Sequence[PlanRun]) -> PlanRun:
         ok = [r for r in runs if self.keeps(r)]
@@ -113,9 +110,8 @@ class OracleSearch:
 
     def static(self) -> PlanRun:
         """The best fixed clock lock or power limit over the whole run."""
-        n = len(self.names)
         self.say("oracle_static: every supported clock and a grid of power limits")
-        return self._best([self.run((s,) * n) for s in self.clock_options + self.power_options])
+        return self.static_of(self.clock_options + self.power_options)
 
     def static_of(self, options: list[Setpoint]) -> PlanRun:
         n = len(self.names)

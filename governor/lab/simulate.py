@@ -15,6 +15,7 @@ from pathlib import Path
 from ..clock import VirtualClock
 from ..config import Config, default_config
 from ..controllers.base import NO_CONTEXT, Controller, TickContext
+from ..controllers.model_params import BOUNDS
 from ..errors import GovdError
 from ..originals import OriginalsFile
 from ..policy import Policy, load_policy
@@ -23,9 +24,9 @@ from ..sim.device import SimDevice
 from ..sim.spec import GpuSpec, load_spec
 from ..sim.trace import Trace, load_trace
 from ..worker import GpuWorker, make_controller
-from .latency import RequestLatencies, latency_slowdowns
-
-BOUNDS = ("both", "time")  # what a budget bounds: end time and request latency, or end time only
+from .latency import RequestLatencies, latency_slowdowns, within_budget
+from .oracle_model import phase_curves, solve
+from .oracle_search import OracleSearch, phase_names
 
 
 class AppInformed(Controller):
@@ -76,10 +77,7 @@ class RunResult:
     def keeps(self, reference: RunResult, budget: float, bound: str = "both") -> bool:
         """Whether this run is within the budget on what the policy bounds: end time, and unless
         bound is "time", the mean request latency as well."""
-        if self.slowdown(reference) > budget:
-            return False
-        lat = self.latency_slowdowns(reference) if bound == "both" else None
-        return lat is None or lat[0] <= budget
+        return within_budget(self.slowdown(reference), self.latency_slowdowns(reference), budget, bound)
 
     def to_dict(self, reference: RunResult | None = None) -> dict:
         d = {"policy": self.policy, "energy_j": round(self.energy_j, 3), "seconds": round(self.seconds, 4),
@@ -182,8 +180,6 @@ def model_clock_plan(spec: GpuSpec, trace: Trace, budget: float) -> tuple[Setpoi
     search; None for a trace of more distinct phases than the exact solver handles in memory (a
     generated trace has dozens: its front reached gigabytes). Where phases of one name differ, the
     name gets the highest of their clocks."""
-    from .oracle_model import phase_curves, solve  # noqa: PLC0415
-    from .oracle_search import phase_names  # noqa: PLC0415
 
     if len(set(trace.phases)) > MODEL_PLAN_MAX_PHASES:
         return None
@@ -201,7 +197,6 @@ def model_clock_plan(spec: GpuSpec, trace: Trace, budget: float) -> tuple[Setpoi
 def oracle_runs(spec: GpuSpec, trace: Trace, reference: RunResult, budget: float, bound: str = "both",
                 progress: Callable[[str], None] | None = None) -> dict[str, RunResult]:
     """The oracles, found by search on the simulator (lab/oracle_search.py), as runs."""
-    from .oracle_search import OracleSearch  # noqa: PLC0415
 
     search = OracleSearch(spec, trace, budget, bound, progress=progress)
     plan = model_clock_plan(spec, trace, budget)
