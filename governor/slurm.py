@@ -30,6 +30,7 @@ from .control_client import CommandFailed, NotRunning, call
 from .errors import ConfigError, GovdError
 from .paths import SYSTEM_SOCKET
 from .tomlfile import TomlFileError, read_toml
+from .wire import ErrorCode
 
 SITE_FILE = Path("/etc/govd/slurm.toml")
 SOCKET_TIMEOUT_S = 0.8  # the whole script must be done within about a second if govd hangs
@@ -203,7 +204,7 @@ def prolog(env: dict[str, str], rules: SiteRules) -> Outcome:
             result = call(_socket(rules), "job.start", timeout_s=SOCKET_TIMEOUT_S,
                           **({**args, "policy": policy} if policy else args))
         except CommandFailed as exc:
-            if policy is None or exc.code not in ("unknown_policy", "bad_args", "bad_policy"):
+            if policy is None or exc.code not in (ErrorCode.BAD_POLICY, ErrorCode.BAD_ARGS):
                 raise
             line = (f"govd: policy {policy!r} (from {job.asked_by}) is unknown to govd on this node ({exc}); "
                     "the GPUs run the node's default policy")
@@ -244,7 +245,7 @@ def end_job(job_id: str, rules: SiteRules, out: Outcome) -> None:
         out.log.append(f"govd-slurm: job {job_id}: govd is not running; no energy to report")
         return
     except CommandFailed as exc:
-        if exc.code == "bad_job":
+        if exc.code == ErrorCode.BAD_JOB:
             out.log.append(f"govd-slurm: job {job_id}: not running in govd ({exc})")
         else:
             out.log.append(f"govd-slurm: job {job_id}: {exc}")
