@@ -29,7 +29,7 @@ def test_solve_matches_brute_force_on_a_small_trace(budget, make_trace):
         {"name": "b", "seconds": 3.0, "busy": 0.7, "clock_bound": 0.2, "intensity": 0.2, "dram": 0.6},
         {"name": "c", "seconds": 1.0, "busy": 0.5, "clock_bound": 0.5, "intensity": 0.5, "dram": 0.1,
          "slack": "arrival"})
-    full = phase_curves(load_spec("a100-sxm4"), trace, "clock")
+    full = phase_curves(load_spec("a100-sxm4"), trace)
     # thin the clock tables so brute force stays small: every 8th clock plus the default
     curves = []
     for c in full:
@@ -43,7 +43,7 @@ def test_solve_matches_brute_force_on_a_small_trace(budget, make_trace):
 
 def test_static_solution_uses_one_clock():
     trace = load_trace("training-stalls")
-    curves = phase_curves(load_spec("h100-sxm"), trace, "clock")
+    curves = phase_curves(load_spec("h100-sxm"), trace)
     idx = solve(curves, 0.03, same_for_all=True)
     assert len({float(c.clocks[i]) for c, i in zip(curves, idx, strict=True)}) == 1
 

@@ -26,7 +26,7 @@ class PhaseCurve:
     phase: Phase
     plays: int
     clocks: np.ndarray  # effective SM clock at each candidate
-    settings: list  # what is set: a clock (MHz) or a power limit (W)
+    settings: list  # the clock locked (MHz)
     energy: np.ndarray
     time: np.ndarray
 
@@ -45,8 +45,8 @@ def _phase_at(spec: GpuSpec, p: Phase, f_def: float, f: float, ambient: float) -
     return physics.power_w(spec, f, activity, dram, temp) * t, t
 
 
-def phase_curves(spec: GpuSpec, trace: Trace, kind: str) -> list[PhaseCurve]:
-    """Curves for each distinct phase; kind "clock" (locked clocks) or "power" (power limits)."""
+def phase_curves(spec: GpuSpec, trace: Trace) -> list[PhaseCurve]:
+    """Curves for each distinct phase over the supported clocks (locked clocks)."""
     curves = []
     plays: dict[Phase, int] = {}
     for p in trace.played():
@@ -57,22 +57,10 @@ def phase_curves(spec: GpuSpec, trace: Trace, kind: str) -> list[PhaseCurve]:
         for lock in spec.sm_clocks_mhz:
             f = min(float(lock), f_def)  # above the default clock the firmware's cap decides
             e, t = _phase_at(spec, p, f_def, f, trace.ambient_c)
-            if kind == "power":
-                # the limit that holds this phase at clock f; below the GPU's minimum limit it cannot
-                s = p.clock_bound * f_def / f + 1 - p.clock_bound
-                util = min(1.0, p.busy * s) if p.slack == "arrival" else p.busy * s / (p.busy * s + 1 - p.busy)
-                watts = physics.power_w(spec, f, util * p.intensity, util * p.dram / s, trace.ambient_c + 30)
-                if watts < spec.power_limit_min_w:
-                    continue
-                settings.append(float(watts))
-            else:
-                settings.append(int(lock))
+            settings.append(int(lock))
             clocks.append(float(lock))
             energy.append(e * n)
             time.append(t * n)
-        if not clocks:  # even the default draws less than the minimum limit: the limit never binds
-            e, t = _phase_at(spec, p, f_def, f_def, trace.ambient_c)
-            clocks, settings, energy, time = [float(f_def)], [None], [e * n], [t * n]
         curves.append(PhaseCurve(p, n, np.array(clocks), settings, np.array(energy), np.array(time)))
     return curves
 

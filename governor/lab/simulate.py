@@ -183,7 +183,7 @@ def model_clock_plan(spec: GpuSpec, trace: Trace, budget: float) -> tuple[Setpoi
 
     if len(set(trace.phases)) > MODEL_PLAN_MAX_PHASES:
         return None
-    curves = phase_curves(spec, trace, "clock")
+    curves = phase_curves(spec, trace)
     chosen: dict[str, int | None] = {}
     for c, i in zip(curves, solve(curves, budget), strict=True):
         clock = None if i == len(c.clocks) - 1 else int(c.settings[i])
