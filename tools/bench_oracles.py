@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from governor.controllers.model_params import BOUNDS  # noqa: E402
 from governor.lab.oracle_search import OracleSearch  # noqa: E402
-from governor.lab.simulate import DEFAULT_POLICY, model_clock_plan, run_trace  # noqa: E402
+from governor.lab.simulate import DEFAULT_POLICY, find_oracles, run_trace  # noqa: E402
 from governor.policy import Policy  # noqa: E402
 from governor.sim.generate import FAMILIES  # noqa: E402
 from governor.sim.spec import load_spec  # noqa: E402
@@ -41,8 +41,7 @@ def measure(gpu: str, name: str, bound: str) -> dict:
     spec, trace = load_spec(gpu), load_trace(name)
     t0 = time.process_time()
     search = OracleSearch(spec, trace, BUDGET, bound)
-    plan = model_clock_plan(spec, trace, BUDGET)
-    found = search.oracles(model_plans=[plan] if plan is not None else [])
+    found = find_oracles(search)
     cost_s, runs = time.process_time() - t0, search.runs
     ref = run_trace(spec, trace, DEFAULT_POLICY)
     saved = {k: 1 - r.energy_j / search.reference.energy_j for k, r in found.items()}

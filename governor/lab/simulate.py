@@ -194,13 +194,17 @@ def model_clock_plan(spec: GpuSpec, trace: Trace, budget: float) -> tuple[Setpoi
                  for n in phase_names(trace))
 
 
+def find_oracles(search: OracleSearch) -> dict:
+    """The search's oracles, started from the steady-state model's plan where there is one."""
+    plan = model_clock_plan(search.spec, search.trace, search.budget)
+    return search.oracles(model_plans=[plan] if plan is not None else [])
+
+
 def oracle_runs(spec: GpuSpec, trace: Trace, reference: RunResult, budget: float, bound: str = "both",
                 progress: Callable[[str], None] | None = None) -> dict[str, RunResult]:
     """The oracles, found by search on the simulator (lab/oracle_search.py), as runs."""
 
-    search = OracleSearch(spec, trace, budget, bound, progress=progress)
-    plan = model_clock_plan(spec, trace, budget)
-    found = search.oracles(model_plans=[plan] if plan is not None else [])
+    found = find_oracles(OracleSearch(spec, trace, budget, bound, progress=progress))
     return {kind: RunResult(policy=kind, energy_j=r.energy_j, seconds=r.seconds, max_temp_c=r.max_temp_c,
                             writes=0, ticks=0, latencies=r.latencies)
             for kind, r in found.items()}
