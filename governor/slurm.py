@@ -25,16 +25,15 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config_keys import Key, check_table
+from .config_keys import Key
 from .control_client import CommandFailed, NotRunning, call
-from .errors import ConfigError, GovdError
+from .errors import GovdError
 from .paths import SYSTEM_SOCKET
-from .tomlfile import TomlFileError, read_toml
+from .site_rules import AllowedPolicies, load_site_file
 from .wire import ErrorCode
 
 SITE_FILE = Path("/etc/govd/slurm.toml")
 SOCKET_TIMEOUT_S = 0.8  # the whole script must be done within about a second if govd hangs
-POLICY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 COMMENT_TOKEN = re.compile(r"(?:^|[\s,;])govd:policy=([^\s,;]+)")
 
 SITE_KEYS = {  # and `allowed`: the policies users may choose (absent: any policy govd knows)
@@ -51,8 +50,7 @@ SITE_KEYS = {  # and `allowed`: the policies users may choose (absent: any polic
 class SiteRules:
     """The site's rules for user-chosen policies (/etc/govd/slurm.toml)."""
 
-    allowed: tuple[str, ...] | None = None
-    partition_allowed: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    policies: AllowedPolicies = field(default_factory=AllowedPolicies)  # `allowed`, `[partition.NAME] allowed`
     admin_comment: bool = True
     dcgm_mapping_dir: str = "/var/lib/dcgm-exporter/job-mapping"
     state_dir: str = "/run/govd/slurm"
@@ -62,41 +60,8 @@ class SiteRules:
     @classmethod
     def load(cls, path: Path) -> SiteRules:
         """The rules in path; an absent file means the defaults (any policy, AdminComment on)."""
-        if not path.exists():
-            return cls()
-        try:
-            data = read_toml(path)
-        except TomlFileError as exc:
-            raise ConfigError(str(path), "", str(exc)) from None
-        partitions = data.pop("partition", {})
-        allowed = data.pop("allowed", None)
-        top = check_table(data, SITE_KEYS, str(path), "")
-        if not isinstance(partitions, dict):
-            raise ConfigError(str(path), "partition", "must be tables: [partition.NAME] allowed = [...]")
-        per = {}
-        for name, table in partitions.items():
-            if not isinstance(table, dict) or set(table) - {"allowed"} or "allowed" not in table:
-                raise ConfigError(str(path), f"partition.{name}", "allowed: only `allowed = [\"NAME\", ...]`")
-            per[name] = _names(table["allowed"], str(path), f"partition.{name}.allowed")
-        values = {k: top.get(k, key.default) for k, key in SITE_KEYS.items()}
-        return cls(allowed=_names(allowed, str(path), "allowed") if allowed is not None else None,
-                   partition_allowed=per, **values)
-
-    def allows(self, policy: str, partition: str) -> bool:
-        allowed = self.partition_allowed.get(partition, self.allowed)
-        return allowed is None or policy in allowed
-
-    def allowed_on(self, partition: str) -> tuple[str, ...] | None:
-        return self.partition_allowed.get(partition, self.allowed)
-
-
-def _names(values, source: str, key: str) -> tuple[str, ...]:
-    if not isinstance(values, list):
-        raise ConfigError(source, key, f"must be a list of policy names, got {values!r}")
-    for v in values:
-        if not isinstance(v, str) or not POLICY_NAME.match(v):
-            raise ConfigError(source, key, f"{v!r} is not a policy name (letters, digits, '.', '_', '-')")
-    return tuple(values)
+        values, policies = load_site_file(path, SITE_KEYS, "partition")
+        return cls(policies=policies, **values)
 
 
 @dataclass(frozen=True)
@@ -143,16 +108,10 @@ def choose_policy(job: SlurmJob, rules: SiteRules) -> tuple[str | None, str]:
     """(the policy to ask govd for, None for the node's; a line for the job, empty if nothing to say)."""
     if job.requested is None:
         return None, ""
-    name = job.requested
-    if not POLICY_NAME.match(name):
-        return None, (f"govd: policy {name!r} (from {job.asked_by}) is not a policy name; the GPUs run the "
-                      "node's default policy")
-    if not rules.allows(name, job.partition):
-        allowed = rules.allowed_on(job.partition) or ()
-        where = f" on partition {job.partition}" if job.partition in rules.partition_allowed else ""
-        return None, (f"govd: policy {name!r} (from {job.asked_by}) is not allowed{where}; allowed: "
-                      f"{', '.join(allowed) or 'none'}; the GPUs run the node's default policy")
-    return name, f"govd: the job's GPUs run policy {name!r}"
+    refusal = rules.policies.refusal(job.requested, job.partition, "on partition")
+    if refusal is not None:
+        return None, f"govd: {refusal} (from {job.asked_by}); the GPUs run the node's default policy"
+    return job.requested, f"govd: the job's GPUs run policy {job.requested!r}"
 
 
 def _socket(rules: SiteRules) -> Path:

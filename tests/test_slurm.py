@@ -15,6 +15,7 @@ import pytest
 
 from governor.errors import ConfigError
 from governor.paths import resolve_paths
+from governor.site_rules import AllowedPolicies
 from governor.slurm import SiteRules, SlurmJob, choose_policy, epilog, job_end, main, prolog, task_prolog
 
 
@@ -78,7 +79,7 @@ def test_the_spank_option_wins_over_the_comment(root, daemon):
 
 
 def test_a_forbidden_policy_runs_the_node_default_and_tells_the_job(root, daemon):
-    rules = rules_for(root, allowed=("batch", "balanced"), partition_allowed={"capped": ("batch",)})
+    rules = rules_for(root, policies=AllowedPolicies(("batch", "balanced"), {"capped": ("batch",)}))
     out = prolog(env(comment="govd:policy=max-savings"), rules)
     assert [w.policy.name for w in daemon.workers] == ["performance", "performance"]
     assert "not allowed" in out.job_line and "batch, balanced" in out.job_line
