@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from .control_server import Peer
 from .errors import ConfigError, GovdError
-from .jobs import job_report
+from .jobs import JobIdUsed, job_report
 from .ledger_report import ledger_report, ledger_view
 from .policy import POLICY_NAME, Policy, load_policy, policy_from_dict, policy_names
 from .pricing import Pricing
@@ -213,6 +213,8 @@ def _job_start(api: ControlApi, args: dict, peer: Peer) -> dict:
     policy = api.policy({"name": args["policy"]}) if args.get("policy") else None
     try:
         job = d.jobs.start(args["id"], workers, policy, args.get("user", ""))
+    except JobIdUsed as exc:
+        raise ProtocolError(ErrorCode.JOB_ID_USED, str(exc)) from None
     except GovdError as exc:
         raise ProtocolError(ErrorCode.BAD_JOB, str(exc)) from None
     log.info("job %s started by uid %d", job.job_id, peer.uid)

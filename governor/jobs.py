@@ -38,6 +38,10 @@ def totals_dict(t: Totals) -> dict:
             "saved_lo_j": lo, "saved_hi_j": hi, "slowdown": t.slowdown}
 
 
+class JobIdUsed(GovdError):
+    """The job id is in the ledger already (a job id is used once)."""
+
+
 @dataclass
 class Job:
     job_id: str
@@ -70,7 +74,7 @@ class JobBook:
         if not JOB_ID.fullmatch(job_id):
             raise GovdError(f"{job_id[:80]!r} is not a job id (letters, digits, '_', '.', ':', '-'; at most 64)")
         if job_id in self.running or (self.store is not None and self.store.job_exists(job_id)):
-            raise GovdError(f"job {job_id} has been started already (a job id is used once)")
+            raise JobIdUsed(f"job {job_id} has been started already (a job id is used once)")
         for w in workers:
             other = self.job_of(w.info.index)
             if other is not None:

@@ -45,15 +45,25 @@ class AllowedPolicies:
                 f"{', '.join(self.allowed_in(group) or ()) or 'none'}")
 
 
-def load_site_file(path: Path, keys: dict[str, Key], group_word: str) -> tuple[dict, AllowedPolicies]:
-    """(the file's other keys checked against `keys`, with defaults; its allow-lists). An absent file
-    means the defaults and any policy."""
+def load_site_file(path: Path, keys: dict[str, Key], group_word: str,
+                   string_lists: dict[str, tuple[str, ...]] | None = None) -> tuple[dict, AllowedPolicies]:
+    """(the file's other keys checked against `keys`, and its non-empty lists of strings named in
+    `string_lists`, each with its default; its allow-lists). An absent file means the defaults and
+    any policy."""
+    string_lists = string_lists or {}
     if not path.exists():
-        return {k: key.default for k, key in keys.items()}, AllowedPolicies()
+        return {**{k: key.default for k, key in keys.items()}, **string_lists}, AllowedPolicies()
     try:
         data = read_toml(path)
     except TomlFileError as exc:
         raise ConfigError(str(path), "", str(exc)) from None
+    lists = {}
+    for name, default in string_lists.items():
+        raw = data.pop(name, list(default))
+        if not isinstance(raw, list) or not raw or not all(isinstance(v, str) and v.strip() for v in raw):
+            raise ConfigError(str(path), name, f"must be a non-empty list of strings such as {list(default)!r}, "
+                                               f"got {raw!r}")
+        lists[name] = tuple(raw)
     groups = data.pop(group_word, {})
     allowed = data.pop("allowed", None)
     top = check_table(data, keys, str(path), "")
@@ -64,7 +74,7 @@ def load_site_file(path: Path, keys: dict[str, Key], group_word: str) -> tuple[d
         if not isinstance(table, dict) or set(table) - {"allowed"} or "allowed" not in table:
             raise ConfigError(str(path), f"{group_word}.{name}", "allowed: only `allowed = [\"NAME\", ...]`")
         per[name] = policy_names(table["allowed"], str(path), f"{group_word}.{name}.allowed")
-    values = {k: top.get(k, key.default) for k, key in keys.items()}
+    values = {**{k: top.get(k, key.default) for k, key in keys.items()}, **lists}
     return values, AllowedPolicies(
         allowed=policy_names(allowed, str(path), "allowed") if allowed is not None else None, per_group=per)
 

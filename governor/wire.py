@@ -32,6 +32,7 @@ class ErrorCode(StrEnum):
     RELOAD_REFUSED = "reload_refused"
     NO_LEDGER = "no_ledger"
     BAD_JOB = "bad_job"
+    JOB_ID_USED = "job_id_used"  # a job id is used once; a scheduler retrying after a restart picks another
     BUSY = "busy"
     LINE_TOO_LONG = "line_too_long"
     IDLE_TIMEOUT = "idle_timeout"

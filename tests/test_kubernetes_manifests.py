@@ -15,7 +15,7 @@ from governor.policy import policy_from_dict
 from governor.tomlfile import read_toml
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "kubernetes"
-CORE = ["namespace.yaml", "configmap.yaml", "daemonset.yaml", "service.yaml"]
+CORE = ["namespace.yaml", "rbac.yaml", "configmap.yaml", "daemonset.yaml", "service.yaml"]
 VERSIONS = ["1.29.0", "1.33.0"]
 need_validator = pytest.mark.skipif(shutil.which("kubernetes-validate") is None
                                     and not os.environ.get("GOVD_TESTS_REQUIRE_REAL"),
@@ -32,7 +32,8 @@ def test_manifests_validate_strictly(version):
     r = subprocess.run(["kubernetes-validate", "--strict", "-k", version, *CORE], cwd=DEPLOY,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("passed") == len(CORE), r.stdout
+    documents = sum(len([d for d in yaml.safe_load_all((DEPLOY / f).read_text()) if d]) for f in CORE)
+    assert r.stdout.count("passed") == documents, r.stdout
 
 
 def test_the_configmap_holds_a_config_and_a_policy_govd_accepts(tmp_path):
@@ -51,18 +52,45 @@ def test_the_daemonset_runs_where_gpus_are_with_what_it_needs():
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert pod["priorityClassName"] == "system-node-critical"
-    (c,) = pod["containers"]
+    c, agent = pod["containers"]
     assert c["securityContext"]["privileged"] is True
     assert c["lifecycle"]["preStop"]["exec"]["command"] == ["govctl", "pause"]
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     for path in ("/run/govd", "/var/lib/govd"):
         assert volumes[mounts[path]["name"]]["hostPath"]["path"] == path
-    kubelet = mounts["/var/lib/kubelet/pod-resources"]
+    config_items = {i["path"] for i in volumes["config"]["configMap"]["items"]}
+    assert config_items == {"govd.toml", "policies/batch-capped.toml", "kubernetes.toml"}
+    # the per-pod agent: the kubelet's socket read-only, govd's socket, its node's name
+    assert agent["command"] == ["govd-k8s"] and "privileged" not in agent.get("securityContext", {})
+    agent_mounts = {m["mountPath"]: m for m in agent["volumeMounts"]}
+    kubelet = agent_mounts["/var/lib/kubelet/pod-resources"]
     assert kubelet["readOnly"] is True
     assert volumes[kubelet["name"]]["hostPath"]["path"] == "/var/lib/kubelet/pod-resources"
-    config_items = {i["path"] for i in volumes["config"]["configMap"]["items"]}
-    assert config_items == {"govd.toml", "policies/batch-capped.toml"}
+    assert agent_mounts["/run/govd"]["name"] == mounts["/run/govd"]["name"]
+    env = {e["name"]: e for e in agent["env"]}
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert env["GOVD_K8S_SITE"]["value"] == "/etc/govd/kubernetes.toml"
+    assert pod["serviceAccountName"] == "govd"
+
+
+def test_rbac_reads_pods_and_creates_events_and_nothing_more():
+    account, role, binding = yaml.safe_load_all((DEPLOY / "rbac.yaml").read_text())
+    assert [(r["resources"], sorted(r["verbs"])) for r in role["rules"]] == [
+        (["pods"], ["get", "list", "watch"]), (["events"], ["create"])]
+    assert all(r["apiGroups"] == [""] for r in role["rules"])
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
+                                    "namespace": account["metadata"]["namespace"]}]
+    assert load("daemonset.yaml")["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
+
+
+def test_the_configmaps_agent_settings_load(tmp_path):
+    from governor.k8s.agent import AgentSettings
+
+    (tmp_path / "kubernetes.toml").write_text(load("configmap.yaml")["data"]["kubernetes.toml"])
+    s = AgentSettings.load(tmp_path / "kubernetes.toml")
+    assert s.policies.allows("batch", "research") and not s.policies.allows("batch", "serving")
 
 
 def test_the_service_monitor_scrapes_the_services_port():

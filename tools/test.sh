@@ -39,6 +39,6 @@ fi
 if [ "${CI:-}" = "true" ] && [ "$(id -u)" = 0 ]; then
     export GOVD_TESTS_REQUIRE_REAL=1
 fi
-python3 -m pip install -q -e '.[test,systemd,plot]'
+python3 -m pip install -q -e '.[test,systemd,plot,kubernetes]'
 ruff check .
 python3 -m pytest -q "$@"
