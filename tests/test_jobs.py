@@ -77,14 +77,16 @@ def test_bad_job_requests_get_clear_errors(root, in_process_daemon):
     sock = resolve_paths(root).socket
     try:
         call(sock, "job.start", id="j1", gpus=[0])
-        for args, match in (({"id": "j1", "gpus": [1]}, "started already"),
-                            ({"id": "j2", "gpus": [0]}, "GPU 0 runs job j1"),
-                            ({"id": "bad id!", "gpus": [1]}, "not a job id"),
-                            ({"id": "j3", "gpus": [7]}, "no GPU with index 7"),
-                            ({"id": "j4", "gpus": []}, "non-empty list"),
-                            ({"id": "j5", "gpus": [1], "policy": "/etc/shadow"}, "not a policy name")):
-            with pytest.raises(CommandFailed, match=match):
+        for args, match, code in (({"id": "j1", "gpus": [1]}, "started already", "job_id_used"),
+                                  ({"id": "j2", "gpus": [0]}, "GPU 0 runs job j1", "bad_job"),
+                                  ({"id": "bad id!", "gpus": [1]}, "not a job id", "bad_job"),
+                                  ({"id": "j3", "gpus": [7]}, "no GPU with index 7", "no_such_gpu"),
+                                  ({"id": "j4", "gpus": []}, "non-empty list", "bad_args"),
+                                  ({"id": "j5", "gpus": [1], "policy": "/etc/shadow"}, "not a policy name",
+                                   "bad_policy")):
+            with pytest.raises(CommandFailed, match=match) as failed:
                 call(sock, "job.start", **args)
+            assert failed.value.code == code, args
         with pytest.raises(CommandFailed, match="not running here"):
             call(sock, "job.end", id="nope")
         assert d.workers[1].job_id is None
