@@ -53,8 +53,6 @@ def test_balanced_keeps_its_end_time_promise_on_every_trace(results, gpu, name):
     assert run.reversals / (run.seconds / 60.0) <= MAX_REVERSALS_PER_MIN, (gpu, name, run.reversals)
 
 
-@pytest.mark.xfail(strict=True, reason="balanced plans arriving work with a fixed busy headroom, not against "
-                                       "request latency (docs/benchmarks.md, 'What these show')")
 def test_balanced_bounds_request_latency_on_arriving_work(results):
     budget = load_policy("balanced").params["slowdown_budget"]
     misses = {}

@@ -41,7 +41,8 @@ def drive(controller, gpu, seconds, t0=0.0):
 
 
 def test_references_at_default_then_holds_a_lower_clock_for_memory_bound_arrival_work():
-    c = ModelController({"slowdown_budget": 0.03}, H100)
+    """Bound by end time only, arriving work needs only to be kept up with: most of the clock goes."""
+    c = ModelController({"slowdown_budget": 0.03, "bound": "time"}, H100)
     gpu = SyntheticGpu()
     c.start(gpu.read(0), Setpoint())
     sps = drive(c, gpu, 40)
@@ -49,6 +50,20 @@ def test_references_at_default_then_holds_a_lower_clock_for_memory_bound_arrival
     assert c.state == "hold" and c.current.kind == "arrival"
     assert ceiling(sps[-1]) < 1300  # most of the clock is not needed
     assert c.current.slowdown(ceiling(sps[-1])) <= 0.03
+
+
+def test_under_a_latency_bound_arriving_work_is_held_where_its_requests_stretch_within_budget():
+    """Each request's kernels run 10% clock-bound (cb 0.1): a 3% budget on their latency allows the
+    clock down to 1980 / (1 + 0.03 x 0.95 / 0.1) = 1541 MHz, far less than keeping up would."""
+    c = ModelController({"slowdown_budget": 0.03}, H100)
+    gpu = SyntheticGpu()
+    c.start(gpu.read(0), Setpoint())
+    sps = drive(c, gpu, 40)
+    assert c.state == "hold" and c.current.kind == "arrival" and c.current.latency_planned()
+    held = ceiling(sps[-1])
+    true_stretch = 0.1 * (1980.0 / held - 1.0)
+    assert 1500 <= held < 1980 and true_stretch <= 0.03
+    assert abs(c.current.stretch(held) - true_stretch) < 0.005  # what the busy share showed
 
 
 def test_zero_budget_never_probes():
@@ -170,14 +185,15 @@ def test_a_mix_reference_waits_for_a_backlog_to_drain_but_not_forever():
     assert start == pytest.approx(settle, abs=0.41)
 
 
-def _mix_after_its_first_probe(progress_at_probe):
-    c = ModelController({"slowdown_budget": 0.03}, H100)
+def _mix_after_its_first_probe(progress_at_probe, bound="time", clock_bound=1.0):
+    c = ModelController({"slowdown_budget": 0.03, "bound": bound}, H100)
     c.start(sample(0.0), Setpoint())
     c.composite = True
     ref = Probe(clock_mhz=1940, util=0.55, progress=30.0, power=420.0, temp_c=45.0)
     f = c.mix_probe_fracs[0] * ref.clock_mhz
-    m = PhaseModel(ref=ref, mix=True)
-    m.add(Probe(clock_mhz=f, util=0.55 * ref.clock_mhz / f, progress=progress_at_probe, power=330.0, temp_c=45.0))
+    m = PhaseModel(ref=ref, mix=True, latency_bound=bound == "both")
+    util = 0.55 * (clock_bound * ref.clock_mhz / f + 1.0 - clock_bound)
+    m.add(Probe(clock_mhz=f, util=util, progress=progress_at_probe, power=330.0, temp_c=45.0))
     c.models, c.current = [m], m
     c._next_probe(100.0)
     return c, m, f
@@ -189,6 +205,20 @@ def test_a_mix_of_arriving_work_goes_from_its_deepest_probe_straight_to_the_plan
     assert m.kind == "arrival"
     assert c.state == "probe" and c.probe_target < first  # not the shallower fixed probe: the plan
 
+
+def test_under_a_latency_bound_a_mix_is_probed_shallow_first_then_planned_by_its_requests_stretch():
+    c, m, first = _mix_after_its_first_probe(progress_at_probe=30.0, bound="both")
+    assert c.mix_probe_fracs == sorted(c.mix_probe_fracs, reverse=True)  # the shallowest first
+    assert first == c.mix_probe_fracs[0] * 1940 and m.kind == "arrival" and m.latency_planned()
+    # its kernels are all clock-bound: a lower clock stretches every request by as much, so the mix
+    # is held within the budget's stretch of its reference, with no more probing (a bound on end
+    # time alone would go on to a plan far below)
+    held = c.setpoint.sm_clock_max_mhz
+    assert c.state == "hold" and 1940 / (1 + 0.03 * 0.95) <= held < 1940 and m.stretch(held) <= 0.03 * 0.95
+    c, m, first = _mix_after_its_first_probe(progress_at_probe=30.0, bound="both", clock_bound=0.1)
+    # a tenth of its kernel time scales with the clock: planned lower, its requests within budget
+    plan = c.probe_target if c.state == "probe" else c.setpoint.sm_clock_max_mhz
+    assert plan < first and m.stretch(plan) <= c._budget_now(latency=True) + 1e-9
 
 def _held_mix(progress_at_probe):
     c, m, f = _mix_after_its_first_probe(progress_at_probe)

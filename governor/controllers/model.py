@@ -53,12 +53,23 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
         self.counterfactual = ModelPricing(self)
         p = self.params
         self.probe_fracs = self._parse_fracs(str(p["probe_fracs"]), p["slowdown_budget"])
+        shallow = self._parse_fracs("auto", min(p["slowdown_budget"], 0.03))
+        if p["bound"] == "both":
+            # under a latency bound a request served during a probe is late by its kernels' stretch
+            # there, and a deep probe of arriving work leaves a backlog behind: probes go no deeper
+            # than a 3% budget's, whatever the budget (a 10% budget's probe at 0.4 of the clock made
+            # a serving trace's requests 7% late on average, more than its whole plan did)
+            self.probe_fracs = [max(f, g) for f, g in zip(self.probe_fracs, shallow, strict=False)]
         # a mix's probes last several of its cycles, and probing arriving work deep makes backlogs the
         # next window misreads; they go no deeper than a 3% budget's, whatever the budget. Deepest
         # first: one probe there tells arriving work from serial (_next_probe)
-        self.mix_probe_fracs = sorted(max(f, g) for f, g in
-                                      zip(self.probe_fracs, self._parse_fracs("auto", min(p["slowdown_budget"], 0.03)),
-                                          strict=False))
+        self.mix_probe_fracs = sorted(max(f, g) for f, g in zip(self.probe_fracs, shallow, strict=False))
+        if p["bound"] == "both" and len(self.mix_probe_fracs) > 1:
+            # under a latency bound the shallowest first: a mix's windows last many of its cycles,
+            # and every request served in one is late by its kernels' full stretch at the probe
+            # clock. A mix of arriving work then goes to the clock its fit plans; a serial mix, whose
+            # fit bends, still gets the deep probe
+            self.mix_probe_fracs = [self.mix_probe_fracs[-1], *self.mix_probe_fracs[:-1]]
         self.use_power = p["objective"] == "power_cap" or not limits.capabilities.can_lock_clocks
         self.models: list[PhaseModel] = []
         self.current: PhaseModel | None = None
@@ -73,11 +84,15 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
         self.last_t: float | None = None
         self.elapsed = 0.0
         self.extra = 0.0  # estimated extra seconds spent (slowdown), probes included
+        self.lat_work_s = 0.0  # work of latency-planned phases so far (kernel seconds at the reference)
+        self.lat_extra_s = 0.0  # and the latency it is estimated to have gained (work x stretch), probes included
+        self._lat_charged: set = set()  # (phase model id, probe clock) charged to the latency estimate
         self.failed_windows = 0
         self.last_change: str = "start"
         self._curve_cache: dict = {}
         self._tick_s = 0.2
         self._window_extra_s = 0.0  # a mix window lengthened until it holds whole cycles
+        self._mix_window_s = 0.0  # how long the mix's last window grew to (its held windows are as long)
         self._drained_s = 0.0  # a mix reference's wait for a backlog to drain (_draining)
         self._saturated_s = 0.0  # how long the GPU has been saturated without a break
         self._thermal_power_w: float | None = None  # what default would dissipate at the thermal limit
@@ -147,12 +162,25 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
 
     def _hold(self, now: float, why: str) -> None:
         self._recharge_probes()
+        self._charge_probes_latency(self.current)
         plan = self._allocate()
         f = plan[id(self.current)]
         self.held_mhz = self.plan_mhz = f
         self.last_change = why
         self._enter(State.HOLD, now, self._realise(f, self.current))
         self.dither.set(now, self._dither_for(self.current, f))
+
+    def _resume(self, known: PhaseModel, now: float, why: str) -> None:
+        """Run a known phase: hold it, or, if its first probes were cut short by a change of phase
+        (a phase shorter than its reference and probes), go on probing it where they stopped.
+        Phases of a few seconds that come back are identified over their occurrences, and held one
+        by one, rather than taken for a mix."""
+        self.current = known
+        if not self.composite and len(known.probes) < min(len(self.probe_fracs), self.params["max_probes"]):
+            self.last_change = why
+            self._next_probe(now)
+        else:
+            self._hold(now, why)
 
     def _next_probe(self, now: float) -> None:
         m = self.current
@@ -220,6 +248,8 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
             if not self.composite and 0 < sample.sm_clock_mhz < self.held_mhz:
                 ran = sample.sm_clock_mhz
             self._account(dt, self.current.slowdown(ran))
+            if self.current.latency_planned():
+                self._account_latency(dt, self.current, ran)
             return self._decide_hold(sample, now, settled)
         probe_slow = 0.0
         if self.state == State.PROBE and self.current is not None and not self.use_power:
@@ -247,6 +277,8 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
             return self.setpoint
         if self._lengthen_mix_window():
             return self.setpoint
+        if self.composite:
+            self._mix_window_s = self._measure_s() + self._window_extra_s
         obs = self._probe_from_window()
         if obs is None:
             if self._fast_change(now):
@@ -275,14 +307,17 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
                     self._mix_restart = False
                     self._set_mix_windows([*kept, (obs, self._last_window_spread)])
                     known.ref = self._mean_obs([w for w, _ in self._mix_windows])
-                else:
-                    self._rebase(known, obs)  # a fresh reference for a known phase
+                    known.refit()
+                    self.current = known
+                    self._hold(now, "known phase")
+                    return self.setpoint
+                self._rebase(known, obs)  # a fresh reference for a known phase
                 known.refit()
-                self.current = known
-                self._hold(now, "known phase")
+                self._resume(known, now, "known phase")
                 return self.setpoint
             m = PhaseModel(ref=obs, min_progress=self._min_progress(sample),
-                           util_max=self._arrival_util_max(), mix=self.composite)
+                           util_max=self._arrival_util_max(), mix=self.composite,
+                           latency_bound=self.params["bound"] == "both")
             self._set_mix_windows([(obs, self._last_window_spread)] if self.composite else [])
             self._mix_model = m if self.composite else None
             self.models.append(m)
@@ -293,7 +328,11 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
             return self.setpoint
         # a probe finished: keep it only if it can be the same phase at a lower clock
         if not self._consistent(self.current.ref, obs):
-            if self._fast_change(now):
+            tail = self._mean_obs([self._last_obs(s) for s in self.window[-2:]])
+            other = None if self.composite else self._match(tail, self.current)
+            if other is not None:  # the work went back to a phase seen before: no news of a fast mix
+                self._resume(other, now, "phase change: known phase")
+            elif self._fast_change(now):
                 self._start_reference(now, "phases change too fast: measuring the mix")
             else:
                 self._start_reference(now, "phase changed while probing")
@@ -339,8 +378,7 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
                 return self.setpoint
             other = self._match(recent, m)
             if other is not None:  # switching between known phases is cheap, however often it happens
-                self.current = other
-                self._hold(now, "phase change: known phase")
+                self._resume(other, now, "phase change: known phase")
             elif self._fast_change(now):
                 self._start_reference(now, "phases change too fast: measuring the mix")
             else:
@@ -379,7 +417,10 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
             self.models.clear()
             self._start_reference(now, "refresh")
             return self.setpoint
-        if len(self.window) * 1.0 < self._measure_s() / max(1e-3, self._tick_s):
+        # as long as the mix's own windows grew to: a shorter one holds part of a cycle, whose mean
+        # is no measure of the mix (a 9 s burst-and-quiet cycle read through 5 s windows was "changed"
+        # at every other window, and measured anew at default settings each time)
+        if len(self.window) * 1.0 < max(self._measure_s(), self._mix_window_s) / max(1e-3, self._tick_s):
             return self.setpoint
         mean = self._mean_obs(self.window)
         self.window = []

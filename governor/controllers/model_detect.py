@@ -75,8 +75,7 @@ class PhaseDetection:
         known = self._match(obs, None)
         if known is None:
             return False
-        self.current = known
-        self._hold(now, "known phase")
+        self._resume(known, now, "known phase")
         return True
 
     @staticmethod

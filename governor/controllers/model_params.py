@@ -38,7 +38,8 @@ MODEL_EXPERT = {
     "min_progress_gpm_pct": Key(float, 0.05, lo=0.001, hi=50.0,
                                 doc="the same for GPM DRAM bandwidth, which has finer resolution"),
     "arrival_util_max": Key(float, 0.9, lo=0.5, hi=1.0,
-                            doc="arrival phases: most busy share planned for (headroom for backlogs)"),
+                            doc="arrival phases under a latency bound: most busy share a clock may give them "
+                                "(beyond it bursts queue); within it the budget bounds each request's stretch"),
     "arrival_util_max_time": Key(float, 0.98, lo=0.5, hi=1.0,
                                  doc="bound = time: most busy share planned for arriving work (end time needs "
                                      "only that the GPU keeps up)"),

@@ -11,24 +11,49 @@ import numpy as np
 
 from ..settings import Setpoint
 from ..telemetry import Sample
-from .phase_model import PhaseModel, Probe
+from .phase_model import QUEUED, PhaseModel, Probe
 
 
 class Planner:
     """Budget and clock choice (mixin of ModelController)."""
 
-    def _budget_now(self) -> float:
+    def _budget_now(self, latency: bool = False) -> float:
+        """The budget to plan with now: end time's, or (latency) the mean request latency's; less
+        what the running estimate of the spent share has overrun."""
         planned = self.params["slowdown_budget"] * self.params["budget_use"]
         if self.composite:
             planned *= self.params["composite_budget_share"]
-        if self.elapsed <= 1.0:
-            return planned
-        spent = self.extra / max(1e-6, self.elapsed - self.extra)
+        if latency:
+            if self.lat_work_s <= 0.2:
+                return planned
+            spent = self.lat_extra_s / self.lat_work_s
+        else:
+            if self.elapsed <= 1.0:
+                return planned
+            spent = self.extra / max(1e-6, self.elapsed - self.extra)
         return max(0.0, planned - max(0.0, spent - planned))
 
     def _account(self, dt: float, slowdown: float) -> None:
         self.elapsed += dt
         self.extra += dt * max(0.0, slowdown) / (1.0 + max(0.0, slowdown))
+
+    def _account_latency(self, dt: float, m: PhaseModel, f: float) -> None:
+        """Requests' latency, work-weighted as the bound is: the work of dt seconds of the phase (its
+        busy share at the reference) at the stretch the model gives the clock it ran at."""
+        work = dt * max(m.ref.util, 1e-3)
+        self.lat_work_s += work
+        self.lat_extra_s += work * float(max(0.0, min(m.stretch(f), QUEUED)))
+
+    def _charge_probes_latency(self, m: PhaseModel) -> None:
+        """A phase's probes count against the latency budget once it is known to be planned by
+        latency (while probing, whether its work arrives is not known yet): at the stretch its fit
+        gives each probe clock."""
+        if not m.latency_planned():
+            return
+        for (model_id, f), charge in self._charges.items():
+            if model_id == id(m) and (model_id, f) not in self._lat_charged:
+                self._lat_charged.add((model_id, f))
+                self._account_latency(charge[0], m, f)
 
     def _curves(self, m: PhaseModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Candidate clocks (up to the reference), cost and slowdown at each; cached per fit."""
@@ -36,7 +61,7 @@ class Planner:
         cached = self._curve_cache.get(key)
         if cached is None:
             clocks = np.array(self._clocks_up_to(m), dtype=float)
-            slow = np.maximum(0.0, m.slowdown(clocks))
+            slow = np.maximum(0.0, m.stretch(clocks))
             cost = m.energy_per_ref_second(clocks)
             if self.params["objective"] == "min_edp":
                 cost = cost * (1.0 + slow)
@@ -52,11 +77,10 @@ class Planner:
         return [c for c in self.limits.sm_clocks_mhz if c <= top] or [float(self.limits.sm_clock_min_mhz)]
 
     def _allocate(self) -> dict[int, float]:
-        """Per-phase clocks: minimum energy with the time-weighted slowdown within the budget.
-
-        Lagrangian: each phase independently minimizes cost + lambda * slowdown; lambda is raised
-        by bisection until the weighted slowdown fits the budget.
-        """
+        """Per-phase clocks: minimum energy with each bound kept. Phases planned by their requests'
+        latency share the latency budget, weighted by their work (as the mean latency is); the
+        others share the end-time budget, weighted by their time, less the end time the first group
+        costs (none while it keeps up)."""
         budget = self._budget_now()
         if budget <= 0.0 and self.composite and all(m.kind == "serial" for m in self.models):
             # the budget is spent on a mix of phases whose work waits on the clock: run at full
@@ -65,9 +89,26 @@ class Planner:
             # a clock that keeps up costs no time, so it keeps its clock
             top = float(self.limits.sm_clock_max_mhz)
             return {id(m): top for m in self.models}
-        curves = [self._curves(m) for m in self.models]
-        weights = np.array([max(m.seen_s, 1.0) for m in self.models])
-        weights = weights / weights.sum()
+        self._slack = {}
+        by_latency = [m for m in self.models if m.latency_planned()]
+        by_time = [m for m in self.models if not m.latency_planned()]
+        time_w = {id(m): max(m.seen_s, 1.0) for m in self.models}
+        total_w = sum(time_w.values())
+        plan = {}
+        if by_latency:
+            work = np.array([max(m.seen_s, 1.0) * max(m.ref.util, 1e-3) for m in by_latency])
+            plan.update(self._share(by_latency, work / work.sum(), self._budget_now(latency=True)))
+        if by_time:
+            spent = sum(time_w[id(m)] / total_w * max(0.0, float(m.slowdown(plan[id(m)]))) for m in by_latency)
+            weights = np.array([time_w[id(m)] / total_w for m in by_time])
+            plan.update(self._share(by_time, weights, max(0.0, budget - spent)))
+        return plan
+
+    def _share(self, models: list[PhaseModel], weights: np.ndarray, budget: float) -> dict[int, float]:
+        """Clocks for models whose weighted stretch must stay within budget. Lagrangian: each phase
+        independently minimizes cost + lambda * stretch; lambda is raised by bisection until the
+        weighted stretch fits."""
+        curves = [self._curves(m) for m in models]
 
         def plan(lam):
             idx = [int(np.argmin(cost + lam * slow)) for _, cost, slow in curves]
@@ -86,12 +127,11 @@ class Planner:
                 else:
                     hi = mid
             idx, _ = plan(hi)
-        self._slack = {}
         total = sum(w * c[2][i] for w, c, i in zip(weights, curves, idx, strict=True))
-        for m, w in zip(self.models, weights, strict=True):
+        for m, w in zip(models, weights, strict=True):
             # budget the discrete clocks leave unspent, in this phase's own slowdown units
             self._slack[id(m)] = max(0.0, budget - total) / max(w, 1e-9)
-        return {id(m): float(c[0][i]) for m, c, i in zip(self.models, curves, idx, strict=True)}
+        return {id(m): float(c[0][i]) for m, c, i in zip(models, curves, idx, strict=True)}
 
     def _dither_for(self, m: PhaseModel, f: float) -> tuple[float, float] | None:
         """(next lower clock, share of time at it) that spends the budget the chosen clock leaves

@@ -25,6 +25,9 @@ import numpy as np
 from scipy.optimize import nnls
 
 ARRIVAL_NEAR = 0.25  # probes within this fraction of the reference clock tell arriving work from serial
+LATENCY_CAUTIOUS_UTIL = 0.5  # busy share at the reference below which a phase may be requests, whatever its fit
+LATENCY_RESOLVED_UTIL = 0.1  # below this busy share (integer percent readings) a few percent of stretch is unreadable
+QUEUED = 10.0  # the stretch() of arriving work at a clock where requests would queue: never chosen
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class PhaseModel:
     version: int = 0  # bumped by every refit, so callers can cache predictions
     util_fit: tuple[float, float] | None = None  # without a proxy: utilization = a + b/f, from the probes
     warm_excess_w: float = 0.0  # measured - predicted power on a GPU warmer than at the reference (smoothed)
+    latency_bound: bool = False  # the budget bounds its requests' latency too (a policy's bound = "both")
 
     def __post_init__(self) -> None:
         self.refit()
@@ -195,6 +199,34 @@ class PhaseModel:
 
     def slowdown(self, f: float) -> float:
         return self.wall_time(f) / self.wall_time(self.ref.clock_mhz) - 1.0
+
+    def latency_planned(self) -> bool:
+        """Whether stretch() plans this phase by its requests' latency, when the budget bounds it:
+        arriving work; and, cautiously, work that may be arriving work: a phase without a progress
+        proxy, or one that leaves the GPU idle most of the time (there the spreads that tell
+        arriving from serial work are noise, and planned as serial its kernels could be stretched
+        many times over)."""
+        return self.latency_bound and (self.kind == "arrival" or not self.has_proxy
+                                       or self.ref.util < LATENCY_CAUTIOUS_UTIL)
+
+    def stretch(self, f: float) -> float:
+        """What the budget bounds at clock f. Serial work, or a budget on end time only: slowdown().
+        Arriving work under a latency bound: each request's latency over its latency at the
+        reference. While the GPU keeps up a request is served as it arrives, so that is its kernels'
+        time at f over their time at the reference, observable as the busy share at f over the busy
+        share at the reference for the same arrival rate; past the busy share `util_max` requests
+        queue behind each other, and the clock is never chosen. Without a progress proxy all kernel
+        time is taken to scale with the clock (the cautious case)."""
+        if not self.latency_planned():
+            return self.slowdown(f)
+        if not self.has_proxy or self.ref.util < LATENCY_RESOLVED_UTIL:
+            # how the busy share moves with the clock cannot be read: every kernel scales with it
+            return np.maximum(self.ref.clock_mhz / f - 1.0, self.slowdown(f))
+        k = self.kernel_time(f)
+        s = k / self.kernel_time(self.ref.clock_mhz) - 1.0
+        if self.kind == "arrival":
+            s = np.where(k / self.t_arrival > max(self.util_max, self.ref.util) + 1e-9, QUEUED + s, s)
+        return np.maximum(s, self.slowdown(f))
 
     def delay(self, f: float) -> float:
         """The slowdown the work itself sees at clock f, for pricing it rather than planning: arriving
