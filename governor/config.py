@@ -26,6 +26,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                             doc="log one status line per GPU this often (0: never)"),
         "call_timeout_s": Key(float, 10.0, lo=0.5, hi=600.0,
                               doc="a GPU whose loop has not finished a tick in this long is marked degraded"),
+        "remember_models": Key(bool, True, doc="keep what controllers learned about the work in STATE_DIR/models.json, "
+                                               "to reuse after a restart, in the next job and on the node's other "
+                                               "GPUs (restart to change)", reloads=False),
     },
     "socket": {
         "enabled": Key(bool, True, doc="serve the control socket (govctl) in the runtime folder (restart to change)",

@@ -28,6 +28,7 @@ from .ledger_keeper import LedgerKeeper, log_savings
 from .ledger_store import LedgerStore
 from .logsetup import LogTail
 from .metrics import MetricsExporter
+from .model_store import ModelStore
 from .originals import OriginalsFile
 from .paths import Paths
 from .policy import Policy, load_policy
@@ -44,6 +45,7 @@ log = logging.getLogger("govd")
 # it at once; what is left (hang detection, trial ends, ledger writes, the watchdog at half its
 # 30 s) needs no finer grain, and each wake-up costs ~0.1 ms of CPU on a busy host.
 SUPERVISE_S = 1.0
+MODELS_SAVE_S = 60.0  # the model store is written at most this often (and at stop)
 
 
 @dataclass
@@ -86,6 +88,8 @@ class Daemon:
         self.keeper: LedgerKeeper | None = None  # writes and logs the ledger (None: ledger off)
         self.metrics: MetricsExporter | None = None
         self.jobs = JobBook(None)  # the scheduler's jobs on this node (opened on the store at setup)
+        self.models: ModelStore | None = None  # what controllers learned, kept across restarts (setup)
+        self._next_models_save = 0.0
         self._next_ledger_log = 0.0
         self.notifier = options.notifier or Notifier()
         self.log_tail = LogTail()
@@ -137,6 +141,12 @@ class Daemon:
             log.error("cannot write %s (%s); no GPU is written until its originals are saved", self.paths.originals,
                       exc)
             unread = {}
+        if self.config.get("daemon", "remember_models"):
+            self.models = ModelStore.open(self.paths.state_dir / "models.json",
+                                          self.options.driver_version or "unknown", {w.info.name for w in self.workers})
+            self.config_warnings.extend(self.models.warnings)
+            for w in self.workers:
+                w.memory = self.models
         for w in self.workers:
             fields = {"GOVD_GPU": w.info.index, "GOVD_POLICY": w.policy.name}
             log.info("GPU %d %s (%s): policy %s, %s", w.info.index, w.info.name, w.info.uuid, w.policy.name, w.state,
@@ -199,6 +209,9 @@ class Daemon:
                 self.end_trials()
                 if self.keeper is not None and self.keeper.due():
                     self.flush_ledger()
+                if self.models is not None and self.clock.now() >= self._next_models_save:
+                    self._next_models_save = self.clock.now() + MODELS_SAVE_S
+                    self.save_models()
                 self._log_ledger()
                 if self.metrics is not None:
                     self.metrics.textfile_when_due(self.config.section("metrics"), self.clock.now())
@@ -313,6 +326,11 @@ class Daemon:
         for d in self.devices:
             with contextlib.suppress(Exception):  # closing: nothing useful to do with an error
                 d.close()
+        if self.models is not None:
+            for w in self.workers:  # what each loop learned since its last exchange
+                with contextlib.suppress(Exception):
+                    self.models.remember(w.info.name, w.controller.name, w.controller.export_models())
+            self.save_models()
         if self.store is not None:
             try:
                 self.flush_ledger()
@@ -350,6 +368,14 @@ class Daemon:
         return left
 
     # ----- ledger ------------------------------------------------------------------------------
+    def save_models(self) -> None:
+        """Write the model store if it changed; a failure is logged (the models are a saving, not a duty)."""
+        try:
+            self.models.save()
+        except OSError as exc:
+            log.warning("model store: cannot write %s (%s); learned models are kept in memory and tried again",
+                        self.models.path, exc.strerror or exc)
+
     def flush_ledger(self) -> None:
         """Write each GPU's totals since the last write (LedgerKeeper.flush), and running jobs'."""
         if self.keeper is not None:

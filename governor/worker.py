@@ -29,6 +29,7 @@ from .envelope import Ceiling, Envelope
 from .errors import ConfigError, DeviceError, GpuLostError
 from .ledger import CounterPower, GpuLedger, ThermalLimit, Totals
 from .loop_stats import LoopStats
+from .model_store import ModelStore
 from .originals import OriginalsFile
 from .policy import Policy
 from .settings import Limits, Setpoint
@@ -37,6 +38,8 @@ from .worker_status import gpu_status
 
 log = logging.getLogger("govd")
 
+
+MEMORY_EXCHANGE_S = 10.0  # how often a GPU loop trades learned models with the node's store
 
 def _no_ratio(sample: Sample, power_w: float) -> None:
     """A controller without a counterfactual cannot say what default would do at the thermal limit."""
@@ -83,6 +86,8 @@ class GpuWorker:
         self.settle_s = 0.5 if self.limits.capabilities.has_instant_power else 1.2
         self.decisions: deque = deque(maxlen=200)
         self._lock = threading.RLock()
+        self.memory: ModelStore | None = None  # the node's model store (set by the daemon; None: none)
+        self._next_exchange = 0.0  # when this loop next trades learned models with the store
 
     @property
     def applied(self) -> Setpoint | None:
@@ -145,6 +150,9 @@ class GpuWorker:
             self._take_ceiling()
             self.controller.start(sample, self._current_setpoint())
             self.started = True
+            self._recall()
+        elif now >= self._next_exchange:
+            self._exchange_models(now)
         if not self.dry_run and self._changed_behind_our_back(sample, counter_reset):
             return
         if self.state == "managed" and counterfactual is None and self.ledger.wants_default(now):
@@ -312,6 +320,25 @@ class GpuWorker:
                 self.state = "dry-run" if self.dry_run else ("managed" if self.manage else "watching")
                 self.reason = None
 
+    def _recall(self) -> None:
+        """Give a new controller what the node's store remembers for this GPU model."""
+        if self.memory is None:
+            return
+        taken = self.controller.import_models(self.memory.recall(self.info.name, self.controller.name))
+        if taken:
+            self.log.info("GPU %d: %d phase models recalled from the model store (each checked before it is "
+                          "trusted)", self.info.index, taken)
+
+    def _exchange_models(self, now: float) -> None:
+        """Every MEMORY_EXCHANGE_S: what this loop's controller learned goes to the store, and what other
+        GPUs of this model learned since comes back (the same work on another GPU need not be learned
+        again)."""
+        self._next_exchange = now + MEMORY_EXCHANGE_S
+        if self.memory is None:
+            return
+        self.memory.remember(self.info.name, self.controller.name, self.controller.export_models())
+        self.controller.import_models(self.memory.recall(self.info.name, self.controller.name))
+
     def set_policy(self, policy: Policy) -> None:
         """Switch policy without a bump: the new controller starts from the GPU's current state."""
         with self._lock:
@@ -321,7 +348,11 @@ class GpuWorker:
                 self.started = True
             else:
                 self.started = False
+            if self.memory is not None:  # what the old controller learned is not lost with it
+                self.memory.remember(self.info.name, self.controller.name, self.controller.export_models())
             self.policy, self.controller = policy, controller
+            if self.started:
+                self._recall()
             self.log.extra["GOVD_POLICY"] = policy.name
             self.envelope.bounds = dict(policy.bounds)
 

@@ -71,6 +71,14 @@ def _gpu_details(g: GpuStatus) -> list[str]:
     c = g.controller_state
     detail = ", ".join(f"{k} {v}" for k, v in c.items() if not isinstance(v, dict))
     lines = [f"GPU {g.index} {g.uuid}: {g.controller}: {detail}" + (f"; job {g.job}" if g.job else "")]
+    memory = (c.get("phase") or {}).get("from_memory")
+    if memory:
+        age = int(memory["learned_s_ago"])
+        when = f"{age // 86400}d{age % 86400 // 3600:02d}h" if age >= 86400 else \
+            f"{age // 3600}h{age % 3600 // 60:02d}m" if age >= 3600 else f"{age // 60}m{age % 60:02d}s"
+        lines.append(f"  phase model from memory (the model store), learned {when} ago; "
+                     + ("checked against this run's readings" if memory["verified"] else "on trial: dropped if its "
+                        "predictions miss"))
     dither = c.get("dither")
     if dither:
         lines.append(f"  alternating {mhz(dither['planned_clock_mhz'])} and {mhz(dither['lower_clock_mhz'])} MHz, "

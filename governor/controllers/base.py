@@ -5,7 +5,9 @@ synthetic sample sequences and replayed from a log. It never sees the device, th
 ground truth or the envelope; the envelope clamps whatever it asks for.
 
 Three calls: `start` (take over a GPU without a bump), `decide` (the setpoint for this tick) and
-`status` (for `govctl status`). A controller that measures each phase at default settings itself
+`status` (for `govctl status`). A controller that learns about the work may also hand what it learned
+to the node's model store and take it back (`export_models`, `import_models`: plain records, the
+worker does the I/O). A controller that measures each phase at default settings itself
 also offers the ledger a `Counterfactual`, so the ledger needs no control windows of its own.
 """
 
@@ -91,3 +93,13 @@ class Controller(ABC):
     def status(self) -> dict[str, Any]:
         """Controller state for `govctl status`: what it is doing and why."""
         return {}
+
+    def export_models(self) -> list[dict[str, Any]]:
+        """What it learned about the work, as JSON-able records for the node's model store (each with
+        a "key": the store keeps the newest record per key). None learned: []."""
+        return []
+
+    def import_models(self, records: list[tuple[dict[str, Any], float]]) -> int:
+        """Records from the store (with their age in seconds) to reuse; returns how many it took.
+        Records it cannot use are skipped, never an error."""
+        return 0

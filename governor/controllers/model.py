@@ -33,6 +33,7 @@ from ..telemetry import Sample
 from .base import NO_CONTEXT, Controller, TickContext
 from .dither import Dither
 from .model_detect import Cusum, PhaseDetection
+from .model_memory import MemoryHandling
 from .model_mix import MixHandling
 from .model_params import MODEL_EXPERT, MODEL_PARAMS
 from .model_plan import Planner
@@ -43,7 +44,7 @@ from .phase_model import PhaseModel, Probe
 MIX_STEP_MIN = 0.5  # a mix's refining window goes no deeper than this share of its deepest (_next_probe)
 
 
-class ModelController(PhaseDetection, MixHandling, Planner, Controller):
+class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Controller):
     name = "model"
     PARAMS = MODEL_PARAMS
     EXPERT = MODEL_EXPERT
@@ -111,6 +112,10 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
         self._mix_model: PhaseModel | None = None  # the model those windows belong to
         self._mix_version = 0  # bumped by _set_mix_windows, keys the pooled reference
         self._mix_restart = False  # the next window of the mix starts its pool anew (the GPU warmed)
+        self.memory_dropped = 0  # recalled models dropped because their predictions missed
+        self._trial_obs: list[Probe] = []  # a recalled model's hold readings, for its check (model_memory.py)
+        self._start_tail: list[Sample] = []  # readings before the first settle, matched against remembered phases
+        self.mix_memory: list[PhaseModel] = []  # mixes identified here or recalled: a mix seen again is held at once
 
     @staticmethod
     def _parse_fracs(text: str, budget: float) -> list[float]:
@@ -152,6 +157,7 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
         for c in self.cusums:
             c.reset()
         self.recent.clear()
+        self._trial_obs = []
 
     def _start_reference(self, now: float, why: str) -> None:
         self.last_change = why
@@ -161,6 +167,9 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
         self._enter(State.REFERENCE, now, Setpoint())
 
     def _hold(self, now: float, why: str) -> None:
+        if self.composite and self.current is not None and self.current.mix and self.current.probes \
+                and self.current not in self.mix_memory:
+            self.mix_memory = [*self.mix_memory, self.current][-self.params["max_phases"]:]
         self._recharge_probes()
         self._charge_probes_latency(self.current)
         plan = self._allocate()
@@ -266,6 +275,13 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
             self.current = self._refreshing
             self._hold(now, "refresh abandoned: thermal limit")
             return self.setpoint
+        if not settled and self.state == State.REFERENCE and self.last_change == "start" \
+                and any(m.memory_age_s is not None for m in self.models):
+            # taking over a GPU nothing has just changed: its readings need no settling, and work the
+            # store remembers is held from its first two readings
+            self._start_tail.append(sample)
+            if len(self._start_tail) >= 2 and self._back_to_known(now, self._start_tail):
+                return self.setpoint
         if settled and self._draining(sample, dt):
             return self.setpoint
         if settled:
@@ -300,6 +316,8 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
         self.failed_windows = 0
         if self.state == State.REFERENCE:
             known = self._match(obs, None)
+            if known is None and self.composite and self._adopt_mix(obs, now):
+                return self.setpoint
             if known is not None:
                 if self.composite and known is self._mix_model:
                     # the same mix again: pool its windows, each caught it at another point of its cycle
@@ -362,11 +380,16 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
         if self._dither_step(now) or now - self._dither_switch_t < self._settle():
             return self.setpoint  # readings straddle a dither switch: nothing to judge them by
         self.recent.append(obs)
+        if not m.verified:
+            self._trial_obs.append(obs)
         u, prog, power = m.predict(obs.clock_mhz)
         residuals = ((obs.util - u) / max(u, 0.05), (obs.progress - prog) / max(prog, 2.0),
                      (obs.power - power) / max(power, 1.0))
         alarms = [c.update(r) for c, r in zip(self.cusums, residuals, strict=True)]
         if alarms[2] and not (alarms[0] or alarms[1]) and self._power_drifted(m, residuals):
+            return self.setpoint
+        if (any(alarms) and self._trial_missed(m, now)) or self._trial_check(m, now):
+            self._start_reference(now, "remembered phase missed its check: measuring it anew")
             return self.setpoint
         if any(alarms):
             recent = self._mean_obs(list(self.recent))
@@ -431,8 +454,12 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
             self._start_reference(now, "GPU warmer than at the mix's reference")
             return self.setpoint
         if self._residual(m, mean) > self.params["composite_tolerance"]:
-            self._start_reference(now, "composite phase changed")
+            if self._trial_missed(m, now):
+                self._start_reference(now, "remembered mix missed its check: measuring it anew")
+            else:
+                self._start_reference(now, "composite phase changed")
             return self.setpoint
+        m.verified = True  # a whole window as the model predicted
         # re-plan once per window: the budget moves as the spent share falls back (or runs ahead)
         plan_mhz = self._allocate()[id(m)]
         if self.held_mhz is None or abs(plan_mhz - self.held_mhz) >= self._bin():
@@ -446,7 +473,9 @@ class ModelController(PhaseDetection, MixHandling, Planner, Controller):
             "state": self.state, "phases_known": len(self.models), "last_change": self.last_change,
             "composite": self.composite,
             "held_clock_mhz": self.held_mhz,
+            "phases_from_memory": sum(1 for x in self.models if x.memory_age_s is not None),
             "phase": None if m is None else {"kind": m.kind, "reference_clock_mhz": round(m.ref.clock_mhz),
+                                             "from_memory": self.memory_status(m),
                                              "predicted_slowdown": round(m.slowdown(self.held_mhz), 4)
                                              if self.held_mhz else None,
                                              "probes": len(m.probes), "has_progress_proxy": m.has_proxy},

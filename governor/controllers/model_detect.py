@@ -31,10 +31,12 @@ class Cusum:
 class PhaseDetection:
     """Telling phases apart (mixin of ModelController)."""
 
-    def _match(self, obs: Probe, exclude: PhaseModel | None, tolerance: float | None = None) -> PhaseModel | None:
-        """The known phase that explains obs best within tolerance (match_tolerance by default)."""
+    def _match(self, obs: Probe, exclude: PhaseModel | None, tolerance: float | None = None,
+               among: list[PhaseModel] | None = None) -> PhaseModel | None:
+        """The known phase (of `among`, else of the phases in use) that explains obs best within
+        tolerance (match_tolerance by default)."""
         best, best_r = None, self.params["match_tolerance"] if tolerance is None else tolerance
-        for m in self.models:
+        for m in self.models if among is None else among:
             if m is exclude:
                 continue
             r = self._residual(m, obs)
@@ -65,10 +67,11 @@ class PhaseDetection:
         return len(m.probes) < self.params["max_probes"] + 2 and \
             min(abs(p.clock_mhz - obs.clock_mhz) for p in m.points()) >= 3 * self._bin()
 
-    def _back_to_known(self, now: float) -> bool:
-        """If the latest readings match a known phase, hold it at once (no need to measure again).
-        Not on a refresh, whose point is a new measurement (the GPU has warmed, the work drifted)."""
-        tail = self.window[-2:]
+    def _back_to_known(self, now: float, tail: list[Sample] | None = None) -> bool:
+        """If the latest readings (the window's last two, or `tail`) match a known phase, hold it at
+        once (no need to measure again). Not on a refresh, whose point is a new measurement (the GPU
+        has warmed, the work drifted)."""
+        tail = self.window[-2:] if tail is None else tail[-2:]
         if not tail or not self.models:
             return False
         obs = self._mean_obs([self._last_obs(s) for s in tail])

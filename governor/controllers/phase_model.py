@@ -90,6 +90,9 @@ class PhaseModel:
     util_fit: tuple[float, float] | None = None  # without a proxy: utilization = a + b/f, from the probes
     warm_excess_w: float = 0.0  # measured - predicted power on a GPU warmer than at the reference (smoothed)
     latency_bound: bool = False  # the budget bounds its requests' latency too (a policy's bound = "both")
+    memory_age_s: float | None = None  # recalled from the model store: how old it was then (None: learned here)
+    recalled_at: float | None = None  # the controller's time it was recalled
+    verified: bool = True  # False while a recalled model is on trial (model_memory.py)
 
     def __post_init__(self) -> None:
         self.refit()

@@ -17,6 +17,7 @@ from ..config import Config, default_config
 from ..controllers.base import NO_CONTEXT, Controller, TickContext
 from ..controllers.model_params import BOUNDS
 from ..errors import GovdError
+from ..model_store import ModelStore
 from ..originals import OriginalsFile
 from ..policy import Policy, load_policy
 from ..settings import Setpoint
@@ -97,9 +98,12 @@ class RunResult:
 
 def run_trace(spec: GpuSpec, trace: Trace, policy: Policy, config: Config | None = None,
               max_factor: float = 20.0, controller_factory=None, timeline: bool = False,
-              on_tick: Callable[[GpuWorker, SimDevice], None] | None = None) -> RunResult:
+              on_tick: Callable[[GpuWorker, SimDevice], None] | None = None,
+              memory: ModelStore | None = None) -> RunResult:
     """Run one trace to its end under one policy on the virtual clock. on_tick(worker, device) is
-    called after every tick, for tools that look inside a run (tools/ledger_audit.py)."""
+    called after every tick, for tools that look inside a run (tools/ledger_audit.py). With a model
+    store the run starts from what it remembers and leaves what it learned there, as govd does
+    across restarts."""
     config = config or default_config()
     clock = VirtualClock()
     with tempfile.TemporaryDirectory(prefix="govd-sim-") as tmp:
@@ -108,6 +112,7 @@ def run_trace(spec: GpuSpec, trace: Trace, policy: Policy, config: Config | None
         controller = AppInformed(inner, device.gpu.truth) if hasattr(inner, "observe_app") else inner
         worker = GpuWorker(device, policy, config, OriginalsFile(Path(tmp) / "originals.json"), clock,
                            controller=controller)
+        worker.memory = memory
         period = worker.period_s
         limit = trace.default_seconds * max_factor + 600.0
         t = 0.0
@@ -128,6 +133,8 @@ def run_trace(spec: GpuSpec, trace: Trace, policy: Policy, config: Config | None
                 raise GovdError(f"{trace.name} under {policy.name} did not finish within {limit:.0f} simulated s")
             clock.sleep_until(t)
         truth = device.gpu.truth()
+        if memory is not None:
+            memory.remember(device.info.name, worker.controller.name, worker.controller.export_models())
         ledger = worker.ledger.since_start
         lo, hi = ledger.bounds()
         worker.hand_back()
