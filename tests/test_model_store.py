@@ -122,7 +122,7 @@ def test_a_remembered_phase_is_held_at_once_and_shows_where_it_came_from():
     assert again.import_models([(r, 3600.0) for r in records]) == 0  # known already: not twice
     held_after = drive(again, gpu2, 100.0, 30.0)
     assert held_after * 5 <= learned_after, (held_after, learned_after)
-    assert gpu2.f == gpu.f  # the same plan
+    assert abs(gpu2.f - gpu.f) <= 2 * again._bin()  # the same plan, within the re-planning steps
     status = again.status()
     assert status["phase"]["from_memory"]["verified"] is True and status["phases_from_memory"] == 1
     assert status["phase"]["from_memory"]["learned_s_ago"] >= 3600

@@ -41,6 +41,7 @@ from .model_pricing import ModelPricing
 from .model_state import State
 from .phase_model import PhaseModel, Probe
 
+REPLAN_MIN_SHARE = 0.02  # a held clock follows a new plan only when it moves by this share of the clock or more
 MIX_STEP_MIN = 0.5  # a mix's refining window goes no deeper than this share of its deepest (_next_probe)
 
 
@@ -212,6 +213,12 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                 # fitted as not clock-bound at all and sent to 135 MHz, 2.4 times too slow for its
                 # work: 11% of the budget spent in one window, and the mix then held at default)
                 f = max(f, self.limits.snap_clock(MIX_STEP_MIN * min(p.clock_mhz for p in m.points())))
+            elif m.latency_planned() and self.probe_fracs:
+                # under a latency bound a single phase's refining probe goes at most one fixed step
+                # below its deepest: two probes that showed no change fit a phase the clock does not
+                # touch, and a decode phase was sent to 345 MHz, its requests 30% late there, which
+                # spent the whole budget before any saving
+                f = max(f, self.limits.snap_clock(min(self.probe_fracs) * min(p.clock_mhz for p in m.points())))
             if f >= m.ref.clock_mhz - 1e-6 or min(abs(p.clock_mhz - f) for p in m.points()) < 3 * self._bin():
                 self._hold(now, "identified")
                 return
@@ -335,7 +342,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                 return self.setpoint
             m = PhaseModel(ref=obs, min_progress=self._min_progress(sample),
                            util_max=self._arrival_util_max(), mix=self.composite,
-                           latency_bound=self.params["bound"] == "both")
+                           latency_bound=self.params["bound"] == "both", boost_mhz=self.limits.sm_clock_max_mhz)
             self._set_mix_windows([(obs, self._last_window_spread)] if self.composite else [])
             self._mix_model = m if self.composite else None
             self.models.append(m)
@@ -422,9 +429,14 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         plan_mhz = self._allocate()[id(m)]
         if self._thermal_power_w is not None:
             plan_mhz = min(plan_mhz, self._thermal_plan(m, sample))
-        # up at once (the budget tightened), down only by two steps or more: a one-step move down is
-        # what the dither already spends, and following it each time flapped between neighbours
-        if plan_mhz >= self.plan_mhz + self._bin() or plan_mhz <= self.plan_mhz - 2 * self._bin():
+        # up at once when the budget tightened (spent ahead of plan); otherwise only by two steps and
+        # 2% of the clock or more: a one-step move is what the dither already spends, and following
+        # each one flapped between neighbours (at the thermal limit the plan moves with every integer
+        # reading of the temperature: a v100, 7.5 MHz a step, reversed 33 times in 5 minutes)
+        spent = self.extra / max(1e-6, self.elapsed - self.extra)
+        tightened = spent > self.params["slowdown_budget"] * self.params["budget_use"]
+        step = max(2 * self._bin(), REPLAN_MIN_SHARE * self.plan_mhz)
+        if plan_mhz >= self.plan_mhz + (self._bin() if tightened else step) or plan_mhz <= self.plan_mhz - step:
             self.held_mhz = self.plan_mhz = plan_mhz
             self.setpoint = self._realise(plan_mhz, m)
         self.dither.set(now, self._dither_for(m, self.plan_mhz))

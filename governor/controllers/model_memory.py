@@ -111,7 +111,8 @@ class MemoryHandling:
         if any(p.clock_mhz > top for p in (ref, *probes)):
             return None  # measured on a GPU with other clocks: not this one's physics
         return PhaseModel(ref=ref, probes=probes, min_progress=float(min_progress), mix=record.get("mix") is True,
-                          util_max=self._arrival_util_max(), latency_bound=self.params["bound"] == "both")
+                          util_max=self._arrival_util_max(), latency_bound=self.params["bound"] == "both",
+                          boost_mhz=self.limits.sm_clock_max_mhz)
 
     def _trial_missed(self, m: PhaseModel, now: float) -> bool:
         """A recalled model on trial whose predictions missed: it is dropped. True when so."""

@@ -13,6 +13,8 @@ from ..settings import Setpoint
 from ..telemetry import Sample
 from .phase_model import QUEUED, PhaseModel, Probe
 
+MAY_WAIT_UTIL = 0.8  # below this busy share at its reference a phase may be waiting for requests
+
 
 class Planner:
     """Budget and clock choice (mixin of ModelController)."""
@@ -72,9 +74,18 @@ class Planner:
         return cached
 
     def _clocks_up_to(self, m: PhaseModel) -> list[float]:
-        """The supported clocks a phase can be run at: none above its reference (the lowest if all are)."""
-        top = m.ref.clock_mhz + 1e-6
-        return [c for c in self.limits.sm_clocks_mhz if c <= top] or [float(self.limits.sm_clock_min_mhz)]
+        """The supported clocks a phase can be run at: none above its reference (the lowest if all are)
+        or, for work whose requests meet the firmware's boost, above that (m.top_mhz); and for a mix
+        or work that may be waiting for requests (idle a fifth of the time or more), under a latency
+        bound, none below the lowest clock it was measured at.
+        Their fits come from windows whose busy share moves little between clocks, and extrapolated
+        below the data such a fit can call the work clock-insensitive: a generated serving mix was
+        held at 345 MHz from windows at 1980-1530, its requests 50 times late from the backlog. A
+        busy phase is measured at its plan before it is held there (a refining probe)."""
+        top = m.top_mhz() + 1e-6
+        unmeasured_risk = m.latency_planned() and (m.mix or m.kind == "arrival" or m.ref.util < MAY_WAIT_UTIL)
+        bottom = min(p.clock_mhz for p in m.points()) - 1e-6 if unmeasured_risk else 0.0
+        return [c for c in self.limits.sm_clocks_mhz if bottom <= c <= top] or [float(self.limits.sm_clock_min_mhz)]
 
     def _allocate(self) -> dict[int, float]:
         """Per-phase clocks: minimum energy with each bound kept. Phases planned by their requests'
@@ -96,8 +107,13 @@ class Planner:
         total_w = sum(time_w.values())
         plan = {}
         if by_latency:
+            # the mean request latency weighs phases by their work, end time by their time: weighted
+            # by the larger of the two shares, one budget bounds both (each phase's stretch is at
+            # least its slowdown)
             work = np.array([max(m.seen_s, 1.0) * max(m.ref.util, 1e-3) for m in by_latency])
-            plan.update(self._share(by_latency, work / work.sum(), self._budget_now(latency=True)))
+            times = np.array([time_w[id(m)] / total_w for m in by_latency])
+            weights = np.maximum(work / work.sum(), times)
+            plan.update(self._share(by_latency, weights, min(budget, self._budget_now(latency=True))))
         if by_time:
             spent = sum(time_w[id(m)] / total_w * max(0.0, float(m.slowdown(plan[id(m)]))) for m in by_latency)
             weights = np.array([time_w[id(m)] / total_w for m in by_time])

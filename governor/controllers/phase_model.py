@@ -25,7 +25,6 @@ import numpy as np
 from scipy.optimize import nnls
 
 ARRIVAL_NEAR = 0.25  # probes within this fraction of the reference clock tell arriving work from serial
-LATENCY_CAUTIOUS_UTIL = 0.5  # busy share at the reference below which a phase may be requests, whatever its fit
 LATENCY_RESOLVED_UTIL = 0.1  # below this busy share (integer percent readings) a few percent of stretch is unreadable
 QUEUED = 10.0  # the stretch() of arriving work at a clock where requests would queue: never chosen
 
@@ -90,6 +89,7 @@ class PhaseModel:
     util_fit: tuple[float, float] | None = None  # without a proxy: utilization = a + b/f, from the probes
     warm_excess_w: float = 0.0  # measured - predicted power on a GPU warmer than at the reference (smoothed)
     latency_bound: bool = False  # the budget bounds its requests' latency too (a policy's bound = "both")
+    boost_mhz: float = 0.0  # the highest clock the firmware runs work at (its requests' clock at default)
     memory_age_s: float | None = None  # recalled from the model store: how old it was then (None: learned here)
     recalled_at: float | None = None  # the controller's time it was recalled
     verified: bool = True  # False while a recalled model is on trial (model_memory.py)
@@ -204,29 +204,41 @@ class PhaseModel:
         return self.wall_time(f) / self.wall_time(self.ref.clock_mhz) - 1.0
 
     def latency_planned(self) -> bool:
-        """Whether stretch() plans this phase by its requests' latency, when the budget bounds it:
-        arriving work; and, cautiously, work that may be arriving work: a phase without a progress
-        proxy, or one that leaves the GPU idle most of the time (there the spreads that tell
-        arriving from serial work are noise, and planned as serial its kernels could be stretched
-        many times over)."""
-        return self.latency_bound and (self.kind == "arrival" or not self.has_proxy
-                                       or self.ref.util < LATENCY_CAUTIOUS_UTIL)
+        """Whether stretch() plans this phase by its requests' latency: whenever the budget bounds it.
+        Readings do not tell requests from batch work reliably (memory-bound decode requests keep
+        the busy share and progress of serial work at every clock: planned as serial, by end time,
+        their kernels ran 10% slower than the budget), and the kernels' stretch bounds end time
+        too; batch work that needs only its end time bounded runs a policy with bound = "time"."""
+        return self.latency_bound
+
+    def boost_bound(self) -> bool:
+        """Latency-planned work whose busy share is too small to read its stretch from: its requests
+        are taken to run at the firmware's boost clock (stretch())."""
+        return self.latency_planned() and (not self.has_proxy or self.ref.util < LATENCY_RESOLVED_UTIL)
+
+    def top_mhz(self) -> float:
+        """The highest clock worth planning: the reference's, or the boost where requests meet it."""
+        return max(self.ref.clock_mhz, self.boost_mhz) if self.boost_bound() else self.ref.clock_mhz
 
     def stretch(self, f: float) -> float:
-        """What the budget bounds at clock f. Serial work, or a budget on end time only: slowdown().
-        Arriving work under a latency bound: each request's latency over its latency at the
-        reference. While the GPU keeps up a request is served as it arrives, so that is its kernels'
-        time at f over their time at the reference, observable as the busy share at f over the busy
-        share at the reference for the same arrival rate; past the busy share `util_max` requests
-        queue behind each other, and the clock is never chosen. Without a progress proxy all kernel
-        time is taken to scale with the clock (the cautious case)."""
+        """What the budget bounds at clock f. A budget on end time only: slowdown(). Under a latency
+        bound: each request's latency over its latency at the reference, and at least slowdown().
+        While the GPU keeps up a request is served as it arrives, so that is its kernels' time at f
+        over their time at the reference, observable as the busy share at f over the busy share at
+        the reference for the same arrival rate; past the busy share `util_max` arriving work queues,
+        and the clock is never chosen. Where the busy share is too small to read, all kernel time is
+        taken to scale with the clock from the firmware's boost (the cautious case)."""
         if not self.latency_planned():
             return self.slowdown(f)
-        if not self.has_proxy or self.ref.util < LATENCY_RESOLVED_UTIL:
-            # how the busy share moves with the clock cannot be read: every kernel scales with it
-            return np.maximum(self.ref.clock_mhz / f - 1.0, self.slowdown(f))
+        if self.boost_bound():
+            # how the busy share moves with the clock cannot be read: every kernel scales with it, and
+            # from the clock the firmware boosts to when a request comes, not the mean clock of a
+            # mostly idle phase (the firmware idles down between requests; a phase locked near that
+            # mean met the next burst at it, and the burst's requests queued behind its first second)
+            boost = max(self.ref.clock_mhz, self.boost_mhz)
+            return np.maximum(boost / f - 1.0, self.slowdown(f))
         k = self.kernel_time(f)
-        s = k / self.kernel_time(self.ref.clock_mhz) - 1.0
+        s = k / self.kernel_time(self.ref.clock_mhz) - 1.0  # serial work too: its kernels are its requests
         if self.kind == "arrival":
             s = np.where(k / self.t_arrival > max(self.util_max, self.ref.util) + 1e-9, QUEUED + s, s)
         return np.maximum(s, self.slowdown(f))
