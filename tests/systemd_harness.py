@@ -95,6 +95,8 @@ def exposed_paths() -> list[str]:
     return sorted({str(p) for p in runtime_paths()} | {str(repo)})
 
 
+SYSTEMD_TOP_CGROUPS = ("system.slice", "init.scope", "user.slice", "machine.slice")
+
 class SystemdNamespace:
     def __init__(self, unit_text: str, dropin: str, files: dict[str, str]):
         self.tmp = Path(tempfile.mkdtemp(prefix="govd-sd-"))
@@ -103,6 +105,7 @@ class SystemdNamespace:
         self.pid1_ticks: str | None = None
         self.ns: str | None = None
         self.cgroups: list[Path] = []
+        self._systemd_dirs_before: set[Path] = set()
         units = self.tmp / "units"
         (units / "govd.service.d").mkdir(parents=True)
         (units / "govd.service").write_text(unit_text)
@@ -120,6 +123,7 @@ class SystemdNamespace:
                "EXPOSE": ":".join(exposed_paths())}
         try:
             self.cgroups = self._sub_cgroups()
+            self._systemd_dirs_before = self._systemd_dirs()
             self.proc = subprocess.Popen(
                 ["unshare", "--pid", "--fork", "--mount", "--cgroup", "--propagation", "private", "--mount-proc",
                  "sh", "-c", BOOT], stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
@@ -154,6 +158,16 @@ class SystemdNamespace:
                 except OSError:
                     pass
         return made
+
+    @staticmethod
+    def _systemd_dirs() -> set[Path]:
+        """The top-level cgroups systemd makes (system.slice, init.scope, ...) at each hierarchy's root.
+        Where the kernel (gVisor) does not root the namespace's cgroups in its sub-cgroup, the
+        namespace's systemd makes them at the host's roots; those that were not there before the
+        test are its own, and are removed with it once empty."""
+        base = Path("/sys/fs/cgroup")
+        roots = [base, *(p for p in base.iterdir() if p.is_dir() and not p.is_symlink())] if base.is_dir() else []
+        return {r / name for r in roots for name in SYSTEMD_TOP_CGROUPS if (r / name).is_dir()}
 
     def _enter_cgroups(self) -> None:
         for sub in self.cgroups:
@@ -271,6 +285,17 @@ class SystemdNamespace:
                 sub.rmdir()
             except OSError:
                 pass
+        if not left:
+            for top in self._systemd_dirs() - self._systemd_dirs_before:
+                for child in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                    try:
+                        child.rmdir()  # an empty cgroup only: the kernel refuses one with processes
+                    except OSError:
+                        pass
+                try:
+                    top.rmdir()
+                except OSError:
+                    pass
         nsroot = self.tmp / "root"
         if not left and not (nsroot.exists() and os.path.ismount(nsroot)):
             shutil.rmtree(self.tmp, ignore_errors=True)

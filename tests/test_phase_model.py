@@ -131,3 +131,18 @@ def test_arriving_work_is_priced_late_only_once_its_kernels_outgrow_the_time_it_
     serial = PhaseModel(ref=synthetic_phase("serial")(1980.0))
     serial.add(synthetic_phase("serial")(1380.0))
     assert serial.delay(1200.0) == serial.slowdown(1200.0)
+
+
+def test_under_a_latency_bound_a_mix_whose_windows_disagree_is_not_planned_below_its_reference():
+    """Windows of a mix that no one time-against-clock curve passes through (the work changed
+    between them) are no basis for betting requests on a lower clock; consistent ones are."""
+    ref = Probe(clock_mhz=1856, util=0.58, progress=31.93, power=284.0)
+    wild = PhaseModel(ref=ref, probes=[Probe(clock_mhz=1669, util=0.55, progress=30.26, power=250.0),
+                                       Probe(clock_mhz=1515, util=0.48, progress=20.79, power=220.0)],
+                      mix=True, latency_bound=True)
+    assert wild.fit_error() > 0.1 and wild.stretch(1515.0) >= 10.0 and wild.stretch(1856.0) == 0.0
+    t = lambda f: 0.02 + 20.0 / f  # noqa: E731 - one curve through every window
+    calm = PhaseModel(ref=Probe(clock_mhz=1856, util=0.58, progress=1 / t(1856), power=284.0),
+                      probes=[Probe(clock_mhz=f, util=0.58, progress=1 / t(f), power=250.0) for f in (1669, 1515)],
+                      mix=True, latency_bound=True)
+    assert calm.fit_error() < 0.01 and 0.0 < calm.stretch(1515.0) < 1.0

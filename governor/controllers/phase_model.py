@@ -26,6 +26,7 @@ from scipy.optimize import nnls
 
 ARRIVAL_NEAR = 0.25  # probes within this fraction of the reference clock tell arriving work from serial
 LATENCY_RESOLVED_UTIL = 0.1  # below this busy share (integer percent readings) a few percent of stretch is unreadable
+MIX_FIT_TOLERANCE = 0.1  # a mix's windows off their fitted time curve by more than this: not planned under latency
 QUEUED = 10.0  # the stretch() of arriving work at a clock where requests would queue: never chosen
 
 
@@ -237,11 +238,25 @@ class PhaseModel:
             # mean met the next burst at it, and the burst's requests queued behind its first second)
             boost = max(self.ref.clock_mhz, self.boost_mhz)
             return np.maximum(boost / f - 1.0, self.slowdown(f))
+        if self.mix and self.fit_error() > MIX_FIT_TOLERANCE:
+            # windows of a mix that no one curve of time against clock passes through: the work
+            # changed between them (a job's workload moving on), and a clock planned from them is
+            # a guess; requests are not bet on it
+            return np.where(f < self.ref.clock_mhz - 1e-6, QUEUED, 0.0)
         k = self.kernel_time(f)
         s = k / self.kernel_time(self.ref.clock_mhz) - 1.0  # serial work too: its kernels are its requests
         if self.kind == "arrival":
             s = np.where(k / self.t_arrival > max(self.util_max, self.ref.util) + 1e-9, QUEUED + s, s)
         return np.maximum(s, self.slowdown(f))
+
+    def fit_error(self) -> float:
+        """How far the measured wall time per unit of work (1 / progress) lies from the fitted curve
+        at its own points, relative, at most; 0 with fewer points than the fit has parameters + 1."""
+        pts = [p for p in self.points() if p.progress > 0]
+        if len(pts) < 3 or not self.has_proxy:
+            return 0.0
+        a, b = fit_kernel([p.clock_mhz for p in pts], [1.0 / p.progress for p in pts])
+        return max(abs((a + b / p.clock_mhz) * p.progress - 1.0) for p in pts)
 
     def delay(self, f: float) -> float:
         """The slowdown the work itself sees at clock f, for pricing it rather than planning: arriving
