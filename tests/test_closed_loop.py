@@ -79,3 +79,19 @@ def test_batch_captures_most_of_the_best_fixed_clock_on_memory_bound_and_idle_wo
     best = OracleSearch(spec, trace, 0.03, "time").static()
     assert run.keeps(ref, 0.03 + 0.005, "time"), name
     assert 1 - run.energy_j / ref.energy_j >= 0.6 * (1 - best.energy_j / ref.energy_j), name
+
+
+MIX_DRIFT_MISS = pytest.mark.xfail(strict=True, reason="a training mix measured anew with a checkpoint in its "
+                                                       "reference window is planned too low (docs/benchmarks.md)")
+
+
+@pytest.mark.parametrize(("policy", "trace"), [("balanced", "gen:training:602046"), ("batch", "gen:training:602046"),
+                                               ("balanced", "gen:training:229377"),
+                                               pytest.param("batch", "gen:training:229377", marks=MIX_DRIFT_MISS)])
+def test_both_policies_keep_end_time_on_generated_training(policy, trace):
+    """Held-out training jobs (input stalls, checkpoints): end time within 3% + 0.5 point. Seed
+    602046 ran 10% long under `batch` while windows' clocks were weighted by utilization for every
+    bound (it is now only under a latency bound)."""
+    spec, t = load_spec("h100-sxm"), load_trace(trace)
+    ref, run = run_trace(spec, t, DEFAULT_POLICY), run_trace(spec, t, load_policy(policy))
+    assert run.slowdown(ref) <= 0.035, (trace, policy, run.slowdown(ref))

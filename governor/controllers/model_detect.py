@@ -81,15 +81,17 @@ class PhaseDetection:
         self._resume(known, now, "known phase")
         return True
 
-    @staticmethod
-    def _mean_obs(obs: list[Probe]) -> Probe:
-        """Mean readings; the clock weighted by how busy the GPU was at each reading, as the work saw
-        it: the firmware idles the clock down between sparse requests, and the plain mean of a quiet
-        phase's clock (754 MHz on an h100 whose requests ran at 1980) made fractions of it probes and
-        plans far below what its requests met at default."""
+    def _mean_obs(self, obs: list[Probe]) -> Probe:
+        """Mean readings. Under a latency bound the clock is weighted by how busy the GPU was at each
+        reading, the clock requests saw: the firmware idles the clock down between sparse requests,
+        and the plain mean of a quiet phase's clock (754 MHz on an h100 whose requests ran at 1980)
+        made fractions of it probes and plans far below what its requests met at default. End-time
+        planning keeps the plain mean, which its mix fits are made on (weighted, a training mix's
+        probes went a step deeper and a generated training job ran 10% long against 3%)."""
         util = np.array([o.util for o in obs])
         clock = np.array([o.clock_mhz for o in obs])
-        busy_clock = float(np.dot(util, clock) / util.sum()) if util.sum() > 0.05 * len(obs) else float(clock.mean())
+        weighted = self.params["bound"] == "both" and util.sum() > 0.05 * len(obs)
+        busy_clock = float(np.dot(util, clock) / util.sum()) if weighted else float(clock.mean())
         return Probe(clock_mhz=busy_clock, util=float(np.mean([o.util for o in obs])),
                      progress=float(np.mean([o.progress for o in obs])),
                      power=float(np.mean([o.power for o in obs])), temp_c=float(np.mean([o.temp_c for o in obs])))

@@ -229,6 +229,11 @@ class PhaseModel:
         the reference for the same arrival rate; past the busy share `util_max` arriving work queues,
         and the clock is never chosen. Where the busy share is too small to read, all kernel time is
         taken to scale with the clock from the firmware's boost (the cautious case)."""
+        if self.mix and self.fit_error() > MIX_FIT_TOLERANCE:
+            # windows of a mix that no one curve of time against clock passes through: the work
+            # changed between them (a job's workload moving on), and a clock planned from them is
+            # a guess; neither requests nor the end time are bet on it
+            return np.where(f < self.ref.clock_mhz - 1e-6, QUEUED, 0.0)
         if not self.latency_planned():
             return self.slowdown(f)
         if self.boost_bound():
@@ -238,11 +243,6 @@ class PhaseModel:
             # mean met the next burst at it, and the burst's requests queued behind its first second)
             boost = max(self.ref.clock_mhz, self.boost_mhz)
             return np.maximum(boost / f - 1.0, self.slowdown(f))
-        if self.mix and self.fit_error() > MIX_FIT_TOLERANCE:
-            # windows of a mix that no one curve of time against clock passes through: the work
-            # changed between them (a job's workload moving on), and a clock planned from them is
-            # a guess; requests are not bet on it
-            return np.where(f < self.ref.clock_mhz - 1e-6, QUEUED, 0.0)
         k = self.kernel_time(f)
         s = k / self.kernel_time(self.ref.clock_mhz) - 1.0  # serial work too: its kernels are its requests
         if self.kind == "arrival":
