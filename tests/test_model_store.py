@@ -202,3 +202,15 @@ def test_govd_keeps_learned_models_across_a_restart(in_process_daemon):
             run.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_store_changes_nothing_on_a_first_run():
+    """The loop trades records with the store every 10 s; the first time the work is seen, what it
+    gets back is only what it learned itself, and that must not change its decisions (single phases
+    put back while the work was held as a mix once made `idle` save half as much)."""
+    spec = load_spec("h100-sxm")
+    for name in ("idle", "training-stalls"):
+        trace = load_trace(name)
+        alone = run_trace(spec, trace, load_policy("balanced"))
+        with_store = run_trace(spec, trace, load_policy("balanced"), memory=ModelStore.open(None, "d", set()))
+        assert with_store.energy_j == pytest.approx(alone.energy_j, rel=1e-9), name

@@ -70,6 +70,8 @@ class MemoryHandling:
             m = self._model_from(record)
             if m is None or self._match(m.ref, None, among=self.mix_memory if m.mix else self.models) is not None:
                 continue
+            if not m.mix and self.composite:
+                continue  # while the work is held as a mix, single phases are not in play; offered again later
             m.memory_age_s = max(0.0, float(age_s))
             m.recalled_at = self.last_t
             m.verified = False
