@@ -258,18 +258,13 @@ def test_unannotated_pods_can_be_left_out(root, daemon, kubelet, api):
 # ----- settings and the command --------------------------------------------------------------------
 def test_settings_errors_name_the_key_and_what_is_allowed(root):
     site = root / "kubernetes.toml"
-    site.write_text('resource_names = "nvidia.com/gpu"\n')
-    with pytest.raises(ConfigError, match="resource_names: must be a non-empty list of strings"):
-        AgentSettings.load(site)
-    site.write_text("interval_s = 0\n")
-    with pytest.raises(ConfigError, match="interval_s"):
-        AgentSettings.load(site)
-    site.write_text('[namespace.capped]\nallowed = "batch"\n')
-    with pytest.raises(ConfigError, match="namespace.capped.allowed"):
-        AgentSettings.load(site)
-    site.write_text('annotaton = "x"\n')
-    with pytest.raises(ConfigError, match="annotation"):
-        AgentSettings.load(site)
+    for text, match in (('resource_names = "nvidia.com/gpu"\n', "resource_names: must be a non-empty list of strings"),
+                        ("interval_s = 0\n", "interval_s"),
+                        ('[namespace.capped]\nallowed = "batch"\n', "namespace.capped.allowed"),
+                        ('annotaton = "x"\n', "annotation")):  # a typo: the nearest key is named
+        site.write_text(text)
+        with pytest.raises(ConfigError, match=match):
+            AgentSettings.load(site)
     site.write_text('resource_names = ["nvidia.com/gpu", "nvidia.com/mig-1g.10gb"]\nallowed = ["batch"]\n'
                     '[namespace.research]\nallowed = ["batch", "max-savings"]\n')
     s = AgentSettings.load(site)
