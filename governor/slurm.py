@@ -33,6 +33,7 @@ from .site_rules import AllowedPolicies, load_site_file
 from .wire import ErrorCode
 
 SITE_FILE = Path("/etc/govd/slurm.toml")
+MAX_RUNS = 50  # runs of one requeued job told apart in govd's ledger (ID, ID.2, ... ID.50)
 SOCKET_TIMEOUT_S = 0.8  # the whole script must be done within about a second if govd hangs
 COMMENT_TOKEN = re.compile(r"(?:^|[\s,;])govd:policy=([^\s,;]+)")
 
@@ -159,17 +160,25 @@ def prolog(env: dict[str, str], rules: SiteRules) -> Outcome:
         return out
     args = {"id": job.job_id, "gpus": list(job.gpus), "user": job.user}
     try:
-        try:
-            result = call(_socket(rules), "job.start", timeout_s=SOCKET_TIMEOUT_S,
-                          **({**args, "policy": policy} if policy else args))
-        except CommandFailed as exc:
-            if policy is None or exc.code not in (ErrorCode.BAD_POLICY, ErrorCode.BAD_ARGS):
-                raise
-            line = (f"govd: policy {policy!r} (from {job.asked_by}) is unknown to govd on this node ({exc}); "
-                    "the GPUs run the node's default policy")
-            result = call(_socket(rules), "job.start", timeout_s=SOCKET_TIMEOUT_S, **args)
+        for run in range(1, MAX_RUNS + 1):
+            # a requeued job comes back with its id, which govd's ledger has used: its next run is
+            # ID.2, ID.3, ... (the Epilog finds it by the GPUs' job in govd's status)
+            args["id"] = job.job_id if run == 1 else f"{job.job_id}.{run}"
+            try:
+                result = call(_socket(rules), "job.start", timeout_s=SOCKET_TIMEOUT_S,
+                              **({**args, "policy": policy} if policy else args))
+                break
+            except CommandFailed as exc:
+                if exc.code == ErrorCode.JOB_ID_USED and run < MAX_RUNS:
+                    continue
+                if policy is None or exc.code not in (ErrorCode.BAD_POLICY, ErrorCode.BAD_ARGS):
+                    raise
+                line = (f"govd: policy {policy!r} (from {job.asked_by}) is unknown to govd on this node ({exc}); "
+                        "the GPUs run the node's default policy")
+                policy = None
         out.log.append(f"govd-slurm: job {job.job_id} started on GPUs {result['gpus']} with policy "
-                       f"{result['policy'] or 'the node default'}")
+                       f"{result['policy'] or 'the node default'}"
+                       + (f" (run {args['id']} in govd: the job was requeued)" if args["id"] != job.job_id else ""))
     except NotRunning:
         out.log.append(f"govd-slurm: job {job.job_id}: govd is not running; the GPUs keep their settings")
         line = "" if not line or policy is None else "govd: not running on this node; the policy request is ignored"
@@ -195,11 +204,31 @@ def energy_comment(report: dict) -> str:
             f"with policy {j['policy'] or 'node default'}")
 
 
+def running_id(job_id: str, rules: SiteRules) -> str:
+    """The id the job runs under in govd: its own, or ID.N for a requeued job's later run (from
+    govd's status); its own when govd cannot say."""
+    try:
+        gpus = call(_socket(rules), "status", timeout_s=SOCKET_TIMEOUT_S)["gpus"]
+    except (GovdError, KeyError, TypeError):
+        return job_id
+    runs = {g.get("job") for g in gpus if isinstance(g, dict)}
+    later = sorted((r for r in runs if isinstance(r, str) and r.startswith(job_id + ".")
+                    and r[len(job_id) + 1:].isdigit()), key=lambda r: int(r[len(job_id) + 1:]))
+    return job_id if job_id in runs or not later else later[-1]
+
+
 def end_job(job_id: str, rules: SiteRules, out: Outcome) -> None:
     """End the job in govd and, if the site asks, write its energy to its AdminComment. A job govd
     does not run (ended already, or never started) is no error."""
     try:
-        report = call(_socket(rules), "job.end", timeout_s=SOCKET_TIMEOUT_S, id=job_id)
+        try:
+            report = call(_socket(rules), "job.end", timeout_s=SOCKET_TIMEOUT_S, id=job_id)
+        except CommandFailed as exc:
+            # not running under its own id: a requeued job's later run (ID.N) may be
+            run_id = running_id(job_id, rules) if exc.code == ErrorCode.BAD_JOB else job_id
+            if run_id == job_id:
+                raise
+            report = call(_socket(rules), "job.end", timeout_s=SOCKET_TIMEOUT_S, id=run_id)
     except NotRunning:
         out.log.append(f"govd-slurm: job {job_id}: govd is not running; no energy to report")
         return

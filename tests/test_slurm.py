@@ -155,3 +155,18 @@ def test_the_batch_scripts_end_ends_the_job_and_the_epilog_then_only_cleans_up(r
     out = epilog(env(), rules)
     assert "not running in govd" in out.log[-1] and not (root / "scontrol.args").exists()
     assert not (root / "mapping" / "0").exists()
+
+
+def test_a_requeued_job_runs_again_under_its_next_run_id(root, daemon):
+    """Slurm requeues a job under its id, which govd's ledger has used: the second run is ID.2, with
+    the job's policy, and the Epilog ends that run."""
+    rules = rules_for(root)
+    prolog(env(comment="govd:policy=batch"), rules)
+    epilog(env(), rules)
+    out = prolog(env(comment="govd:policy=batch"), rules)
+    assert [w.job_id for w in daemon.workers] == ["77.2", "77.2"], out.log
+    assert [w.policy.name for w in daemon.workers] == ["batch", "batch"] and "requeued" in out.log[-1]
+    out = epilog(env(), rules)
+    assert [w.job_id for w in daemon.workers] == [None, None] and "ended" in out.log[-1], out.log
+    args = (root / "scontrol.args").read_text().splitlines()
+    assert args[1] == "JobId=77" and "with policy batch" in args[2]
