@@ -160,7 +160,8 @@ def prolog(env: dict[str, str], rules: SiteRules) -> Outcome:
         return out
     args = {"id": job.job_id, "gpus": list(job.gpus), "user": job.user}
     try:
-        for run in range(1, MAX_RUNS + 1):
+        run = 1
+        while True:
             # a requeued job comes back with its id, which govd's ledger has used: its next run is
             # ID.2, ID.3, ... (the Epilog finds it by the GPUs' job in govd's status)
             args["id"] = job.job_id if run == 1 else f"{job.job_id}.{run}"
@@ -170,6 +171,7 @@ def prolog(env: dict[str, str], rules: SiteRules) -> Outcome:
                 break
             except CommandFailed as exc:
                 if exc.code == ErrorCode.JOB_ID_USED and run < MAX_RUNS:
+                    run += 1
                     continue
                 if policy is None or exc.code not in (ErrorCode.BAD_POLICY, ErrorCode.BAD_ARGS):
                     raise

@@ -94,6 +94,7 @@ def test_a_forbidden_policy_runs_the_node_default_and_tells_the_job(root, daemon
 def test_an_unknown_policy_runs_the_node_default(root, daemon):
     out = prolog(env(comment="govd:policy=turbo"), rules_for(root))
     assert [w.policy.name for w in daemon.workers] == ["performance", "performance"]
+    assert [w.job_id for w in daemon.workers] == ["77", "77"]  # under its own id: nothing was requeued
     assert "'turbo'" in out.job_line and "unknown to govd" in out.job_line and "default" in out.job_line
     assert "not a policy name" in choose_policy(SlurmJob.from_env(env(spank="../etc/x")), SiteRules())[1]
 

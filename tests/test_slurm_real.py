@@ -106,6 +106,24 @@ def test_jobs_on_a_real_slurm_run_their_policies_and_report_their_energy():
         refused = cluster.run("sbatch", "--govd-policy=no/such", "--wrap", "true", check=False)
         assert refused.returncode != 0 and "a policy name is letters" in refused.stderr
 
+        # a requeued job keeps its id; its second run is ID.2 in govd, with its policy, and is ended
+        j6 = sbatch("--requeue", "--govd-policy=batch", "-o", str(work / "j6.out"), "--wrap", "sleep 4")
+        assert wait_for(lambda: any(g["job"] == j6 for g in status()), 30, READ_ERRORS), cluster.logs()
+        cluster.run("scontrol", "requeue", j6)
+        # Slurm holds a requeued job for its credential lifetime (2 min): the operator's way to rerun it now
+        assert wait_for(lambda: "PENDING" in cluster.run("squeue", "-h", "-j", j6, "-o", "%T", check=False).stdout, 30)
+        cluster.run("scontrol", "update", f"JobId={j6}", "StartTime=now")
+        assert wait_for(lambda: any(g["job"] == f"{j6}.2" and g["policy"] == "batch" for g in status()), 90,
+                        READ_ERRORS), (cluster.run("squeue", "-o", "%i %T %r %S", check=False).stdout,
+                                       cluster.logs(), (work / "prolog.log").read_text())
+        cluster.wait_jobs_done(60)
+        assert wait_for(lambda: all(g["job"] is None for g in status()), 20, READ_ERRORS)
+        runs = {}
+        for run in (j6, f"{j6}.2"):
+            r = subprocess.run([*govctl, "ledger", "--job", run, "--json"], capture_output=True, text=True, timeout=30)
+            runs[run] = json.loads(r.stdout)["jobs"][0]
+        assert all(r["policy"] == "batch" and r["end_reason"] == "ended" for r in runs.values()), runs
+
         # govd stopped: jobs still run, promptly, and the node stays in service
         stop_child(govd)
         t0 = time.monotonic()
