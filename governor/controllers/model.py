@@ -116,7 +116,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         self.memory_dropped = 0  # recalled models dropped because their predictions missed
         self._trial_obs: list[Probe] = []  # a recalled model's hold readings, for its check (model_memory.py)
         self._start_tail: list[Sample] = []  # readings before the first settle, matched against remembered phases
-        self.mix_memory: list[PhaseModel] = []  # mixes identified here or recalled: a mix seen again is held at once
+        self.mix_memory: list[PhaseModel] = []  # mixes identified in this run: a mix seen again is held at once
 
     @staticmethod
     def _parse_fracs(text: str, budget: float) -> list[float]:
@@ -466,12 +466,8 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
             self._start_reference(now, "GPU warmer than at the mix's reference")
             return self.setpoint
         if self._residual(m, mean) > self.params["composite_tolerance"]:
-            if self._trial_missed(m, now):
-                self._start_reference(now, "remembered mix missed its check: measuring it anew")
-            else:
-                self._start_reference(now, "composite phase changed")
+            self._start_reference(now, "composite phase changed")
             return self.setpoint
-        m.verified = True  # a whole window as the model predicted
         # re-plan once per window: the budget moves as the spent share falls back (or runs ahead)
         plan_mhz = self._allocate()[id(m)]
         if self.held_mhz is None or abs(plan_mhz - self.held_mhz) >= self._bin():

@@ -4,8 +4,9 @@ that work seen before (after a restart, in the next job, on another GPU of the n
 planned clock as soon as its reference readings match, without probing it again.
 
 A recalled model is on trial: it is used only where a reference window matches it, and if its
-predictions miss (a CUSUM alarm) within `VERIFY_S` of holding it, it is dropped and the phase is
-measured anew. The controller does no I/O: the worker carries records between it and the store.
+predictions miss (a CUSUM alarm, or the mean of its first `VERIFY_S` of hold), it is dropped and the
+phase is measured anew. Mixes are remembered within a run only (`mix_memory`, `_adopt_mix`). The
+controller does no I/O: the worker carries records between it and the store.
 
 A mixin of ModelController (model.py): it reads the controller's phase models and parameters.
 """
@@ -58,9 +59,8 @@ class MemoryHandling:
         for m in self.models:
             if m.mix or len(m.probes) < max(1, wanted) or not m.verified:
                 continue
-            out.append({"format": RECORD_FORMAT, "key": ("mix:" if m.mix else "") + fingerprint(m.ref),
-                        "mix": m.mix, "ref": asdict(m.ref), "probes": [asdict(p) for p in m.probes],
-                        "min_progress": m.min_progress})
+            out.append({"format": RECORD_FORMAT, "key": fingerprint(m.ref), "ref": asdict(m.ref),
+                        "probes": [asdict(p) for p in m.probes], "min_progress": m.min_progress})
         return out
 
     def import_models(self, records: list[tuple[dict, float]]) -> int:
@@ -70,7 +70,7 @@ class MemoryHandling:
         taken = 0
         for record, age_s in records:
             m = self._model_from(record)
-            if m is None or m.mix or self.composite or self._match(m.ref, None) is not None:
+            if m is None or self.composite or self._match(m.ref, None) is not None:
                 continue  # while the work is held as a mix, single phases are not in play; offered again later
             m.memory_age_s = max(0.0, float(age_s))
             m.recalled_at = self.last_t
@@ -98,8 +98,8 @@ class MemoryHandling:
         return True
 
     def _model_from(self, record) -> PhaseModel | None:
-        if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
-            return None
+        if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT or record.get("mix") is True:
+            return None  # not a record of this format, or a mix (mixes are not recalled)
         ref = probe_from(record.get("ref"))
         raw = record.get("probes")
         probes = [probe_from(p) for p in raw] if isinstance(raw, list) else [None]
@@ -110,16 +110,14 @@ class MemoryHandling:
         top = self.limits.sm_clock_max_mhz * 1.05
         if any(p.clock_mhz > top for p in (ref, *probes)):
             return None  # measured on a GPU with other clocks: not this one's physics
-        return PhaseModel(ref=ref, probes=probes, min_progress=float(min_progress), mix=record.get("mix") is True,
-                          util_max=self._arrival_util_max(), latency_bound=self.params["bound"] == "both",
-                          boost_mhz=self.limits.sm_clock_max_mhz)
+        return PhaseModel(ref=ref, probes=probes, min_progress=float(min_progress), util_max=self._arrival_util_max(),
+                          latency_bound=self.params["bound"] == "both", boost_mhz=self.limits.sm_clock_max_mhz)
 
     def _trial_missed(self, m: PhaseModel, now: float) -> bool:
         """A recalled model on trial whose predictions missed: it is dropped. True when so."""
         if m.verified or m.memory_age_s is None:
             return False
         self.models = [x for x in self.models if x is not m]
-        self.mix_memory = [x for x in self.mix_memory if x is not m]
         self.memory_dropped += 1
         return True
 

@@ -88,10 +88,15 @@ class Planner:
         return [c for c in self.limits.sm_clocks_mhz if bottom <= c <= top] or [float(self.limits.sm_clock_min_mhz)]
 
     def _allocate(self) -> dict[int, float]:
-        """Per-phase clocks: minimum energy with each bound kept. Phases planned by their requests'
-        latency share the latency budget, weighted by their work (as the mean latency is); the
-        others share the end-time budget, weighted by their time, less the end time the first group
-        costs (none while it keeps up)."""
+        """Per-phase clocks: minimum energy with the weighted stretch (PhaseModel.stretch) within the
+        budget. End time weighs phases by their time; under a latency bound the mean request latency
+        weighs them by their work, so each is weighted by the larger of its two shares and the budget
+        is the smaller of the two budgets: one budget then bounds both (each phase's stretch is at
+        least its slowdown).
+
+        Lagrangian: each phase independently minimizes cost + lambda * stretch; lambda is raised by
+        bisection until the weighted stretch fits the budget.
+        """
         budget = self._budget_now()
         if budget <= 0.0 and self.composite and all(m.kind == "serial" for m in self.models):
             # the budget is spent on a mix of phases whose work waits on the clock: run at full
@@ -100,30 +105,13 @@ class Planner:
             # a clock that keeps up costs no time, so it keeps its clock
             top = float(self.limits.sm_clock_max_mhz)
             return {id(m): top for m in self.models}
-        self._slack = {}
-        by_latency = [m for m in self.models if m.latency_planned()]
-        by_time = [m for m in self.models if not m.latency_planned()]
-        time_w = {id(m): max(m.seen_s, 1.0) for m in self.models}
-        total_w = sum(time_w.values())
-        plan = {}
-        if by_latency:
-            # the mean request latency weighs phases by their work, end time by their time: weighted
-            # by the larger of the two shares, one budget bounds both (each phase's stretch is at
-            # least its slowdown)
-            work = np.array([max(m.seen_s, 1.0) * max(m.ref.util, 1e-3) for m in by_latency])
-            times = np.array([time_w[id(m)] / total_w for m in by_latency])
-            weights = np.maximum(work / work.sum(), times)
-            plan.update(self._share(by_latency, weights, min(budget, self._budget_now(latency=True))))
-        if by_time:
-            spent = sum(time_w[id(m)] / total_w * max(0.0, float(m.slowdown(plan[id(m)]))) for m in by_latency)
-            weights = np.array([time_w[id(m)] / total_w for m in by_time])
-            plan.update(self._share(by_time, weights, max(0.0, budget - spent)))
-        return plan
-
-    def _share(self, models: list[PhaseModel], weights: np.ndarray, budget: float) -> dict[int, float]:
-        """Clocks for models whose weighted stretch must stay within budget. Lagrangian: each phase
-        independently minimizes cost + lambda * stretch; lambda is raised by bisection until the
-        weighted stretch fits."""
+        models = self.models
+        seen = np.array([max(m.seen_s, 1.0) for m in models])
+        weights = seen / seen.sum()
+        if self.params["bound"] == "both":
+            work = seen * np.array([max(m.ref.util, 1e-3) for m in models])
+            weights = np.maximum(weights, work / work.sum())
+            budget = min(budget, self._budget_now(latency=True))
         curves = [self._curves(m) for m in models]
 
         def plan(lam):
@@ -143,6 +131,7 @@ class Planner:
                 else:
                     hi = mid
             idx, _ = plan(hi)
+        self._slack = {}
         total = sum(w * c[2][i] for w, c, i in zip(weights, curves, idx, strict=True))
         for m, w in zip(models, weights, strict=True):
             # budget the discrete clocks leave unspent, in this phase's own slowdown units
