@@ -329,7 +329,7 @@ class Daemon:
         if self.models is not None:
             for w in self.workers:  # what each loop learned since its last exchange
                 with contextlib.suppress(Exception):
-                    self.models.remember(w.info.name, w.controller.name, w.controller.export_models())
+                    w.remember_models()
             self.save_models()
         if self.store is not None:
             try:

@@ -321,7 +321,8 @@ class GpuWorker:
                 self.reason = None
 
     def _recall(self) -> None:
-        """Give a new controller what the node's store remembers for this GPU model."""
+        """Give the controller what the node's store remembers for this GPU model (a new controller,
+        or at an exchange what the node's other GPUs learned since)."""
         if self.memory is None:
             return
         taken = self.controller.import_models(self.memory.recall(self.info.name, self.controller.name))
@@ -334,10 +335,13 @@ class GpuWorker:
         GPUs of this model learned since comes back (the same work on another GPU need not be learned
         again)."""
         self._next_exchange = now + MEMORY_EXCHANGE_S
-        if self.memory is None:
-            return
-        self.memory.remember(self.info.name, self.controller.name, self.controller.export_models())
-        self.controller.import_models(self.memory.recall(self.info.name, self.controller.name))
+        self.remember_models()
+        self._recall()
+
+    def remember_models(self) -> None:
+        """What this loop's controller has learned, into the node's store (none: nothing to do)."""
+        if self.memory is not None:
+            self.memory.remember(self.info.name, self.controller.name, self.controller.export_models())
 
     def set_policy(self, policy: Policy) -> None:
         """Switch policy without a bump: the new controller starts from the GPU's current state."""
@@ -348,8 +352,7 @@ class GpuWorker:
                 self.started = True
             else:
                 self.started = False
-            if self.memory is not None:  # what the old controller learned is not lost with it
-                self.memory.remember(self.info.name, self.controller.name, self.controller.export_models())
+            self.remember_models()  # what the old controller learned is not lost with it
             self.policy, self.controller = policy, controller
             if self.started:
                 self._recall()

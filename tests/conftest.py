@@ -64,6 +64,18 @@ def in_process_daemon():
 
 
 @pytest.fixture
+def training_daemon_on_root(root, in_process_daemon):
+    """A running in-process govd on the requesting module's `root` (h100 and a100 replaying
+    `training`), stopped after the test, pass or fail."""
+    run = in_process_daemon(root, trace="training")
+    d = run.start(lambda d: d.paths.socket.exists())
+    try:
+        yield d
+    finally:
+        run.stop()
+
+
+@pytest.fixture
 def make_trace():
     """make_trace(*phase_tables, **top_keys): a trace built from tables, as trace-format.md has them."""
     return _make_trace

@@ -29,13 +29,8 @@ def root():
 
 
 @pytest.fixture
-def daemon(root, in_process_daemon):
-    run = in_process_daemon(root, trace="training")
-    d = run.start(lambda d: d.paths.socket.exists())
-    try:
-        yield d
-    finally:
-        run.stop()
+def daemon(training_daemon_on_root):
+    return training_daemon_on_root
 
 
 def rules_for(root: Path, **extra) -> SiteRules:

@@ -133,8 +133,7 @@ def run_trace(spec: GpuSpec, trace: Trace, policy: Policy, config: Config | None
                 raise GovdError(f"{trace.name} under {policy.name} did not finish within {limit:.0f} simulated s")
             clock.sleep_until(t)
         truth = device.gpu.truth()
-        if memory is not None:
-            memory.remember(device.info.name, worker.controller.name, worker.controller.export_models())
+        worker.remember_models()
         ledger = worker.ledger.since_start
         lo, hi = ledger.bounds()
         worker.hand_back()
