@@ -107,7 +107,9 @@ def test_jobs_on_a_real_slurm_run_their_policies_and_report_their_energy():
         assert refused.returncode != 0 and "a policy name is letters" in refused.stderr
 
         # a requeued job keeps its id; its second run is ID.2 in govd, with its policy, and is ended
-        j6 = sbatch("--requeue", "--govd-policy=batch", "-o", str(work / "j6.out"), "--wrap", "sleep 4")
+        # (long enough that the requeue meets it running: a 4 s job could be completing by then, on a
+        # loaded machine, and the requeue then found no run to repeat)
+        j6 = sbatch("--requeue", "--govd-policy=batch", "-o", str(work / "j6.out"), "--wrap", "sleep 10")
         assert wait_for(lambda: any(g["job"] == j6 for g in status()), 30, READ_ERRORS), cluster.logs()
         cluster.run("scontrol", "requeue", j6)
         # Slurm holds a requeued job for its credential lifetime (2 min): the operator's way to rerun it now
