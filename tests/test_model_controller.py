@@ -1,9 +1,11 @@
 """The model-based controller on synthetic sequences and on the simulator."""
 
+import numpy as np
 import pytest
 from controller_helpers import H100, ceiling, sample
 
 from governor.controllers.base import TickContext
+from governor.controllers.mix import MixWindow, UtilPower
 from governor.controllers.model import MIX_STEP_MIN, ModelController
 from governor.controllers.model_mix import DRAIN_MAX_S
 from governor.controllers.phase_model import PhaseModel, Probe
@@ -221,35 +223,67 @@ def test_under_a_latency_bound_a_mix_is_probed_shallow_first_then_planned_by_its
     plan = c.probe_target if c.state == "probe" else c.setpoint.sm_clock_max_mhz
     assert plan <= first + c._bin() and m.stretch(plan) <= c._budget_now(latency=True) + 1e-9
 
-def _held_mix(progress_at_probe):
+def _window(probe, spread=0.0, saturated=0.0, util=(), power=()):
+    return MixWindow(probe=probe, spread=spread, saturated=saturated,
+                     parts=MixWindow.split(np.array(util, dtype=float), np.array(power, dtype=float)))
+
+
+# a mix's default-settings readings: quiet stretches and bursts, 100 W + 500 W per unit of busy share
+MIX_UTIL = [0.05, 0.1, 0.2, 0.6, 0.9, 0.95, 0.1, 0.05, 0.7, 0.8]
+MIX_POWER = [100.0 + 500.0 * u for u in MIX_UTIL]
+
+
+def _held_mix(progress_at_probe, saturated=0.0):
     c, m, f = _mix_after_its_first_probe(progress_at_probe)
     c._mix_model = m
-    c._set_mix_windows([(m.ref, 0.0)])
+    c._set_mix_windows([_window(m.ref, saturated=saturated, util=MIX_UTIL, power=MIX_POWER)])
+    m.refit()
     c._hold(150.0, "identified")
     return c, m
 
 
-def test_a_held_mix_of_arriving_work_is_priced_by_its_model_where_progress_is_an_integer():
-    # a quiet phase at 4.5% of DRAM bandwidth reads 4 or 5: the held clock's readings round
-    # otherwise than the reference window's did, and their ratio priced an a100 mix 5% low
+def test_a_mix_of_arriving_work_is_priced_at_the_busy_share_its_work_would_have_at_default():
+    # a mix's parts differ in energy per unit of DRAM progress (a burst moves much data per joule,
+    # a quiet stretch little), so pricing a held stretch's progress at the pool's rate claimed 28 kJ
+    # where 5 kJ was saved on a generated bursty mix; its busy share prices the same seconds instead
     c, m = _held_mix(progress_at_probe=30.0)
-    assert m.kind == "arrival"
-    held = c.limits.snap_clock(0.9 * m.ref.clock_mhz)  # between the reference and the deepest probe
-    assert m.delay(held) == pytest.approx(0.0, abs=1e-9)
-    ref = c.counterfactual.reference(sample(200.0, util=70.0, clock=held, mem=28.0, dram=None))
-    assert ref.known and ref.power_w == m.ref.power and ref.work_ratio == pytest.approx(1.0)
-    # GPM's bandwidth reading is fine enough to price by: the pooled reference as it is
-    assert c.counterfactual.reference(sample(200.0, util=70.0, clock=held, mem=28.0, dram=28.4)).work_ratio is None
-    # below its deepest probe the model extrapolates, and while probing it is being tested: readings price
-    deep = c.limits.snap_clock(0.5 * m.probes[0].clock_mhz)
-    assert c.counterfactual.reference(sample(200.0, util=99.0, clock=deep, mem=20.0, dram=None)).work_ratio is None
-    c._enter("probe", 200.0, Setpoint())
-    assert c.counterfactual.reference(sample(200.0, util=70.0, clock=held, mem=28.0, dram=None)).work_ratio is None
-    # a serial mix's model is the cautious one (it errs slow): its readings price it
+    assert m.kind == "arrival" and not m.busy_mix()
+    held = c.held_mhz = c.limits.snap_clock(0.9 * m.ref.clock_mhz)  # between the reference and the deepest probe
+    shorter = m.kernel_time(m.ref.clock_mhz) / m.kernel_time(held)
+    ref = c.counterfactual.reference(sample(200.0, util=70.0, clock=held, mem=28.0, dram=28.4))
+    assert ref.known and ref.work_ratio == 1.0
+    assert ref.power_w == pytest.approx(100.0 + 500.0 * 0.70 * shorter)
+    # a quieter stretch is priced lower, whatever its DRAM progress
+    quiet = c.counterfactual.reference(sample(201.0, util=10.0, clock=held, mem=28.0, dram=28.4))
+    assert quiet.power_w == pytest.approx(100.0 + 500.0 * 0.10 * shorter)
+    # below its deepest probe the model extrapolates: the busy share shrinks by the clock ratio, the most
+    c.held_mhz = deep = c.limits.snap_clock(0.5 * m.probes[0].clock_mhz)
+    priced = c.counterfactual.reference(sample(202.0, util=99.0, clock=deep, mem=20.0, dram=None))
+    assert priced.power_w == pytest.approx(100.0 + 500.0 * 0.99 * deep / m.ref.clock_mhz)
+    # a serial mix's work waits on the clock: its progress prices it, at the pool's rate
     c, m = _held_mix(progress_at_probe=30.0 * 0.85)
     assert m.kind == "serial"
-    priced = c.counterfactual.reference(sample(200.0, util=70.0, clock=m.probes[0].clock_mhz, mem=25.0, dram=None))
-    assert priced.work_ratio is None
+    assert c.counterfactual.reference(sample(200.0, util=70.0, clock=m.probes[0].clock_mhz, mem=25.0)).work_ratio \
+        is None
+    # and so does a busy mix's (saturated at default in a quarter of its readings or more)
+    c, m = _held_mix(progress_at_probe=30.0, saturated=0.6)
+    assert m.busy_mix()
+    assert c.counterfactual.reference(sample(200.0, util=70.0, clock=c.held_mhz, mem=25.0)).work_ratio is None
+
+
+def test_util_power_line_is_least_squares_and_never_falls_with_busy_share():
+    line = UtilPower.of(np.array(MIX_UTIL), np.array(MIX_POWER)).line()
+    assert line == pytest.approx((100.0, 500.0, 0.0), abs=1e-3)
+    halves = UtilPower.of(np.array(MIX_UTIL[:5]), np.array(MIX_POWER[:5])) + \
+        UtilPower.of(np.array(MIX_UTIL[5:]), np.array(MIX_POWER[5:]))
+    assert halves.line() == pytest.approx(line, abs=1e-3)
+    noisy = UtilPower.of(np.array(MIX_UTIL), np.array(MIX_POWER) + np.array([10.0, -10.0] * 5)).line()
+    assert noisy[2] == pytest.approx(10.0, rel=0.2)
+    flat = UtilPower.of(np.full(5, 0.3), np.array([200.0, 210.0, 190.0, 205.0, 195.0])).line()
+    assert flat[1] == 0.0 and flat[0] == pytest.approx(200.0)
+    falling = UtilPower.of(np.array([0.1, 0.5, 0.9]), np.array([300.0, 200.0, 100.0])).line()
+    assert falling[1] == 0.0 and falling[0] == pytest.approx(200.0)
+    assert UtilPower.of(np.array([0.1, 0.2]), np.array([1.0, 2.0])).line() is None
 
 
 def test_a_mix_whose_utilization_did_not_rise_at_its_probe_is_not_sent_far_below_it():
@@ -362,8 +396,11 @@ def test_a_first_probe_is_priced_by_its_phase_when_its_readings_fit_the_same_wor
     assert not c.counterfactual.reference(sample(1.1, util=12.0, clock=1530.0, power=150.0, mem=2.0, dram=2.0)).known
     # progress faster than at default is not the same work either
     assert not c.counterfactual.reference(sample(1.2, util=97.0, clock=1530.0, power=520.0, mem=40.0, dram=40.0)).known
-    # through integer memory utilization (no GPM) a probe's slowdown does not show: no claim
-    assert not c.counterfactual.reference(sample(1.4, util=97.0, clock=1530.0, power=520.0, mem=28.0)).known
+    # through integer memory utilization (no GPM) a probe's slowdown does not show: the same seconds at
+    # default power, less the most a clock this much lower can slow the work
+    no_gpm = c.counterfactual.reference(sample(1.4, util=97.0, clock=1530.0, power=520.0, mem=28.0))
+    assert no_gpm.known and no_gpm.power_w == ref.power
+    assert no_gpm.work_ratio == pytest.approx(1.0 / (1.0 + 0.97 * (1980.0 / 1530.0 - 1.0)))
     # and outside a probe the controller prices only what a phase model explains
     c._enter("hold", 2.0, Setpoint(sm_clock_min_mhz=1530, sm_clock_max_mhz=1530))
     c.held_mhz = 1530.0
@@ -376,7 +413,7 @@ def _warm_mix_controller(window_error):
                                  Probe(clock_mhz=1800, util=0.82, progress=22.0, power=470.0, temp_c=45.0),
                                  Probe(clock_mhz=1620, util=0.84, progress=21.0, power=390.0, temp_c=45.0))
     c.composite, c.change_interval_s = True, 1.0
-    c._set_mix_windows([(m.ref, window_error)])
+    c._set_mix_windows([_window(m.ref, window_error)])
     c._hold(0.0, "identified")
     t = 0.0
     while t < 30 and c.state == "hold":
@@ -412,7 +449,7 @@ def test_a_mix_window_too_short_for_whole_cycles_grows_until_it_holds_them():
     while c.state == "reference" and t < 60:
         c.decide(mix(t))
         t += 0.1
-    window, _ = c._mix_windows[0]
+    window = c._mix_windows[0].probe
     true_progress = (3.7 * 42.0 + 5.0 * 4.0) / 8.7
     assert t > 10.5 + 2.0  # it measured longer than the first estimate
     assert window.progress == pytest.approx(true_progress, rel=0.02)
@@ -493,3 +530,83 @@ def test_power_alone_drifting_from_the_model_shifts_its_power_curve_instead_of_s
     assert c.state == "hold" and c.last_change == "identified" and c.current is m
     f = float(c.setpoint.sm_clock_max_mhz or 1980)
     assert m.power(f) == pytest.approx(1.08 * cold.power(f), rel=0.02)
+
+
+def test_a_probe_ends_at_once_when_work_it_cannot_keep_up_with_arrives():
+    # a quiet phase probed below default; a burst arrives and saturates the GPU under the probe's
+    # ceiling: back to default settings on that reading, not at the window's end (a quiet phase's
+    # probe at 345 MHz had run a burst there for 2.4 s, its requests 10 times late)
+    c = ModelController({"slowdown_budget": 0.03}, H100)
+    t = 0.0
+    while c.state != "probe" and t < 10:
+        c.decide(sample(t, util=6.0, clock=1980.0, power=140.0, mem=1.0, dram=1.0))
+        t += 0.2
+    assert c.state == "probe" and ceiling(c.setpoint) < 1980
+    probe = c.probe_target
+    t += c._settle()  # inside the probe's measuring window
+    c.decide(sample(t, util=6.0, clock=probe, power=120.0, mem=1.0, dram=1.0))
+    # a change the clock keeps up with waits for the window's end
+    sp = c.decide(sample(t + 0.2, util=40.0, clock=probe, power=250.0, mem=10.0, dram=10.0))
+    assert c.state == "probe" and sp.sm_clock_max_mhz == probe
+    sp = c.decide(sample(t + 0.4, util=100.0, clock=probe, power=500.0, mem=30.0, dram=30.0))
+    assert c.state == "reference" and sp == Setpoint()
+    assert c.last_change == "phase changed while probing"
+
+
+def test_a_busier_reading_than_the_clock_can_explain_is_another_phase():
+    # busy time grows at most as the clock falls: 6% busy at 1770 MHz is at most 31% at 345 MHz
+    c, _ = controller_with_phase({"slowdown_budget": 0.03},
+                                 Probe(clock_mhz=1770, util=0.06, progress=0.1, power=144.0))
+    ref = c.current.ref
+    assert not c._consistent(ref, Probe(clock_mhz=345, util=1.0, progress=17.0, power=160.0))
+    assert c._consistent(ref, Probe(clock_mhz=345, util=0.3, progress=0.1, power=80.0))
+    assert c._consistent(ref, Probe(clock_mhz=1620, util=0.1, progress=0.1, power=130.0))
+
+
+def test_a_mix_whose_windows_disagree_is_held_at_its_reference_clock_not_the_cheapest():
+    # the reference clock is a mean of the firmware's choices (1959 MHz), no supported clock: with every
+    # clock below it forbidden, the planner had taken the cheapest of them (1605 MHz, requests 7% late)
+    c = ModelController({"slowdown_budget": 0.03, "bound": "both"}, H100)
+    c.start(sample(0.0), Setpoint())
+    c.composite = True
+    m = PhaseModel(ref=Probe(clock_mhz=1958.9, util=0.248, progress=8.37, power=256.0), mix=True,
+                   latency_bound=True, boost_mhz=1980.0)
+    m.add(Probe(clock_mhz=1778, util=0.424, progress=18.61, power=300.0))
+    m.add(Probe(clock_mhz=1605, util=0.334, progress=8.0, power=200.0))
+    c.models, c.current = [m], m
+    assert m.fit_error() > 0.1
+    assert c._allocate()[id(m)] == pytest.approx(m.ref.clock_mhz)
+    assert c._realise(m.ref.clock_mhz, m) == Setpoint()
+
+
+def _held_arriving_mix(saturated):
+    c = ModelController({"slowdown_budget": 0.03, "bound": "both"}, H100)
+    c.start(sample(0.0), Setpoint())
+    c.composite = True
+    m = PhaseModel(ref=Probe(clock_mhz=1980, util=0.3, progress=12.0, power=260.0), mix=True, latency_bound=True,
+                   saturated_share=saturated)
+    m.add(Probe(clock_mhz=1800, util=0.32, progress=12.0, power=230.0))
+    m.add(Probe(clock_mhz=1620, util=0.34, progress=12.0, power=205.0))
+    c.models, c.current, c._mix_model = [m], m, m
+    c.state, c.held_mhz, c.setpoint = "hold", 1620.0, Setpoint(sm_clock_min_mhz=345, sm_clock_max_mhz=1620)
+    c.state_start = c.last_t = 0.0
+    return c
+
+
+def test_a_burst_that_saturates_a_held_mix_runs_at_default_until_it_is_over():
+    c = _held_arriving_mix(saturated=0.02)
+    assert c.decide(sample(0.2, util=25.0, clock=1620.0)).sm_clock_max_mhz == 1620
+    # one saturated reading: the clock goes back to the firmware, and stays there through the burst
+    assert c.decide(sample(0.4, util=100.0, clock=1620.0)) == Setpoint() and c.burst_guard
+    assert c.decide(sample(0.6, util=80.0, clock=1980.0)) == Setpoint()
+    # no busier than the mix is on average at default: the burst and its backlog are done
+    assert c.decide(sample(0.8, util=20.0, clock=1980.0)).sm_clock_max_mhz == 1620 and not c.burst_guard
+    # a busy mix (training steps between stalls) saturates by itself: no guard
+    busy = _held_arriving_mix(saturated=0.6)
+    busy.decide(sample(0.2, util=100.0, clock=1620.0))
+    assert busy.decide(sample(0.4, util=100.0, clock=1620.0)).sm_clock_max_mhz == 1620
+    # nor under a bound on end time alone, whose work has no requests to queue
+    batch = _held_arriving_mix(saturated=0.02)
+    batch.params = {**batch.params, "bound": "time"}
+    batch.decide(sample(0.2, util=100.0, clock=1620.0))
+    assert batch.decide(sample(0.4, util=100.0, clock=1620.0)).sm_clock_max_mhz == 1620

@@ -134,11 +134,12 @@ def test_arriving_work_is_priced_late_only_once_its_kernels_outgrow_the_time_it_
 
 
 def test_under_a_latency_bound_a_mix_whose_windows_disagree_is_not_planned_below_its_reference():
-    """Windows of a mix that no one time-against-clock curve passes through (the work changed
-    between them) are no basis for betting requests on a lower clock; consistent ones are."""
+    """Windows of a mix that no one kernel-time-against-clock curve passes through (the work
+    changed between them: kernel time per unit of work up 47% for a 9% lower clock) are no basis for
+    betting requests on a lower clock; consistent ones are."""
     ref = Probe(clock_mhz=1856, util=0.58, progress=31.93, power=284.0)
     wild = PhaseModel(ref=ref, probes=[Probe(clock_mhz=1669, util=0.55, progress=30.26, power=250.0),
-                                       Probe(clock_mhz=1515, util=0.48, progress=20.79, power=220.0)],
+                                       Probe(clock_mhz=1515, util=0.48, progress=16.0, power=220.0)],
                       mix=True, latency_bound=True)
     assert wild.fit_error() > 0.1 and wild.stretch(1515.0) >= 10.0 and wild.stretch(1856.0) == 0.0
     t = lambda f: 0.02 + 20.0 / f  # noqa: E731 - one curve through every window
@@ -146,3 +147,21 @@ def test_under_a_latency_bound_a_mix_whose_windows_disagree_is_not_planned_below
                       probes=[Probe(clock_mhz=f, util=0.58, progress=1 / t(f), power=250.0) for f in (1669, 1515)],
                       mix=True, latency_bound=True)
     assert calm.fit_error() < 0.01 and 0.0 < calm.stretch(1515.0) < 1.0
+
+
+def test_a_mix_whose_load_moved_between_windows_is_still_planned_by_its_kernels():
+    """Arriving work does its work at the rate it arrives: between windows of a serving mix its
+    load moves, and with it the wall time per unit of work, while the kernel time per unit of work
+    (busy share over progress) follows the clock alone. The fit is judged on kernel time, so a load
+    that fell by 30% and then rose by 25% is no reason to hold the mix at its reference, and the
+    mix, seldom saturated at default, is planned as arriving work by its kernels' stretch."""
+    k = lambda f: 0.004 + 20.0 / f  # noqa: E731 - kernel seconds per unit of work
+    ref = Probe(clock_mhz=1856, util=0.5, progress=0.5 / k(1856), power=284.0)
+    probes = [Probe(clock_mhz=f, util=0.5 * load * k(f) / k(1856), progress=0.5 * load / k(1856), power=250.0)
+              for f, load in ((1669, 0.7), (1515, 1.25))]
+    m = PhaseModel(ref=ref, probes=probes, mix=True, latency_bound=True)
+    assert m.fit_error() < 0.01
+    assert m.kind == "arrival"
+    assert m.stretch(1515.0) == pytest.approx(k(1515) / k(1856) - 1.0, rel=1e-6)
+    busy = PhaseModel(ref=ref, probes=probes, mix=True, latency_bound=True, saturated_share=0.6)
+    assert busy.busy_mix() and not m.busy_mix()

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .phase_model import Probe
+
 CLEAN_SPREAD = 0.02  # sliding means that agree this well are taken for whole cycles
 BLOCK_CELLS = 16384  # sliding means computed at once (_sliding_means): bounds the memory of a long window
 
@@ -97,3 +99,68 @@ def _sliding_means(cp: np.ndarray, cr: np.ndarray, ms: np.ndarray, positions: np
         mean_ps.append(np.where(valid, mp, 0.0).sum(axis=1) / pos[:, 0])
         mean_rs.append(np.where(valid, mr, 0.0).sum(axis=1) / pos[:, 0])
     return np.concatenate(spreads), np.concatenate(mean_ps), np.concatenate(mean_rs)
+
+
+@dataclass(frozen=True)
+class UtilPower:
+    """Sums for a least-squares line of power against busy share over a mix's readings.
+
+    A mix's readings at one clock spread from quiet stretches to bursts, so they show how its power
+    grows with the GPU's busy share there; at default settings that line prices any stretch of the
+    mix by its own busy share (ModelPricing), whatever its make-up of bursts and quiet."""
+
+    n: int = 0
+    su: float = 0.0
+    suu: float = 0.0
+    sp: float = 0.0
+    sup: float = 0.0
+    spp: float = 0.0
+
+    @staticmethod
+    def of(util: np.ndarray, power: np.ndarray) -> UtilPower:
+        u, p = np.asarray(util, dtype=float), np.asarray(power, dtype=float)
+        return UtilPower(n=len(u), su=float(u.sum()), suu=float(u @ u), sp=float(p.sum()), sup=float(u @ p),
+                         spp=float(p @ p))
+
+    def __add__(self, other: UtilPower) -> UtilPower:
+        return UtilPower(self.n + other.n, self.su + other.su, self.suu + other.suu, self.sp + other.sp,
+                         self.sup + other.sup, self.spp + other.spp)
+
+    def line(self) -> tuple[float, float, float] | None:
+        """(watts at idle, watts per unit of busy share, residual standard deviation in watts); None
+        with too few readings. Without spread in the busy share the line is flat at the mean."""
+        if self.n < 3:
+            return None
+        sxx = self.n * self.suu - self.su * self.su
+        slope = (self.n * self.sup - self.su * self.sp) / sxx if sxx > 1e-9 * self.n * self.n else 0.0
+        slope = max(0.0, slope)  # more busy never draws less: a negative slope is noise
+        intercept = (self.sp - slope * self.su) / self.n
+        sse = self.spp - 2 * intercept * self.sp - 2 * slope * self.sup + intercept * intercept * self.n \
+            + 2 * intercept * slope * self.su + slope * slope * self.suu
+        return intercept, slope, float(np.sqrt(max(0.0, sse) / (self.n - 2)))
+
+
+@dataclass(frozen=True)
+class MixWindow:
+    """One default-settings window of a mix: its means over whole cycles, how far they may be off
+    (rel_spread of whole_cycles_mean), the share of its readings with the GPU saturated, and its
+    readings' power against busy share, in `PARTS` consecutive stretches."""
+
+    probe: Probe
+    spread: float
+    saturated: float
+    parts: tuple[UtilPower, ...]
+
+    PARTS = 4
+
+    @property
+    def util_power(self) -> UtilPower:
+        return sum(self.parts, UtilPower())
+
+    @staticmethod
+    def split(util: np.ndarray, power: np.ndarray) -> tuple[UtilPower, ...]:
+        """The window's readings in PARTS consecutive stretches (fewer for a short window)."""
+        n = len(util)
+        k = max(1, min(MixWindow.PARTS, n // 4))
+        edges = np.linspace(0, n, k + 1).astype(int)
+        return tuple(UtilPower.of(util[a:b], power[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True))

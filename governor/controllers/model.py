@@ -32,6 +32,7 @@ from ..settings import Setpoint
 from ..telemetry import Sample
 from .base import NO_CONTEXT, Controller, TickContext
 from .dither import Dither
+from .mix import MixWindow
 from .model_detect import Cusum, PhaseDetection
 from .model_memory import MemoryHandling
 from .model_mix import MixHandling
@@ -97,6 +98,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         self._mix_window_s = 0.0  # how long the mix's last window grew to (its held windows are as long)
         self._drained_s = 0.0  # a mix reference's wait for a backlog to drain (_draining)
         self._saturated_s = 0.0  # how long the GPU has been saturated without a break
+        self.burst_guard = False  # a saturated burst of a mix runs at default settings (_burst_guarded)
         self._thermal_power_w: float | None = None  # what default would dissipate at the thermal limit
         self._refreshing: PhaseModel | None = None  # the phase a refresh re-measures
         self._charges: dict = {}  # (phase model id, probe clock) -> [seconds, slowdown seconds charged]
@@ -108,8 +110,8 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         self.dither = Dither(period_s=p["dither_period_s"])
         self._dither_switch_t = float("-inf")
         self._slack: dict = {}
-        self._mix_windows: list[tuple[Probe, float]] = []  # default-settings windows of the current mix, and
-        self._last_window_spread = 0.0                     # how far each may be off (mix.py)
+        self._mix_windows: list[MixWindow] = []  # default-settings windows of the current mix (mix.py)
+        self._last_window: MixWindow | None = None  # the last window of a mix, as a default-settings window
         self._mix_model: PhaseModel | None = None  # the model those windows belong to
         self._mix_version = 0  # bumped by _set_mix_windows, keys the pooled reference
         self._mix_restart = False  # the next window of the mix starts its pool anew (the GPU warmed)
@@ -117,6 +119,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         self._trial_obs: list[Probe] = []  # a recalled model's hold readings, for its check (model_memory.py)
         self._start_tail: list[Sample] = []  # readings before the first settle, matched against remembered phases
         self.mix_memory: list[PhaseModel] = []  # mixes identified in this run: a mix seen again is held at once
+        self.learned_keys: set[str] = set()  # fingerprints of phases learned here and exported (import_models)
 
     @staticmethod
     def _parse_fracs(text: str, budget: float) -> list[float]:
@@ -235,6 +238,10 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         self._start_reference(sample.time_s, "start")
 
     def decide(self, sample: Sample, context: TickContext = NO_CONTEXT) -> Setpoint:
+        setpoint = self._decide(sample, context)
+        return Setpoint() if self._burst_guarded(sample) else setpoint
+
+    def _decide(self, sample: Sample, context: TickContext) -> Setpoint:
         # at the thermal limit: what default settings would dissipate there (TickContext)
         self._thermal_power_w = context.thermal_default_power_w
         now = sample.time_s
@@ -293,6 +300,15 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
             return self.setpoint
         if settled:
             self.window.append(sample)
+            if self.state == State.PROBE and not self.composite and sample.gpu_util_pct >= 97.0 \
+                    and self._window_mixes_phases():
+                # work the probe's ceiling cannot keep up with arrived: back to default settings at
+                # once, not at the window's end (a burst that arrived during a quiet phase's probe at
+                # 345 MHz ran there for 2.4 s of failed windows, and its requests were 10 times late).
+                # A change the clock keeps up with waits for the window's end: a lone request in an
+                # idle phase interrupted every probe of it
+                self._probe_interrupted(now)
+                return self.setpoint
             if self.state == State.REFERENCE and not self.composite and len(self.window) >= 2 \
                     and self.last_change != "refresh" and self._back_to_known(now):
                 return self.setpoint
@@ -330,8 +346,8 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                     # the same mix again: pool its windows, each caught it at another point of its cycle
                     kept = [] if self._mix_restart else self._mix_windows
                     self._mix_restart = False
-                    self._set_mix_windows([*kept, (obs, self._last_window_spread)])
-                    known.ref = self._mean_obs([w for w, _ in self._mix_windows])
+                    self._set_mix_windows([*kept, self._last_window])
+                    known.ref = self._mean_obs([w.probe for w in self._mix_windows])
                     known.refit()
                     self.current = known
                     self._hold(now, "known phase")
@@ -343,8 +359,9 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
             m = PhaseModel(ref=obs, min_progress=self._min_progress(sample),
                            util_max=self._arrival_util_max(), mix=self.composite,
                            latency_bound=self.params["bound"] == "both", boost_mhz=self.limits.sm_clock_max_mhz)
-            self._set_mix_windows([(obs, self._last_window_spread)] if self.composite else [])
             self._mix_model = m if self.composite else None
+            self._set_mix_windows([self._last_window] if self.composite else [])
+            m.refit()  # with its saturated share (PhaseModel.busy_mix)
             self.models.append(m)
             if len(self.models) > self.params["max_phases"]:
                 self.models.pop(0)
@@ -353,18 +370,22 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
             return self.setpoint
         # a probe finished: keep it only if it can be the same phase at a lower clock
         if not self._consistent(self.current.ref, obs):
-            tail = self._mean_obs([self._last_obs(s) for s in self.window[-2:]])
-            other = None if self.composite else self._match(tail, self.current)
-            if other is not None:  # the work went back to a phase seen before: no news of a fast mix
-                self._resume(other, now, "phase change: known phase")
-            elif self._fast_change(now):
-                self._start_reference(now, "phases change too fast: measuring the mix")
-            else:
-                self._start_reference(now, "phase changed while probing")
+            self._probe_interrupted(now)
             return self.setpoint
         self.current.add(obs)
         self._next_probe(now)
         return self.setpoint
+
+    def _probe_interrupted(self, now: float) -> None:
+        """The readings of a probe are not the probed phase's: a known phase again, or a new one."""
+        tail = self._mean_obs([self._last_obs(s) for s in self.window[-2:]])
+        other = None if self.composite else self._match(tail, self.current)
+        if other is not None:  # the work went back to a phase seen before: no news of a fast mix
+            self._resume(other, now, "phase change: known phase")
+        elif self._fast_change(now):
+            self._start_reference(now, "phases change too fast: measuring the mix")
+        else:
+            self._start_reference(now, "phase changed while probing")
 
     @staticmethod
     def _rebase(m: PhaseModel, obs: Probe) -> None:

@@ -56,6 +56,11 @@ class PhaseDetection:
             return True  # a mix varies by nature; under a power cap the clock is the firmware's choice
         if obs.util < ref.util - 0.1:
             return False
+        # nor makes it busier than its kernels' stretch allows: busy time grows at most as the clock
+        # falls. A quiet phase (6% busy) probed at 345 MHz when a burst arrived read 100% busy; its
+        # progress too small to compare, the burst was taken for the quiet phase at a lower clock
+        if obs.util > min(1.0, ref.util * ref.clock_mhz / max(obs.clock_mhz, 1.0)) + 0.1:
+            return False
         if ref.progress >= self.current.min_progress:
             ratio = obs.progress / ref.progress
             if ratio > 1.15 or ratio < 0.8 * obs.clock_mhz / max(ref.clock_mhz, 1.0):

@@ -59,16 +59,23 @@ class MemoryHandling:
         for m in self.models:
             if m.mix or len(m.probes) < max(1, wanted) or not m.verified:
                 continue
-            out.append({"format": RECORD_FORMAT, "key": fingerprint(m.ref), "ref": asdict(m.ref),
+            key = fingerprint(m.ref)
+            if m.memory_age_s is None:
+                self.learned_keys.add(key)
+            out.append({"format": RECORD_FORMAT, "key": key, "ref": asdict(m.ref),
                         "probes": [asdict(p) for p in m.probes], "min_progress": m.min_progress})
         return out
 
     def import_models(self, records: list[tuple[dict, float]]) -> int:
         """Take (record, age in seconds) pairs as known phases on trial; returns how many were taken.
-        Records that are not this controller's, damaged, for another clock range, or for a phase
-        known already are skipped."""
+        Records that are not this controller's, damaged, for another clock range, for a phase known
+        already, or for one this controller learned itself are skipped: a phase it learned and let go
+        was dropped for a reason (the work became a mix, a refresh measures it anew), and taking it
+        back from the store made the same run decide otherwise than without a store."""
         taken = 0
         for record, age_s in records:
+            if isinstance(record, dict) and record.get("key") in self.learned_keys:
+                continue
             m = self._model_from(record)
             if m is None or self.composite or self._match(m.ref, None) is not None:
                 continue  # while the work is held as a mix, single phases are not in play; offered again later
@@ -88,8 +95,8 @@ class MemoryHandling:
         known = self._match(obs, None, among=self.mix_memory)
         if known is None:
             return False
-        self._set_mix_windows([(obs, self._last_window_spread)])
         self._mix_model = known
+        self._set_mix_windows([self._last_window])
         self._rebase(known, obs)
         known.refit()
         self.models = [known]

@@ -10,13 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..telemetry import Sample
-from .mix import CLEAN_SPREAD, whole_cycles_mean
+from .mix import CLEAN_SPREAD, MixWindow, whole_cycles_mean
 from .model_state import State
 from .phase_model import Probe
 
 DRAIN_MAX_S = 5.0  # longest a mix's reference window waits for a backlog to drain (_draining)
 DRAIN_MIN_S = 1.0  # saturated this long without a break: a backlog, not one short busy phase ...
 DRAIN_RUN_MAX_S = 8.0  # ... and no longer than this: a mix that never leaves saturation has no backlog to see
+BURST_SATURATED_S = 0.2  # a mix held below default saturated this long: a burst beyond what the clock keeps up with
 
 
 class MixHandling:
@@ -61,6 +62,34 @@ class MixHandling:
         self._drained_s += dt  # the window ends as much later
         return True
 
+    def _burst_guarded(self, sample: Sample) -> bool:
+        """Under a latency bound, whether a mix held (or probed) below default settings runs this tick
+        at default instead, because one of its bursts saturates the GPU.
+
+        A mix is planned by its mean over whole cycles, but its requests queue wherever one of its
+        phases needs more than the held clock gives: a burst that keeps the GPU 92% busy at default
+        saturates it at any lower clock, and its backlog grows for as long as the burst lasts (a
+        generated bursty mix held at 1425 MHz made a 9 s burst's requests 2.5 times late). Which
+        phase of a mix is a burst is not known ahead, but saturation is read at once: after
+        `BURST_SATURATED_S` of it the clock goes back to the firmware, until the GPU is no busier
+        than the mix is on average at default (the burst, and the backlog it left, are done). The
+        windows the mix is measured and held by include these stretches, so the mix's model is of
+        its clock with the guard, as it runs.
+
+        Not for a busy mix (PhaseModel.busy_mix): that saturation is the mix's own, and a guard
+        would hand every training step back to the firmware."""
+        m = self.current
+        below_default = self.setpoint.sm_clock_max_mhz is not None or self.setpoint.power_limit_w is not None
+        if not (self.composite and self.params["bound"] == "both" and m is not None and below_default
+                and self.state in (State.HOLD, State.PROBE)):
+            self.burst_guard = False
+            return False
+        if self.burst_guard:
+            self.burst_guard = sample.gpu_util_pct / 100.0 > m.ref.util
+        else:
+            self.burst_guard = self._saturated_s >= BURST_SATURATED_S and not m.busy_mix()
+        return self.burst_guard
+
     def _lengthen_mix_window(self) -> bool:
         """True when a window of a mix holds no whole number of its cycles and may grow.
 
@@ -81,23 +110,32 @@ class MixHandling:
         self._window_extra_s += 0.5 * self._measure_s()
         return True
 
+    def _window_mixes_phases(self) -> bool:
+        """Whether the window's readings moved more than one phase's do (busy share by a quarter,
+        or progress by 30%)."""
+        util = np.array([s.gpu_util_pct for s in self.window]) / 100.0
+        prog = np.array([s.progress_pct for s in self.window])
+        return bool(np.ptp(util) > 0.25 or (np.mean(prog) > 5 and np.ptp(prog) > 0.3 * np.mean(prog)))
+
     def _probe_from_window(self) -> Probe | None:
         """Mean readings over the settled window; None if the window mixes phases."""
         if not self.window:
             return None
         obs = [self._last_obs(s) for s in self.window]
-        util = np.array([o.util for o in obs])
         prog = np.array([o.progress for o in obs])
-        mixed = np.ptp(util) > 0.25 or (np.mean(prog) > 5 and np.ptp(prog) > 0.3 * np.mean(prog))
-        if mixed and not self.composite:
+        if not self.composite and self._window_mixes_phases():
             return None
         mean = self._mean_obs(obs)
         if not self.composite:
             return mean
-        cycles = whole_cycles_mean(np.array([o.power for o in obs]), prog)
-        self._last_window_spread = cycles.rel_spread
-        return Probe(clock_mhz=mean.clock_mhz, util=mean.util, progress=cycles.progress, power=cycles.power,
-                     temp_c=mean.temp_c)
+        power = np.array([o.power for o in obs])
+        cycles = whole_cycles_mean(power, prog)
+        probe = Probe(clock_mhz=mean.clock_mhz, util=mean.util, progress=cycles.progress, power=cycles.power,
+                      temp_c=mean.temp_c)
+        self._last_window = MixWindow(probe=probe, spread=cycles.rel_spread,
+                                      saturated=float(np.mean([o.saturated for o in obs])),
+                                      parts=MixWindow.split(np.array([o.util for o in obs]), power))
+        return probe
 
     def _recharge_probes(self) -> None:
         """A probe is charged with the slowdown the model predicted before it was measured (all busy
@@ -123,9 +161,11 @@ class MixHandling:
         per unit of progress by a percent or two, which a scattering window buries in noise
         (docs/decisions/002)."""
         w = self._mix_windows
-        return bool(w) and max(e for _, e in w) < self.params["mix_window_error"]
+        return bool(w) and max(x.spread for x in w) < self.params["mix_window_error"]
 
-    def _set_mix_windows(self, windows: list[tuple[Probe, float]]) -> None:
+    def _set_mix_windows(self, windows: list[MixWindow]) -> None:
         """Replace the mix's pool of default-settings windows (the pooled reference is recomputed)."""
         self._mix_windows = windows
         self._mix_version += 1
+        if windows and self._mix_model is not None:
+            self._mix_model.saturated_share = float(np.mean([w.saturated for w in windows]))

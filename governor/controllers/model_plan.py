@@ -85,7 +85,13 @@ class Planner:
         top = m.top_mhz() + 1e-6
         unmeasured_risk = m.latency_planned() and (m.mix or m.kind == "arrival" or m.ref.util < MAY_WAIT_UTIL)
         bottom = min(p.clock_mhz for p in m.points()) - 1e-6 if unmeasured_risk else 0.0
-        return [c for c in self.limits.sm_clocks_mhz if bottom <= c <= top] or [float(self.limits.sm_clock_min_mhz)]
+        clocks = [float(c) for c in self.limits.sm_clocks_mhz if bottom <= c <= top]
+        # and the reference itself (default settings: _realise), which is a mean of the clocks the
+        # firmware chose and seldom a supported one; without it every candidate of a phase planned
+        # by a stretch that forbids any clock below the reference was forbidden, and the cheapest
+        # was taken (a bursty mix whose fit failed held at 1605 MHz, its requests 7% late)
+        return sorted({*clocks, float(m.ref.clock_mhz)}) if m.ref.clock_mhz <= top else \
+            (clocks or [float(self.limits.sm_clock_min_mhz)])
 
     def _allocate(self) -> dict[int, float]:
         """Per-phase clocks: minimum energy with the weighted stretch (PhaseModel.stretch) within the

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..telemetry import UNKNOWN_REFERENCE, DefaultReference, Sample
+from .mix import UtilPower
 from .model_state import State
 from .phase_model import PhaseModel, Probe
 
@@ -26,6 +27,8 @@ class ModelPricing:
     def __init__(self, controller: ModelController):
         self.c = controller
         self._pooled_cache: tuple | None = None
+        self._line_cache: tuple | None = None
+        self._line_error = 0.0
 
     def throttled_work_ratio(self, sample: Sample, power_w: float) -> float | None:
         return self.c.throttled_work_ratio(sample, power_w)
@@ -77,13 +80,26 @@ class ModelPricing:
         reading that obeys what the same work must show at a lower clock (as busy, progress no faster
         and slower at most by the clock ratio, no more power than at default) is priced by the phase's
         default-settings measurement and its measured progress: as the ledger prices its own windows.
-        Only with GPM's fine-grained progress: integer memory utilization cannot show a probe's few
-        percent of slowdown, and pricing its work at default's rate would claim a saving that is time."""
+        With GPM's fine-grained progress; integer memory utilization cannot show a probe's few
+        percent of slowdown, and pricing its work at default's rate would claim a saving that is
+        time, so without it the probe's work is taken to have slowed as much as it can."""
         m = self.c.current
-        if self.c.state != State.PROBE or m is None or self.c.composite or self.c.use_power or not m.has_proxy \
-                or sample.dram_bw_pct is None or obs.clock_mhz <= 0 or obs.clock_mhz > m.ref.clock_mhz \
-                or obs.power > m.ref.power or not self.c._consistent(m.ref, obs):
+        if self.c.state != State.PROBE or m is None or self.c.composite or self.c.use_power \
+                or obs.clock_mhz <= 0 or obs.clock_mhz > m.ref.clock_mhz or obs.power > m.ref.power:
             return UNKNOWN_REFERENCE
+        coarse = sample.dram_bw_pct is None or not m.has_proxy or m.ref.progress < self.c.params["min_progress_pct"]
+        # a quiet phase's progress (0.09% of DRAM bandwidth) is noise, and a reading of 0.14 failed
+        # the check that progress never speeds up at a lower clock: its probes went unclaimed
+        if not self.c._consistent(replace(m.ref, progress=0.0) if coarse else m.ref, obs):
+            return UNKNOWN_REFERENCE
+        if coarse:
+            # without a progress reading fine enough to show a probe's slowdown: the same seconds at
+            # default power, less the most a clock this much lower can slow the work (all its busy
+            # time scaling with the clock), so that no slowdown is credited as a saving; a lower
+            # bound of what the probe saved
+            most = max(0.0, m.ref.util * (m.ref.clock_mhz / obs.clock_mhz - 1.0))
+            return DefaultReference(power_w=m.ref.power, progress=m.ref.progress, work_ratio=1.0 / (1.0 + most),
+                                    source=("probe", id(m), m.ref.clock_mhz, m.ref.power))
         return DefaultReference(power_w=m.ref.power, progress=m.ref.progress,
                                 source=("probe", id(m), m.ref.clock_mhz, m.ref.power))
 
@@ -102,24 +118,64 @@ class ModelPricing:
         return max(0.0, min(0.2 * m.ref.power, m.warm_excess_w))
 
     def _mix_reference(self, sample: Sample) -> DefaultReference:
-        """The pooled reference of the mix, with the work it does per second at this clock taken from
-        the mix's model where NVML's integer memory utilization is the only progress reading.
+        """The pooled reference of a mix; for a mix of arriving work below default settings, what
+        default would draw at the busy share this sample's work would keep the GPU busy there.
 
-        A mix's phases can read a point off in opposite directions, so the reference window and the
-        held clock's readings round differently; the model's slowdown, fitted over windows at
-        clocks far apart, prices the work once the mix has probes (docs/decisions/004)."""
+        The pool's energy per unit of DRAM progress is a mean over its windows' parts, and the parts
+        of a mix of arriving work differ: a burst moves much DRAM data per joule, a quiet stretch
+        little. A held stretch with more bursts than the pool's windows had was priced as if its
+        progress had cost the pool's rate (a generated bursty mix: 28 kJ claimed where 5 kJ was
+        saved, the truth outside the interval), and stretches run at default by the burst guard
+        leave the held ones quieter than the pool. Such work arrives as it would at default, so the
+        same seconds are priced: by the line of power against busy share that the default-settings
+        windows' readings show (mix.UtilPower), at this sample's busy share shrunk by how much
+        shorter its kernels would run at default (the model's kernel time where the clock lies
+        within its probes; the clock ratio, the most it can be, where it does not). Serial and busy
+        mixes' work waits on the clock, and their progress prices it directly (docs/decisions/004,
+        015)."""
         pooled = self._pooled_reference()
         m = self.c._mix_model
-        f = sample.sm_clock_mhz
-        if not pooled.known or sample.dram_bw_pct is not None or m is None or not m.has_proxy \
-                or m.kind != "arrival" or self.c.state != State.HOLD or m is not self.c.current \
-                or not m.probes or f < min(p.clock_mhz for p in m.probes):
-            # a probe is what tests the model, and below its deepest probe the model extrapolates (two
-            # windows a few percent apart fitted kernel time falling with the clock; a v100 mix probed
-            # at 135 MHz, 2.4 times slower, was priced as on time): the readings price those
+        # before its first probe a mix's kind is unknown: the busy-share price then shrinks the
+        # busy share by the whole clock ratio, which prices serial work low, not high
+        if not pooled.known or m is None or m is not self.c.current or (m.kind != "arrival" and m.probes) \
+                or m.busy_mix() or self.c.use_power:
             return pooled
-        ratio = 1.0 / (1.0 + max(0.0, m.delay(f)))
-        return replace(pooled, work_ratio=ratio)
+        f = self.c.probe_target if self.c.state == State.PROBE else self.c.held_mhz
+        line = self._pooled_line()
+        if line is None or f is None or self.c.state not in (State.PROBE, State.HOLD):
+            return pooled
+        ref_f = m.ref.clock_mhz
+        f = min(f, ref_f)
+        measured = [p.clock_mhz for p in m.probes]
+        if measured and f >= min(measured) - 1e-6:
+            shorter = float(m.kernel_time(ref_f) / m.kernel_time(f))
+        else:
+            shorter = f / ref_f
+        idle_w, per_busy_w, _ = line
+        util = sample.gpu_util_pct / 100.0 * min(1.0, max(f / ref_f, shorter))
+        power = idle_w + per_busy_w * util
+        return DefaultReference(power_w=power, progress=sample.progress_pct, work_ratio=1.0,
+                                rel_error=self._line_error,
+                                source=("mix line", self.c._mix_version))
+
+    def _pooled_line(self) -> tuple[float, float, float] | None:
+        if self._line_cache is None or self._line_cache[0] != self.c._mix_version:
+            w = self.c._mix_windows
+            total = sum((x.util_power for x in w), UtilPower()) if w else UtilPower()
+            line = total.line()
+            if line is not None:
+                idle_w, per_busy_w, _ = line
+                # single readings scatter about the line by the mix's parts (a burst draws more per
+                # unit of busy share than a decode), which average out over stretches of the same
+                # make-up; how far stretches of a few seconds lie off the line says how far the
+                # make-up moves, and the line is known to that over the square root of their number
+                # (at least the floor a mix's window is taken to be off by)
+                parts = [q for x in w for q in x.parts if q.n]
+                off = [(q.sp / q.n) / max(idle_w + per_busy_w * q.su / q.n, 1.0) - 1.0 for q in parts]
+                self._line_error = max(self.c.params["mix_window_error"],
+                                       float(np.sqrt(np.mean(np.square(off)) / len(off))) if off else 0.0)
+            self._line_cache = (self.c._mix_version, line)
+        return self._line_cache[1]
 
     def _pooled_reference(self) -> DefaultReference:
         # asked for at every tick, changed once per window: computed when the pool changes
@@ -132,11 +188,11 @@ class ModelPricing:
         if not w:
             return UNKNOWN_REFERENCE
         n = len(w)
-        p = np.array([o.power for o, _ in w])
-        r = np.array([o.progress for o, _ in w])
+        p = np.array([x.probe.power for x in w])
+        r = np.array([x.probe.progress for x in w])
         mean_p, mean_r = float(p.mean()), float(r.mean())
         # each window: what its own cycles show, at least the floor for what they cannot
-        single = float(np.mean([max(e, self.c.params["mix_window_error"]) for _, e in w]))
+        single = float(np.mean([max(x.spread, self.c.params["mix_window_error"]) for x in w]))
         se = 0.0
         if n >= 2 and mean_p > 0 and mean_r > 0:
             # delta method for a ratio of means: the spread of P/P_mean - R/R_mean between windows

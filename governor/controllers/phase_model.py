@@ -27,6 +27,7 @@ from scipy.optimize import nnls
 ARRIVAL_NEAR = 0.25  # probes within this fraction of the reference clock tell arriving work from serial
 LATENCY_RESOLVED_UTIL = 0.1  # below this busy share (integer percent readings) a few percent of stretch is unreadable
 MIX_FIT_TOLERANCE = 0.1  # a mix's windows off their fitted time curve by more than this: not planned under latency
+BUSY_MIX_SHARE = 0.25  # a mix saturated in this share of its default readings or more: its work waits on the clock
 QUEUED = 10.0  # the stretch() of arriving work at a clock where requests would queue: never chosen
 
 
@@ -84,6 +85,7 @@ class PhaseModel:
     t_arrival: float = 0.0  # arrival: wall time per unit of work while the GPU keeps up
     mix: bool = False  # a mix of phases measured as one (its probes are windows over whole cycles)
     t_fit: tuple[float, float] | None = None  # serial mix, two clocks or more: wall time per work = A + B/f
+    saturated_share: float = 0.0  # a mix: share of its default-settings readings with the GPU saturated
     power_coef: np.ndarray = field(default_factory=lambda: np.zeros(3))
     has_proxy: bool = True
     version: int = 0  # bumped by every refit, so callers can cache predictions
@@ -97,6 +99,12 @@ class PhaseModel:
 
     def __post_init__(self) -> None:
         self.refit()
+
+    def busy_mix(self) -> bool:
+        """A mix that keeps the GPU saturated for much of its time at default settings (training
+        steps between input stalls: 61% of one's readings): its work waits on the clock, as serial
+        work does. Mixes of arriving work measured saturated in 0-4% of theirs."""
+        return self.mix and self.saturated_share >= BUSY_MIX_SHARE
 
     def points(self) -> list[Probe]:
         return [self.ref, *self.probes]
@@ -150,6 +158,13 @@ class PhaseModel:
                 # spreads say (a mix of compute and input stalls, read through windows, was once
                 # taken for arriving work and held at 480 MHz: 20% slow against a 3% budget)
                 self.kind = "serial"
+            if self.mix and self.latency_bound and not self.busy_mix():
+                # a mix that seldom saturates the GPU at default waits for its work: under a latency
+                # bound it is planned as arriving work, by its kernels' stretch, which bounds its
+                # end time too. Its windows' wall time per unit of work follows the load between
+                # them, and read as the clock's doing it made a serving mix "serial" and 16% slow
+                # at probes its requests barely felt (0.8% over the run), spending the budget
+                self.kind = "arrival"
         else:
             self.kind = "serial"
         self.host = float(np.mean(h))
@@ -250,13 +265,17 @@ class PhaseModel:
         return np.maximum(s, self.slowdown(f))
 
     def fit_error(self) -> float:
-        """How far the measured wall time per unit of work (1 / progress) lies from the fitted curve
-        at its own points, relative, at most; 0 with fewer points than the fit has parameters + 1."""
-        pts = [p for p in self.points() if p.progress > 0]
+        """How far the measured kernel time per unit of work (busy share over progress) lies from
+        the fitted curve at its own points, relative, at most; 0 with fewer points than the fit has
+        parameters + 1. Kernel time, not wall time: a mix of arriving work does its work at the
+        rate it arrives, so its wall time per unit of work follows the load between windows (a
+        serving mix whose load moved by a third between windows read as a fit off by 30%, and was
+        held at default for the rest of its run), while its kernel time follows the clock."""
+        pts = [p for p in self.points() if p.progress > 0 and p.util > 0]
         if len(pts) < 3 or not self.has_proxy:
             return 0.0
-        a, b = fit_kernel([p.clock_mhz for p in pts], [1.0 / p.progress for p in pts])
-        return max(abs((a + b / p.clock_mhz) * p.progress - 1.0) for p in pts)
+        a, b = fit_kernel([p.clock_mhz for p in pts], [p.util / p.progress for p in pts])
+        return max(abs((a + b / p.clock_mhz) * p.progress / p.util - 1.0) for p in pts)
 
     def delay(self, f: float) -> float:
         """The slowdown the work itself sees at clock f, for pricing it rather than planning: arriving
