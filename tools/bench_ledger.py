@@ -4,6 +4,7 @@ saving (the firmware-default run of the same trace and seed, read from the simul
 
     python tools/bench_ledger.py --seeds 5        # markdown, as in docs/benchmarks.md
     python tools/bench_ledger.py --seeds 5 --json
+    python tools/bench_ledger.py --generated 3 --seeds 1   # fresh generated traces
 
 A seed changes the simulated sensors' readings (sim/sensors.py: a power sensor sampling 25% of the
 time feeds the energy counter and the averages; GPM noise), never the truth; `--vary` also makes every seed
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import random
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -27,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from governor.lab.simulate import DEFAULT_POLICY, run_trace  # noqa: E402
 from governor.policy import load_policy  # noqa: E402
+from governor.sim.generate import FAMILIES  # noqa: E402
 from governor.sim.spec import load_spec  # noqa: E402
 from governor.sim.trace import builtin_traces, load_trace, variant_of  # noqa: E402
 
@@ -81,19 +84,29 @@ def main() -> int:
     p.add_argument("--gpus", default=",".join(GPUS), help="comma-separated simulated GPUs")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--vary", action="store_true", help="seeds after 0 run variants of each trace")
+    p.add_argument("--generated", type=int, default=0, metavar="N",
+                   help="instead of the suite, N generated traces of each family (governor/sim/generate.py), "
+                        "their seeds drawn for this run and printed")
     p.add_argument("--json", action="store_true")
     p.add_argument("--write", action="store_true", help="refresh the table in docs/benchmarks.md in place")
     args = p.parse_args()
-    work = [(g, t, s, args.policy, args.vary) for g in args.gpus.split(",") for t in args.traces.split(",")
+    traces = args.traces.split(",")
+    if args.generated:
+        rng = random.SystemRandom()
+        traces = [f"gen:{family}:{rng.randrange(1_000_000)}" for family in FAMILIES for _ in range(args.generated)]
+    work = [(g, t, s, args.policy, args.vary) for g in args.gpus.split(",") for t in traces
             for s in range(args.seeds)]
     with ProcessPoolExecutor(args.jobs) as ex:
         rows = list(ex.map(one, work))
     text = markdown(rows, args.seeds)
+    if args.generated:
+        text = f"Generated traces drawn for this run: {', '.join(traces)}.\n\n" + text
     if args.write:
         from docsection import write_section  # noqa: PLC0415 - a sibling in tools/
 
         name = "bench_ledger" + ("" if args.gpus == ",".join(GPUS) else "_other")
         name += ("" if args.policy == "balanced" else f"_{args.policy}") + ("_varied" if args.vary else "")
+        name += "_generated" if args.generated else ""
         write_section(name, text)
     print(json.dumps(rows, indent=1) if args.json else text)
     return 0
