@@ -610,3 +610,15 @@ def test_a_burst_that_saturates_a_held_mix_runs_at_default_until_it_is_over():
     batch.params = {**batch.params, "bound": "time"}
     batch.decide(sample(0.2, util=100.0, clock=1620.0))
     assert batch.decide(sample(0.4, util=100.0, clock=1620.0)).sm_clock_max_mhz == 1620
+
+
+def test_a_mix_of_arriving_work_plans_its_requests_with_the_whole_latency_budget():
+    # half the budget for a mix answers DRAM progress underweighting a serial mix's compute-heavy
+    # parts in its end time; an arriving mix's requests are planned by kernel time per unit of work,
+    # which that does not touch, and with half they ran 1.2% late against 3% on the suite
+    c = _held_arriving_mix(saturated=0.02)
+    planned = 0.03 * c.params["budget_use"]
+    assert c._budget_now(latency=True) == pytest.approx(planned)
+    assert c._budget_now() == pytest.approx(planned * c.params["composite_budget_share"])
+    busy = _held_arriving_mix(saturated=0.6)
+    assert busy._budget_now(latency=True) == pytest.approx(planned * busy.params["composite_budget_share"])

@@ -23,7 +23,8 @@ class Planner:
         """The budget to plan with now: end time's, or (latency) the mean request latency's; less
         what the running estimate of the spent share has overrun."""
         planned = self.params["slowdown_budget"] * self.params["budget_use"]
-        if self.composite:
+        m = self.current
+        if self.composite and not (latency and m is not None and m.mix and m.kind == "arrival" and not m.busy_mix()):
             planned *= self.params["composite_budget_share"]
         if latency:
             if self.lat_work_s <= 0.2:
