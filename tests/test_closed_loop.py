@@ -7,8 +7,6 @@ limit, where default's own throttling leaves little room); at most 6 setpoint re
 Known misses, kept visible as strict xfails (they fail the run once fixed, so the mark goes):
 - fast-phases: with NVML-faithful sensors (latched 1/6 s utilization, a power sensor sampling 25%
   of the time) `balanced` runs 3.7-4.0% slow on the 0.3 s compute/memory alternation.
-- a phase that saturates the GPU at default is planned as serial work; where it is arriving work at
-  the GPU's capacity, any slower clock queues its requests (generated mixed work).
 - `batch` on a generated training mix re-measured with a checkpoint in its reference window.
 These are the controller's work (docs/benchmarks.md has the figures).
 """
@@ -98,18 +96,14 @@ def test_both_policies_keep_end_time_on_generated_training(policy, trace):
     assert run.slowdown(ref) <= 0.035, (trace, policy, run.slowdown(ref))
 
 
-SATURATED_PHASE_MISS = pytest.mark.xfail(strict=True, reason="a phase that saturates the GPU at default reads as "
-                                                            "serial work: its probes queue arriving requests "
-                                                            "(docs/decisions/015)")
-
-
-@pytest.mark.parametrize("trace", ["gen:bursty:802941", "gen:mixed:736319",
-                                   pytest.param("gen:mixed:824996", marks=SATURATED_PHASE_MISS)])
+@pytest.mark.parametrize("trace", ["gen:bursty:802941", "gen:mixed:736319", "gen:mixed:824996",
+                                   "gen:bursty:932836"])
 def test_balanced_keeps_request_latency_on_generated_bursts(trace):
     """Bursts and quiet stretches held as one mix: a burst that saturates the GPU under the mix's
     clock runs at default (the burst guard), and a probe that a burst saturates ends at once. These
-    seeds ran requests 22% and 164% late before (docs/decisions/015); 824996 opens with bursts at
-    99% busy, probed one by one as serial work."""
+    seeds ran requests 22%, 164%, 145% and 32% late before (docs/decisions/015); the last two open
+    with bursts at 98-99% busy, which are now held at default unprobed, and a quiet phase is probed
+    below its requests' boost clock, not its idle mean clock."""
     spec, t = load_spec("h100-sxm"), load_trace(trace)
     ref, run = run_trace(spec, t, DEFAULT_POLICY), run_trace(spec, t, load_policy("balanced"))
     assert run.keeps(ref, 0.03 + 0.005, "both"), (trace, run.slowdown(ref), run.latency_slowdowns(ref))

@@ -120,8 +120,9 @@ def test_min_edp_trades_less_time_than_min_energy():
     held = {}
     for objective in ("min_energy", "min_edp"):
         # a budget loose enough that the objective, not the budget, decides
-        c = ModelController({"slowdown_budget": 1.0, "objective": objective}, H100)
-        gpu = SyntheticGpu(cb=0.6, busy=1.0, dram=0.4)  # serial-like: slower clocks cost time
+        # serial-like, saturated (slower clocks cost time): batch work, bounded by end time
+        c = ModelController({"slowdown_budget": 1.0, "objective": objective, "bound": "time"}, H100)
+        gpu = SyntheticGpu(cb=0.6, busy=1.0, dram=0.4)
         c.start(gpu.read(0), Setpoint())
         sps = drive(c, gpu, 60)
         assert c.state == "hold"
@@ -622,3 +623,32 @@ def test_a_mix_of_arriving_work_plans_its_requests_with_the_whole_latency_budget
     assert c._budget_now() == pytest.approx(planned * c.params["composite_budget_share"])
     busy = _held_arriving_mix(saturated=0.6)
     assert busy._budget_now(latency=True) == pytest.approx(planned * busy.params["composite_budget_share"])
+
+
+
+def test_under_a_latency_bound_a_phase_saturated_at_default_is_held_there_unprobed():
+    # arriving work that keeps the GPU saturated at default queues at any lower clock, and NVML shows
+    # it as serial work: a 98%-busy burst at a job's start, probed at 0.9 and 0.82 of the clock, made
+    # its requests 3.3 times late. Batch work that saturates the GPU runs under bound = "time"
+    held = {}
+    for bound in ("both", "time"):
+        c = ModelController({"slowdown_budget": 0.03, "bound": bound}, H100)
+        gpu = SyntheticGpu(cb=0.6, busy=1.0, dram=0.4)
+        c.start(gpu.read(0), Setpoint())
+        sps = drive(c, gpu, 30)
+        held[bound] = (c.state, ceiling(sps[-1]), len(c.current.probes), min(ceiling(sp) for sp in sps))
+    assert held["both"] == ("hold", 1980, 0, 1980)
+    assert held["time"][0] == "hold" and held["time"][1] < 1980 and held["time"][2] >= 1
+
+
+def test_a_quiet_phase_is_probed_below_the_clock_its_requests_meet():
+    # the firmware idles the clock of a mostly idle phase (its mean clock 345 MHz); its requests run
+    # at the boost. Probed at a fraction of the mean, it was probed at 345 MHz, and a burst arriving
+    # then ran there until the probe saw it
+    c = ModelController({"slowdown_budget": 0.03}, H100)
+    t = 0.0
+    while c.state != "probe" and t < 10:
+        c.decide(sample(t, util=0.0, clock=345.0, power=75.0, mem=0.0, dram=0.0))
+        t += 0.2
+    assert c.state == "probe" and c.current.boost_bound()
+    assert c.probe_target == c.limits.snap_clock(c.probe_fracs[0] * 1980.0)

@@ -84,7 +84,9 @@ def test_a_driver_or_gpu_change_drops_what_was_learned(tmp_path):
 
 # ----- the controller ---------------------------------------------------------------------------
 class MemoryBoundGpu:
-    """A serial, memory-bound phase: a fifth of its kernel time scales with the clock."""
+    """A serial, memory-bound phase: a fifth of its kernel time scales with the clock. It keeps the GPU
+    saturated, so the tests run it under a bound on end time (batch work): under a latency bound a
+    saturated phase is held at default (PhaseModel.stretch)."""
 
     def __init__(self, cb=0.2):
         self.cb, self.f = cb, 1980.0
@@ -109,13 +111,13 @@ def drive(c, gpu, t0, seconds):
 
 
 def test_a_remembered_phase_is_held_at_once_and_shows_where_it_came_from():
-    first = ModelController({"slowdown_budget": 0.03}, H100)
+    first = ModelController({"slowdown_budget": 0.03, "bound": "time"}, H100)
     gpu = MemoryBoundGpu()
     first.start(gpu.read(0.0), Setpoint())
     learned_after = drive(first, gpu, 0.0, 30.0)
     records = first.export_models()
     assert len(records) == 1 and records[0]["probes"]
-    again = ModelController({"slowdown_budget": 0.03}, H100)
+    again = ModelController({"slowdown_budget": 0.03, "bound": "time"}, H100)
     gpu2 = MemoryBoundGpu()
     again.start(gpu2.read(100.0), Setpoint())
     assert again.import_models([(r, 3600.0) for r in records]) == 1
@@ -129,14 +131,14 @@ def test_a_remembered_phase_is_held_at_once_and_shows_where_it_came_from():
 
 
 def test_a_remembered_phase_whose_predictions_miss_is_dropped_and_measured_anew():
-    first = ModelController({"slowdown_budget": 0.03}, H100)
+    first = ModelController({"slowdown_budget": 0.03, "bound": "time"}, H100)
     gpu = MemoryBoundGpu(cb=0.2)
     first.start(gpu.read(0.0), Setpoint())
     drive(first, gpu, 0.0, 30.0)
     records = first.export_models()
     # the same readings at default settings, but this work is compute-bound: at the remembered plan it
     # slows far more than the model says, and its progress falls below the prediction
-    again = ModelController({"slowdown_budget": 0.03}, H100)
+    again = ModelController({"slowdown_budget": 0.03, "bound": "time"}, H100)
     other = MemoryBoundGpu(cb=0.9)
     again.start(other.read(100.0), Setpoint())
     again.import_models([(r, 60.0) for r in records])

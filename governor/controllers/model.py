@@ -204,8 +204,12 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
             # window goes to the clock the fit plans; a serial mix keeps its second probe, since its
             # fit bends and the budget is spent on it (docs/decisions/005)
             fracs = fracs[:n]
+        if not self.composite and m.latency_planned() and m.ref.saturated:
+            # no clock below the reference is planned for it (PhaseModel.stretch): nothing to probe
+            self._hold(now, "identified")
+            return
         if n < len(fracs) and n < self.params["max_probes"]:
-            target, sp = self._probe_setpoint(fracs[n], m.ref)
+            target, sp = self._probe_setpoint(fracs[n], m)
         elif n < self.params["max_probes"]:
             # refine around the clock the current fit would choose, if it is not probed yet
             f = self._allocate()[id(m)]

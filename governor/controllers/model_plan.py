@@ -11,7 +11,7 @@ import numpy as np
 
 from ..settings import Setpoint
 from ..telemetry import Sample
-from .phase_model import QUEUED, PhaseModel, Probe
+from .phase_model import QUEUED, PhaseModel
 
 MAY_WAIT_UTIL = 0.8  # below this busy share at its reference a phase may be waiting for requests
 
@@ -187,11 +187,16 @@ class Planner:
         self._dither_switch_t = now
         return True
 
-    def _probe_setpoint(self, frac: float, ref: Probe) -> tuple[float, Setpoint]:
+    def _probe_setpoint(self, frac: float, m: PhaseModel) -> tuple[float, Setpoint]:
+        """The setpoint of a fixed probe at `frac` of the phase's reference: of the clock its
+        requests meet where that is the firmware's boost (PhaseModel.top_mhz), not of the mean clock
+        of a mostly idle phase (an idle phase at 345 MHz was probed at 345 MHz, and the burst that
+        came ran there until the probe saw it: 1.6 s of work behind it, requests twice late)."""
+        ref = m.ref
         if self.use_power:
             watts = max(self.limits.power_limit_min_w, ref.power * frac)
             return watts, Setpoint(power_limit_w=watts)
-        f = self.limits.snap_clock(ref.clock_mhz * frac)
+        f = self.limits.snap_clock(m.top_mhz() * frac)
         return float(f), Setpoint(sm_clock_min_mhz=self.limits.sm_clock_min_mhz, sm_clock_max_mhz=f)
 
     def _bin(self) -> float:

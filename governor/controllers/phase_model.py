@@ -251,6 +251,13 @@ class PhaseModel:
             return np.where(f < self.ref.clock_mhz - 1e-6, QUEUED, 0.0)
         if not self.latency_planned():
             return self.slowdown(f)
+        if not self.mix and self.ref.saturated:
+            # saturated at default: if this work arrives, it arrives as fast as the GPU serves it at
+            # default, and any lower clock queues it without bound; NVML shows it as it shows serial
+            # work. A 98%-busy burst at a job's start, probed 2.4 s at 0.9 and 0.82 of the clock,
+            # made its requests 3.3 times late. Under a latency bound no lower clock is bet on it;
+            # batch work that saturates the GPU runs a policy with bound = "time" (docs/decisions/015)
+            return np.where(np.asarray(f, dtype=float) < self.ref.clock_mhz - 1e-6, QUEUED, 0.0)
         if self.boost_bound():
             # how the busy share moves with the clock cannot be read: every kernel scales with it, and
             # from the clock the firmware boosts to when a request comes, not the mean clock of a
