@@ -168,12 +168,15 @@ class ModelPricing:
                 # single readings scatter about the line by the mix's parts (a burst draws more per
                 # unit of busy share than a decode), which average out over stretches of the same
                 # make-up; how far stretches of a few seconds lie off the line says how far the
-                # make-up moves, and the line is known to that over the square root of their number
-                # (at least the floor a mix's window is taken to be off by)
+                # make-up moves. The held stretches are no random draw of the pool's (the burst guard
+                # takes the bursts out, the load moves), so their price is off by as much as one
+                # stretch can be, not by the pool mean's error: taken as the latter, the truth fell
+                # outside the interval in 17 of 30 generated runs (at least the floor a mix's window
+                # is taken to be off by)
                 parts = [q for x in w for q in x.parts if q.n]
                 off = [(q.sp / q.n) / max(idle_w + per_busy_w * q.su / q.n, 1.0) - 1.0 for q in parts]
                 self._line_error = max(self.c.params["mix_window_error"],
-                                       float(np.sqrt(np.mean(np.square(off)) / len(off))) if off else 0.0)
+                                       float(np.sqrt(np.mean(np.square(off)))) if off else 0.0)
             self._line_cache = (self.c._mix_version, line)
         return self._line_cache[1]
 
