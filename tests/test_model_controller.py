@@ -533,15 +533,21 @@ def test_power_alone_drifting_from_the_model_shifts_its_power_curve_instead_of_s
     assert m.power(f) == pytest.approx(1.08 * cold.power(f), rel=0.02)
 
 
+def _until_probe(c, reading) -> float:
+    """Feed c the same phase's readings (reading(t)) until it probes, 10 s at most; the time reached."""
+    t = 0.0
+    while c.state != "probe" and t < 10:
+        c.decide(reading(t))
+        t += 0.2
+    return t
+
+
 def test_a_probe_ends_at_once_when_work_it_cannot_keep_up_with_arrives():
     # a quiet phase probed below default; a burst arrives and saturates the GPU under the probe's
     # ceiling: back to default settings on that reading, not at the window's end (a quiet phase's
     # probe at 345 MHz had run a burst there for 2.4 s, its requests 10 times late)
     c = ModelController({"slowdown_budget": 0.03}, H100)
-    t = 0.0
-    while c.state != "probe" and t < 10:
-        c.decide(sample(t, util=6.0, clock=1980.0, power=140.0, mem=1.0, dram=1.0))
-        t += 0.2
+    t = _until_probe(c, lambda t: sample(t, util=6.0, clock=1980.0, power=140.0, mem=1.0, dram=1.0))
     assert c.state == "probe" and ceiling(c.setpoint) < 1980
     probe = c.probe_target
     t += c._settle()  # inside the probe's measuring window
@@ -646,9 +652,6 @@ def test_a_quiet_phase_is_probed_below_the_clock_its_requests_meet():
     # at the boost. Probed at a fraction of the mean, it was probed at 345 MHz, and a burst arriving
     # then ran there until the probe saw it
     c = ModelController({"slowdown_budget": 0.03}, H100)
-    t = 0.0
-    while c.state != "probe" and t < 10:
-        c.decide(sample(t, util=0.0, clock=345.0, power=75.0, mem=0.0, dram=0.0))
-        t += 0.2
+    _until_probe(c, lambda t: sample(t, util=0.0, clock=345.0, power=75.0, mem=0.0, dram=0.0))
     assert c.state == "probe" and c.current.boost_bound()
     assert c.probe_target == c.limits.snap_clock(c.probe_fracs[0] * 1980.0)
