@@ -40,7 +40,7 @@ from .model_params import MODEL_EXPERT, MODEL_PARAMS
 from .model_plan import Planner
 from .model_pricing import ModelPricing
 from .model_state import State
-from .phase_model import PhaseModel, Probe
+from .phase_model import SATURATED_UTIL, PhaseModel, Probe
 
 REPLAN_MIN_SHARE = 0.02  # a held clock follows a new plan only when it moves by this share of the clock or more
 MIX_STEP_MIN = 0.5  # a mix's refining window goes no deeper than this share of its deepest (_next_probe)
@@ -259,7 +259,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         settled = in_state >= self._settle()
         # every tick, whatever the state: a run counted only outside holds carried a stale length
         # from an earlier probe into the next mix reference (_draining)
-        self._saturated_s = self._saturated_s + dt if sample.gpu_util_pct >= 97.0 else 0.0
+        self._saturated_s = self._saturated_s + dt if sample.gpu_util_pct / 100.0 >= SATURATED_UTIL else 0.0
         # at the thermal limit default settings would be throttled too: what counts then is how much
         # slower than that the GPU runs (the guard's cut included), whatever the state
         thermal = self._thermal_slowdown(sample)
@@ -304,7 +304,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
             return self.setpoint
         if settled:
             self.window.append(sample)
-            if self.state == State.PROBE and not self.composite and sample.gpu_util_pct >= 97.0 \
+            if self.state == State.PROBE and not self.composite and sample.gpu_util_pct / 100.0 >= SATURATED_UTIL \
                     and self._window_mixes_phases():
                 # work the probe's ceiling cannot keep up with arrived: back to default settings at
                 # once, not at the window's end (a burst that arrived during a quiet phase's probe at

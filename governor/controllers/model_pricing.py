@@ -28,7 +28,6 @@ class ModelPricing:
         self.c = controller
         self._pooled_cache: tuple | None = None
         self._line_cache: tuple | None = None
-        self._line_error = 0.0
 
     def throttled_work_ratio(self, sample: Sample, power_w: float) -> float | None:
         return self.c.throttled_work_ratio(sample, power_w)
@@ -92,15 +91,14 @@ class ModelPricing:
         # the check that progress never speeds up at a lower clock: its probes went unclaimed
         if not self.c._consistent(replace(m.ref, progress=0.0) if coarse else m.ref, obs):
             return UNKNOWN_REFERENCE
+        work_ratio = None  # fine progress: the ledger prices the probe's measured progress
         if coarse:
             # without a progress reading fine enough to show a probe's slowdown: the same seconds at
             # default power, less the most a clock this much lower can slow the work (all its busy
             # time scaling with the clock), so that no slowdown is credited as a saving; a lower
             # bound of what the probe saved
-            most = max(0.0, m.ref.util * (m.ref.clock_mhz / obs.clock_mhz - 1.0))
-            return DefaultReference(power_w=m.ref.power, progress=m.ref.progress, work_ratio=1.0 / (1.0 + most),
-                                    source=("probe", id(m), m.ref.clock_mhz, m.ref.power))
-        return DefaultReference(power_w=m.ref.power, progress=m.ref.progress,
+            work_ratio = 1.0 / (1.0 + max(0.0, m.ref.util * (m.ref.clock_mhz / obs.clock_mhz - 1.0)))
+        return DefaultReference(power_w=m.ref.power, progress=m.ref.progress, work_ratio=work_ratio,
                                 source=("probe", id(m), m.ref.clock_mhz, m.ref.power))
 
     def _warm_excess_w(self, m: PhaseModel, obs: Probe) -> float:
@@ -147,24 +145,23 @@ class ModelPricing:
         ref_f = m.ref.clock_mhz
         f = min(f, ref_f)
         measured = [p.clock_mhz for p in m.probes]
-        if measured and f >= min(measured) - 1e-6:
-            shorter = float(m.kernel_time(ref_f) / m.kernel_time(f))
-        else:
-            shorter = f / ref_f
-        idle_w, per_busy_w, _ = line
-        util = sample.gpu_util_pct / 100.0 * min(1.0, max(f / ref_f, shorter))
-        power = idle_w + per_busy_w * util
-        return DefaultReference(power_w=power, progress=sample.progress_pct, work_ratio=1.0,
-                                rel_error=self._line_error,
+        shorter = float(m.kernel_time(ref_f) / m.kernel_time(f)) if measured and f >= min(measured) - 1e-6 \
+            else f / ref_f
+        shorter = min(1.0, max(f / ref_f, shorter))  # between the clock ratio and 1, whatever the fit
+        idle_w, per_busy_w, rel_error = line
+        return DefaultReference(power_w=idle_w + per_busy_w * sample.gpu_util_pct / 100.0 * shorter,
+                                progress=sample.progress_pct, work_ratio=1.0, rel_error=rel_error,
                                 source=("mix line", self.c._mix_version))
 
     def _pooled_line(self) -> tuple[float, float, float] | None:
+        """(watts at idle, watts per unit of busy share, relative error) of the pool's line of power
+        against busy share at default settings; None with too few readings. Cached per pool."""
         if self._line_cache is None or self._line_cache[0] != self.c._mix_version:
             w = self.c._mix_windows
-            total = sum((x.util_power for x in w), UtilPower()) if w else UtilPower()
-            line = total.line()
-            if line is not None:
-                idle_w, per_busy_w, _ = line
+            fit = sum((x.util_power for x in w), UtilPower()).line()
+            priced = None
+            if fit is not None:
+                idle_w, per_busy_w, _ = fit
                 # single readings scatter about the line by the mix's parts (a burst draws more per
                 # unit of busy share than a decode), which average out over stretches of the same
                 # make-up; how far stretches of a few seconds lie off the line says how far the
@@ -175,9 +172,9 @@ class ModelPricing:
                 # is taken to be off by)
                 parts = [q for x in w for q in x.parts if q.n]
                 off = [(q.sp / q.n) / max(idle_w + per_busy_w * q.su / q.n, 1.0) - 1.0 for q in parts]
-                self._line_error = max(self.c.params["mix_window_error"],
-                                       float(np.sqrt(np.mean(np.square(off)))) if off else 0.0)
-            self._line_cache = (self.c._mix_version, line)
+                priced = (idle_w, per_busy_w, max(self.c.params["mix_window_error"],
+                                                  float(np.sqrt(np.mean(np.square(off)))) if off else 0.0))
+            self._line_cache = (self.c._mix_version, priced)
         return self._line_cache[1]
 
     def _pooled_reference(self) -> DefaultReference:

@@ -26,8 +26,9 @@ from scipy.optimize import nnls
 
 ARRIVAL_NEAR = 0.25  # probes within this fraction of the reference clock tell arriving work from serial
 LATENCY_RESOLVED_UTIL = 0.1  # below this busy share (integer percent readings) a few percent of stretch is unreadable
-MIX_FIT_TOLERANCE = 0.1  # a mix's windows off their fitted time curve by more than this: not planned under latency
+MIX_FIT_TOLERANCE = 0.1  # a mix's windows off their fitted kernel-time curve by more than this: held at its reference
 BUSY_MIX_SHARE = 0.25  # a mix saturated in this share of its default readings or more: its work waits on the clock
+SATURATED_UTIL = 0.97  # busy share at which the GPU is saturated (NVML's integer readings of a full GPU)
 QUEUED = 10.0  # the stretch() of arriving work at a clock where requests would queue: never chosen
 
 
@@ -43,7 +44,7 @@ class Probe:
 
     @property
     def saturated(self) -> bool:
-        return self.util >= 0.97
+        return self.util >= SATURATED_UTIL
 
 
 def fit_kernel(freqs: list[float], k: list[float]) -> tuple[float, float]:
@@ -245,10 +246,10 @@ class PhaseModel:
         and the clock is never chosen. Where the busy share is too small to read, all kernel time is
         taken to scale with the clock from the firmware's boost (the cautious case)."""
         if self.mix and self.fit_error() > MIX_FIT_TOLERANCE:
-            # windows of a mix that no one curve of time against clock passes through: the work
-            # changed between them (a job's workload moving on), and a clock planned from them is
-            # a guess; neither requests nor the end time are bet on it
-            return np.where(f < self.ref.clock_mhz - 1e-6, QUEUED, 0.0)
+            # windows of a mix that no one curve of kernel time against clock passes through: the
+            # work changed between them (a job's workload moving on), and a clock planned from them
+            # is a guess; neither requests nor the end time are bet on it
+            return self._reference_only(f)
         if not self.latency_planned():
             return self.slowdown(f)
         if not self.mix and self.ref.saturated:
@@ -257,7 +258,7 @@ class PhaseModel:
             # work. A 98%-busy burst at a job's start, probed 2.4 s at 0.9 and 0.82 of the clock,
             # made its requests 3.3 times late. Under a latency bound no lower clock is bet on it;
             # batch work that saturates the GPU runs a policy with bound = "time" (docs/decisions/015)
-            return np.where(np.asarray(f, dtype=float) < self.ref.clock_mhz - 1e-6, QUEUED, 0.0)
+            return self._reference_only(f)
         if self.boost_bound():
             # how the busy share moves with the clock cannot be read: every kernel scales with it, and
             # from the clock the firmware boosts to when a request comes, not the mean clock of a
@@ -270,6 +271,10 @@ class PhaseModel:
         if self.kind == "arrival":
             s = np.where(k / self.t_arrival > max(self.util_max, self.ref.util) + 1e-9, QUEUED + s, s)
         return np.maximum(s, self.slowdown(f))
+
+    def _reference_only(self, f):
+        """A stretch that forbids every clock below the reference (the planner keeps it there)."""
+        return np.where(np.asarray(f, dtype=float) < self.ref.clock_mhz - 1e-6, QUEUED, 0.0)
 
     def fit_error(self) -> float:
         """How far the measured kernel time per unit of work (busy share over progress) lies from
