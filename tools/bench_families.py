@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_policies import measure_cell  # noqa: E402
 
-from governor.sim.generate import FAMILIES  # noqa: E402
+from governor.sim.generate import FAMILIES, fresh_seeds  # noqa: E402
 
 POLICIES = ("balanced", "batch", "max-savings", "oracle", "oracle_static", "ondemand", "geopm-activity", "zeus-pl")
 
@@ -71,7 +70,7 @@ def main() -> int:
     p.add_argument("--write", action="store_true", help="refresh the table in docs/benchmarks.md in place")
     args = p.parse_args()
     seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else \
-        random.SystemRandom().sample(range(1, 1_000_000), args.seeds)
+        fresh_seeds(args.seeds)
     traces = [f"gen:{f}:{s}" for f in args.families.split(",") for s in seeds]
     with ProcessPoolExecutor(args.jobs) as ex:
         rows = [r for rows_ in ex.map(measure_cell, [args.gpu] * len(traces), traces) for r in rows_]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import random
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from governor.lab.simulate import DEFAULT_POLICY, run_trace  # noqa: E402
 from governor.policy import load_policy  # noqa: E402
-from governor.sim.generate import FAMILIES  # noqa: E402
+from governor.sim.generate import FAMILIES, fresh_seeds  # noqa: E402
 from governor.sim.spec import load_spec  # noqa: E402
 from governor.sim.trace import builtin_traces, load_trace, variant_of  # noqa: E402
 
@@ -92,8 +91,8 @@ def main() -> int:
     args = p.parse_args()
     traces = args.traces.split(",")
     if args.generated:
-        rng = random.SystemRandom()
-        traces = [f"gen:{family}:{rng.randrange(1_000_000)}" for family in FAMILIES for _ in range(args.generated)]
+        seeds = iter(fresh_seeds(len(FAMILIES) * args.generated))
+        traces = [f"gen:{family}:{next(seeds)}" for family in FAMILIES for _ in range(args.generated)]
     work = [(g, t, s, args.policy, args.vary) for g in args.gpus.split(",") for t in traces
             for s in range(args.seeds)]
     with ProcessPoolExecutor(args.jobs) as ex:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -29,7 +28,7 @@ from governor.controllers.model_params import BOUNDS  # noqa: E402
 from governor.lab.oracle_search import OracleSearch  # noqa: E402
 from governor.lab.simulate import DEFAULT_POLICY, find_oracles, run_trace  # noqa: E402
 from governor.policy import Policy  # noqa: E402
-from governor.sim.generate import FAMILIES  # noqa: E402
+from governor.sim.generate import FAMILIES, fresh_seeds  # noqa: E402
 from governor.sim.spec import load_spec  # noqa: E402
 from governor.sim.trace import builtin_traces, load_trace  # noqa: E402
 
@@ -91,7 +90,7 @@ def main() -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--write", action="store_true", help="refresh the table in docs/benchmarks.md in place")
     args = p.parse_args()
-    seeds = random.SystemRandom().sample(range(1, 1_000_000), args.seeds) if not args.traces else []
+    seeds = fresh_seeds(args.seeds) if not args.traces else []
     if args.traces:
         traces = args.traces.split(",")
     else:

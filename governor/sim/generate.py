@@ -145,6 +145,12 @@ def generate(family: str, seed: int) -> Trace:
                  phases=tuple(kept), source=f"gen:{family}:{seed}")
 
 
+def fresh_seeds(n: int) -> list[int]:
+    """n distinct seeds drawn from the system's entropy: the benchmarks draw them on every run, so
+    that nothing is tuned to fixed generated traces."""
+    return random.SystemRandom().sample(range(1, 1_000_000), n)
+
+
 def parse_gen(name: str) -> tuple[str, int] | None:
     """("serving", 17) for "gen:serving:17"; None for a name that is not a generated trace."""
     if not name.startswith("gen:"):
