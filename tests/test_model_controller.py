@@ -8,7 +8,7 @@ from governor.controllers.base import TickContext
 from governor.controllers.mix import MixWindow, UtilPower
 from governor.controllers.model import MIX_STEP_MIN, ModelController
 from governor.controllers.model_mix import DRAIN_MAX_S
-from governor.controllers.phase_model import PhaseModel, Probe
+from governor.controllers.phase_model import QUEUED, PhaseModel, Probe
 from governor.settings import Setpoint
 
 
@@ -655,3 +655,37 @@ def test_a_quiet_phase_is_probed_below_the_clock_its_requests_meet():
     _until_probe(c, lambda t: sample(t, util=0.0, clock=345.0, power=75.0, mem=0.0, dram=0.0))
     assert c.state == "probe" and c.current.boost_bound()
     assert c.probe_target == c.limits.snap_clock(c.probe_fracs[0] * 1980.0)
+
+
+def test_a_probe_past_the_planned_headroom_spends_its_kernels_stretch_not_the_sentinel():
+    # a decode phase 91% busy at default, probed at 1560 MHz, stayed 93% busy and its kernels 1.8%
+    # slower: past the 90% busy share kept for queueing, stretch() forbids that clock (QUEUED), and
+    # charging the sentinel read ten times the probe's work as latency spent: the budget of a
+    # generated serving run was gone from its ninth second and every mix after it held at default
+    m = PhaseModel(ref=Probe(clock_mhz=1898, util=0.906, progress=66.56, power=263.0), latency_bound=True,
+                   boost_mhz=1980.0)
+    m.add(Probe(clock_mhz=1725, util=0.918, progress=66.1, power=240.0))
+    m.add(Probe(clock_mhz=1560, util=0.932, progress=67.28, power=220.0))
+    assert m.kind == "arrival" and m.stretch(1560) >= QUEUED
+    assert m.spent_stretch(1560) == pytest.approx(1898 / 1560 - 1.0)  # all kernel time scaling: cautious
+    assert m.spent_stretch(1898) == 0.0
+    c = ModelController({"slowdown_budget": 0.03, "bound": "both"}, H100)
+    c._account_latency(2.0, m, 1560)
+    assert c.lat_extra_s == pytest.approx(2.0 * 0.906 * (1898 / 1560 - 1.0))
+
+
+def test_a_new_mix_is_planned_on_its_own_not_by_its_short_past_beside_mixes_no_longer_running():
+    # a mix one second old beside one held for a minute had a sixtieth of the weight, and was planned
+    # at a 39% stretch: the mixes before it are not running, and it will run until it changes
+    c = _held_arriving_mix(saturated=0.02)
+    old = PhaseModel(ref=Probe(clock_mhz=1980, util=0.3, progress=12.0, power=260.0), mix=True, latency_bound=True,
+                     saturated_share=0.02)
+    old.add(Probe(clock_mhz=1620, util=0.3, progress=12.0, power=205.0))  # memory-bound: no stretch at all
+    old.seen_s = 60.0
+    new = PhaseModel(ref=Probe(clock_mhz=1980, util=0.5, progress=20.0, power=300.0), mix=True, latency_bound=True,
+                     saturated_share=0.02)
+    new.add(Probe(clock_mhz=1800, util=0.55, progress=20.0, power=260.0))  # all its kernel time clock-bound
+    new.seen_s = 1.0
+    c.models, c.current, c._mix_model = [old, new], new, new
+    f = c._allocate()[id(new)]
+    assert new.stretch(f) <= 0.03 * c.params["budget_use"] + 1e-9

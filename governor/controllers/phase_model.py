@@ -272,6 +272,17 @@ class PhaseModel:
             s = np.where(k / self.t_arrival > max(self.util_max, self.ref.util) + 1e-9, QUEUED + s, s)
         return np.maximum(s, self.slowdown(f))
 
+    def spent_stretch(self, f: float) -> float:
+        """The stretch requests are taken to have felt at clock f, for the running estimate of the
+        latency budget spent: stretch() where it plans a clock; where it forbids one (`QUEUED`: past
+        the busy share kept as headroom, or a phase held at its reference), all kernel time scaling
+        with the clock from the top (the cautious case), not the sentinel. A probe that left a
+        decode phase 93% busy, 1.8% slower in its kernels, had been charged ten times its work: the
+        budget of a generated serving run read as spent from its ninth second, and every mix after
+        it was held at default."""
+        s = float(self.stretch(f))
+        return max(0.0, s if s < QUEUED else self.top_mhz() / max(f, 1.0) - 1.0)
+
     def _reference_only(self, f):
         """A stretch that forbids every clock below the reference (the planner keeps it there)."""
         return np.where(np.asarray(f, dtype=float) < self.ref.clock_mhz - 1e-6, QUEUED, 0.0)
