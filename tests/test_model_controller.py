@@ -689,3 +689,58 @@ def test_a_new_mix_is_planned_on_its_own_not_by_its_short_past_beside_mixes_no_l
     c.models, c.current, c._mix_model = [old, new], new, new
     f = c._allocate()[id(new)]
     assert new.stretch(f) <= 0.03 * c.params["budget_use"] + 1e-9
+
+
+def test_a_quiet_mix_whose_stretch_cannot_be_read_is_probed_only_where_its_cautious_stretch_allows():
+    # a mix's windows that caught only the quiet between bursts: too idle to read a stretch from, and a
+    # probe, which runs several cycles, met the next burst (saturated at default) below its clock; the
+    # backlog stayed for the burst's 7.5 s, its requests 47% late (gen:bursty:253428: 5.7% over the run)
+    c = ModelController({"slowdown_budget": 0.03, "bound": "both"}, H100)
+    c.start(sample(0.0), Setpoint())
+    c.composite = True
+    m = PhaseModel(ref=Probe(clock_mhz=754, util=0.015, progress=0.34, power=98.0), mix=True, latency_bound=True,
+                   boost_mhz=1980.0)
+    assert m.boost_bound()
+    c.models, c.current, c._mix_model = [m], m, m
+    c._next_probe(10.0)
+    # probed once, at the clock its cautious stretch allows within the budget (a mix's share of it,
+    # before its kind is known): 1980 / (1 + 0.03 x 0.95 x 0.5) = 1952 MHz, not 0.91 of it
+    assert c.state == "probe" and c.probe_target == 1950
+    m.add(Probe(clock_mhz=1950, util=0.016, progress=0.33, power=95.0))
+    c._next_probe(40.0)
+    assert c.state == "hold"
+    # a single phase as idle is still probed: its probe ends at its first saturated reading
+    single = ModelController({"slowdown_budget": 0.03, "bound": "both"}, H100)
+    single.start(sample(0.0), Setpoint())
+    one = PhaseModel(ref=Probe(clock_mhz=754, util=0.015, progress=0.34, power=98.0), latency_bound=True,
+                     boost_mhz=1980.0)
+    single.models, single.current = [one], one
+    single._next_probe(10.0)
+    assert single.state == "probe"
+
+
+def test_the_reference_clock_is_never_queued():
+    # a rebased decode 90% busy at default whose probes put the busy share at its reference past the
+    # headroom: QUEUED at the reference too, no plan could meet the weighted stretch, and every other
+    # phase went to its reference (a max-savings run held a decode at 1603 MHz where 1320 was planned)
+    m = PhaseModel(ref=Probe(clock_mhz=1980, util=0.907, progress=79.54, power=363.0), latency_bound=True)
+    m.add(Probe(clock_mhz=1800, util=0.92, progress=79.55, power=330.0))
+    m.add(Probe(clock_mhz=1620, util=0.94, progress=78.94, power=300.0))
+    m.ref = Probe(clock_mhz=1980, util=0.902, progress=78.16, power=363.0)
+    m.refit()
+    assert m.kind == "arrival" and m.stretch(1980) == 0.0 and m.stretch(1620) >= QUEUED
+
+
+def test_under_a_latency_bound_no_single_phase_is_held_where_it_saturates():
+    # a decode 93% busy at default, taken for serial work once a prefill's readings joined its model,
+    # was held at 795 MHz after it read 100% busy at 1020: its requests ran 4.7 times late
+    m = PhaseModel(ref=Probe(clock_mhz=1980, util=0.930, progress=77.39, power=314.0), latency_bound=True)
+    for p in [(1800, 0.95, 77.42), (1620, 0.97, 76.72), (1874, 0.933, 71.55), (1020, 1.0, 75.33)]:
+        m.add(Probe(clock_mhz=p[0], util=p[1], progress=p[2], power=250.0))
+    assert m.kind == "serial"
+    assert m.stretch(1020) >= QUEUED and m.stretch(795) >= QUEUED
+    # serial work whose busy share stays put as the clock falls keeps its clocks (closed-loop decode)
+    flat = PhaseModel(ref=Probe(clock_mhz=1980, util=0.9, progress=45.37, power=249.0), latency_bound=True)
+    for p in [(1800, 0.9, 45.38), (1620, 0.9, 45.47), (1335, 0.9, 43.79)]:
+        flat.add(Probe(clock_mhz=p[0], util=p[1], progress=p[2], power=200.0))
+    assert flat.kind == "serial" and flat.stretch(1335) < 0.1

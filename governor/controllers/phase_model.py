@@ -268,8 +268,24 @@ class PhaseModel:
             return np.maximum(boost / f - 1.0, self.slowdown(f))
         k = self.kernel_time(f)
         s = k / self.kernel_time(self.ref.clock_mhz) - 1.0  # serial work too: its kernels are its requests
+        # never at the reference or above, which default settings ran at: a rebased phase whose fit put
+        # its reference past the headroom was QUEUED there too, and a weighted stretch no plan could
+        # meet sent every other phase to its reference (a decode held at 1603 MHz, not 1320)
+        lower = np.asarray(f, dtype=float) < self.ref.clock_mhz - 1e-6
         if self.kind == "arrival":
-            s = np.where(k / self.t_arrival > max(self.util_max, self.ref.util) + 1e-9, QUEUED + s, s)
+            s = np.where(lower & (k / self.t_arrival > max(self.util_max, self.ref.util) + 1e-9), QUEUED + s, s)
+        elif not self.mix:
+            # work that reads as serial may be requests under a latency bound, and a GPU it would
+            # keep saturated serves them late whatever their kernels' stretch: a decode phase 93%
+            # busy at default, taken for serial work once a prefill's readings joined its model, was
+            # held at 795 MHz, saturated, its requests 4.7 times late. Serial work whose busy share
+            # stays put as the clock falls (closed-loop decode at 90%, training steps at 95-96%)
+            # keeps its clocks; and no clock at or below one it was measured saturated at (the same
+            # phase read 100% busy at 1020 MHz, and its fit, averaging its host time over its
+            # points, still sent it to 795). Not a mix's mean, which its own bursts saturate
+            saturated_at = max((p.clock_mhz for p in self.probes if p.saturated), default=0.0)
+            s = np.where(lower & ((k / self.wall_time(f) >= SATURATED_UTIL) | (np.asarray(f) <= saturated_at + 1e-6)),
+                         QUEUED + s, s)
         return np.maximum(s, self.slowdown(f))
 
     def spent_stretch(self, f: float) -> float:
