@@ -274,12 +274,10 @@ def test_a_mix_of_arriving_work_is_priced_at_the_busy_share_its_work_would_have_
 
 def test_util_power_line_is_least_squares_and_never_falls_with_busy_share():
     line = UtilPower.of(np.array(MIX_UTIL), np.array(MIX_POWER)).line()
-    assert line == pytest.approx((100.0, 500.0, 0.0), abs=1e-3)
+    assert line == pytest.approx((100.0, 500.0), abs=1e-3)
     halves = UtilPower.of(np.array(MIX_UTIL[:5]), np.array(MIX_POWER[:5])) + \
         UtilPower.of(np.array(MIX_UTIL[5:]), np.array(MIX_POWER[5:]))
     assert halves.line() == pytest.approx(line, abs=1e-3)
-    noisy = UtilPower.of(np.array(MIX_UTIL), np.array(MIX_POWER) + np.array([10.0, -10.0] * 5)).line()
-    assert noisy[2] == pytest.approx(10.0, rel=0.2)
     flat = UtilPower.of(np.full(5, 0.3), np.array([200.0, 210.0, 190.0, 205.0, 195.0])).line()
     assert flat[1] == 0.0 and flat[0] == pytest.approx(200.0)
     falling = UtilPower.of(np.array([0.1, 0.5, 0.9]), np.array([300.0, 200.0, 100.0])).line()

@@ -117,22 +117,6 @@ def test_a_bursty_mix_keeps_its_progress_near_the_reference_and_stays_arriving_w
     assert m.slowdown(1500) == pytest.approx(0.0, abs=1e-9)
 
 
-def test_arriving_work_is_priced_late_only_once_its_kernels_outgrow_the_time_it_arrives_over():
-    at = synthetic_phase("arrival", cb=0.8, busy=0.6)
-    m = PhaseModel(ref=at(1980.0), util_max=0.8)
-    for f in (1680.0, 1380.0):
-        m.add(at(f))
-    assert m.kind == "arrival"
-    # at 1300 MHz the kernels take 0.85 of the time the work arrives over: on time, though the
-    # planning margin (80% busy at most) already counts it late
-    assert m.slowdown(1300.0) > 0.0 and m.delay(1300.0) == pytest.approx(0.0, abs=1e-9)
-    truth = (1 / at(900.0).progress) / (1 / at(1980.0).progress) - 1  # past saturation: late by the kernels
-    assert m.delay(900.0) == pytest.approx(truth, rel=1e-3)
-    serial = PhaseModel(ref=synthetic_phase("serial")(1980.0))
-    serial.add(synthetic_phase("serial")(1380.0))
-    assert serial.delay(1200.0) == serial.slowdown(1200.0)
-
-
 def test_under_a_latency_bound_a_mix_whose_windows_disagree_is_not_planned_below_its_reference():
     """Windows of a mix that no one kernel-time-against-clock curve passes through (the work
     changed between them: kernel time per unit of work up 47% for a 9% lower clock) are no basis for

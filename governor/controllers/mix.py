@@ -114,30 +114,26 @@ class UtilPower:
     suu: float = 0.0
     sp: float = 0.0
     sup: float = 0.0
-    spp: float = 0.0
 
     @staticmethod
     def of(util: np.ndarray, power: np.ndarray) -> UtilPower:
         u, p = np.asarray(util, dtype=float), np.asarray(power, dtype=float)
-        return UtilPower(n=len(u), su=float(u.sum()), suu=float(u @ u), sp=float(p.sum()), sup=float(u @ p),
-                         spp=float(p @ p))
+        return UtilPower(n=len(u), su=float(u.sum()), suu=float(u @ u), sp=float(p.sum()), sup=float(u @ p))
 
     def __add__(self, other: UtilPower) -> UtilPower:
         return UtilPower(self.n + other.n, self.su + other.su, self.suu + other.suu, self.sp + other.sp,
-                         self.sup + other.sup, self.spp + other.spp)
+                         self.sup + other.sup)
 
-    def line(self) -> tuple[float, float, float] | None:
-        """(watts at idle, watts per unit of busy share, residual standard deviation in watts); None
-        with too few readings. Without spread in the busy share the line is flat at the mean."""
+    def line(self) -> tuple[float, float] | None:
+        """(watts at idle, watts per unit of busy share); None with too few readings. Without spread
+        in the busy share the line is flat at the mean. How far the pool's stretches lie off it is
+        measured on them (ModelPricing._pooled_line), not from these sums."""
         if self.n < 3:
             return None
         sxx = self.n * self.suu - self.su * self.su
         slope = (self.n * self.sup - self.su * self.sp) / sxx if sxx > 1e-9 * self.n * self.n else 0.0
         slope = max(0.0, slope)  # more busy never draws less: a negative slope is noise
-        intercept = (self.sp - slope * self.su) / self.n
-        sse = self.spp - 2 * intercept * self.sp - 2 * slope * self.sup + intercept * intercept * self.n \
-            + 2 * intercept * slope * self.su + slope * slope * self.suu
-        return intercept, slope, float(np.sqrt(max(0.0, sse) / (self.n - 2)))
+        return (self.sp - slope * self.su) / self.n, slope
 
 
 @dataclass(frozen=True)

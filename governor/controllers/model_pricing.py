@@ -161,7 +161,7 @@ class ModelPricing:
             fit = sum((x.util_power for x in w), UtilPower()).line()
             priced = None
             if fit is not None:
-                idle_w, per_busy_w, _ = fit
+                idle_w, per_busy_w = fit
                 # single readings scatter about the line by the mix's parts (a burst draws more per
                 # unit of busy share than a decode), which average out over stretches of the same
                 # make-up; how far stretches of a few seconds lie off the line says how far the

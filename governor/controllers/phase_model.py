@@ -316,15 +316,6 @@ class PhaseModel:
         a, b = fit_kernel([p.clock_mhz for p in pts], [p.util / p.progress for p in pts])
         return max(abs((a + b / p.clock_mhz) * p.progress / p.util - 1.0) for p in pts)
 
-    def delay(self, f: float) -> float:
-        """The slowdown the work itself sees at clock f, for pricing it rather than planning: arriving
-        work is late only once its kernels need more than the time it arrives over, whereas
-        slowdown() keeps `util_max` of headroom for bursts and backlogs, a planning margin
-        (docs/decisions/007). Serial work: slowdown()."""
-        if self.kind != "arrival":
-            return self.slowdown(f)
-        return max(self.t_arrival, self.kernel_time(f)) / self.wall_time(self.ref.clock_mhz) - 1.0
-
     def predict(self, f: float) -> tuple[float, float, float]:
         """(util 0..1, progress, power) expected at clock f."""
         t = self.wall_time(f)
