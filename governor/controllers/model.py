@@ -208,6 +208,13 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
             # no clock below the reference is planned for it (PhaseModel.stretch): nothing to probe
             self._hold(now, "identified")
             return
+        if self.composite and n >= 1 and self.params["bound"] == "both" and self._budget_now(latency=True) <= 0.0:
+            # a mix's further probes wait for budget: each lasts many of its cycles, and work that
+            # arrives meanwhile meets its clock (a busy training mix's second fixed probe, at 0.82 of
+            # its clock with the requests' budget spent, was met by serving work whose prefills
+            # saturated the GPU there: the run's requests 8.5% late)
+            self._hold(now, "identified")
+            return
         if self.composite and m.boost_bound():
             # a mix too idle (or with too little DRAM traffic) to read its requests' stretch from: its
             # windows caught the quiet between bursts, and a probe, which lasts several cycles and
