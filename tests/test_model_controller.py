@@ -633,16 +633,22 @@ def test_a_mix_of_arriving_work_plans_its_requests_with_the_whole_latency_budget
     assert busy._budget_now() == pytest.approx(planned * busy.params["composite_budget_share"])
 
 
-def test_a_mix_takes_its_further_probes_only_while_the_requests_budget_lasts():
-    # a busy training mix's second fixed probe, at 0.82 of its clock with the requests' budget spent,
-    # was met by serving work whose prefills saturated the GPU there: the run's requests 8.5% late
+def _controller_with_mix(m: PhaseModel) -> ModelController:
+    """A `balanced`-like controller (3%, both bounds) in composite mode with m as its current mix."""
     c = ModelController({"slowdown_budget": 0.03, "bound": "both"}, H100)
     c.start(sample(0.0), Setpoint())
     c.composite = True
+    c.models, c.current, c._mix_model = [m], m, m
+    return c
+
+
+def test_a_mix_takes_its_further_probes_only_while_the_requests_budget_lasts():
+    # a busy training mix's second fixed probe, at 0.82 of its clock with the requests' budget spent,
+    # was met by serving work whose prefills saturated the GPU there: the run's requests 8.5% late
     m = PhaseModel(ref=Probe(clock_mhz=1592, util=0.48, progress=13.5, power=385.0), mix=True, latency_bound=True,
                    saturated_share=0.43)
     m.add(Probe(clock_mhz=1455, util=0.64, progress=18.4, power=330.0))
-    c.models, c.current, c._mix_model = [m], m, m
+    c = _controller_with_mix(m)
     c.lat_work_s, c.lat_extra_s = 10.0, 10.0  # spent: the estimate reads every request 100% late
     c._next_probe(100.0)
     assert c.state == "hold"
@@ -715,13 +721,10 @@ def test_a_quiet_mix_whose_stretch_cannot_be_read_is_probed_only_where_its_cauti
     # a mix's windows that caught only the quiet between bursts: too idle to read a stretch from, and a
     # probe, which runs several cycles, met the next burst (saturated at default) below its clock; the
     # backlog stayed for the burst's 7.5 s, its requests 47% late (gen:bursty:253428: 5.7% over the run)
-    c = ModelController({"slowdown_budget": 0.03, "bound": "both"}, H100)
-    c.start(sample(0.0), Setpoint())
-    c.composite = True
     m = PhaseModel(ref=Probe(clock_mhz=754, util=0.015, progress=0.34, power=98.0), mix=True, latency_bound=True,
                    boost_mhz=1980.0)
     assert m.boost_bound()
-    c.models, c.current, c._mix_model = [m], m, m
+    c = _controller_with_mix(m)
     c._next_probe(10.0)
     # probed once, at the clock its cautious stretch allows within the budget (a mix's share of it,
     # before its kind is known): 1980 / (1 + 0.03 x 0.95 x 0.5) = 1952 MHz, not 0.91 of it
