@@ -633,9 +633,10 @@ def test_a_mix_of_arriving_work_plans_its_requests_with_the_whole_latency_budget
     assert busy._budget_now() == pytest.approx(planned * busy.params["composite_budget_share"])
 
 
-def _controller_with_mix(m: PhaseModel) -> ModelController:
-    """A `balanced`-like controller (3%, both bounds) in composite mode with m as its current mix."""
-    c = ModelController({"slowdown_budget": 0.03, "bound": "both"}, H100)
+def _controller_with_mix(m: PhaseModel, **params) -> ModelController:
+    """A `balanced`-like controller (3%, both bounds, and params) in composite mode with m as its
+    current mix."""
+    c = ModelController({"slowdown_budget": 0.03, "bound": "both", **params}, H100)
     c.start(sample(0.0), Setpoint())
     c.composite = True
     c.models, c.current, c._mix_model = [m], m, m
@@ -732,6 +733,12 @@ def test_a_quiet_mix_whose_stretch_cannot_be_read_is_probed_only_where_its_cauti
     m.add(Probe(clock_mhz=1950, util=0.016, progress=0.33, power=95.0))
     c._next_probe(40.0)
     assert c.state == "hold"
+    # under a power-cap objective the same probe is a power limit, never a clock lock
+    capped = _controller_with_mix(PhaseModel(ref=Probe(clock_mhz=754, util=0.015, progress=0.34, power=98.0),
+                                             mix=True, latency_bound=True, boost_mhz=1980.0), objective="power_cap")
+    capped._next_probe(10.0)
+    assert capped.state == "probe" and capped.setpoint.sm_clock_max_mhz is None
+    assert capped.setpoint.power_limit_w == pytest.approx(max(H100.power_limit_min_w, 98.0 / 1.01425))
     # a single phase as idle is still probed: its probe ends at its first saturated reading
     single = ModelController({"slowdown_budget": 0.03, "bound": "both"}, H100)
     single.start(sample(0.0), Setpoint())

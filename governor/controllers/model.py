@@ -227,12 +227,13 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
             if n >= 1:
                 self._hold(now, "identified")
                 return
-            f = self.limits.snap_clock(m.top_mhz() / (1.0 + max(0.0, self._budget_now(latency=True))))
-            if f >= m.top_mhz() - 1e-6:
+            frac = 1.0 / (1.0 + max(0.0, self._budget_now(latency=True)))
+            target, sp = self._probe_setpoint(frac, m)
+            if frac >= 1.0 or (not self.use_power and target >= m.top_mhz() - 1e-6):
                 self._hold(now, "identified")
                 return
-            self.probe_target = float(f)
-            self._enter(State.PROBE, now, Setpoint(sm_clock_min_mhz=self.limits.sm_clock_min_mhz, sm_clock_max_mhz=f))
+            self.probe_target = target
+            self._enter(State.PROBE, now, sp)
             return
         if n < len(fracs) and n < self.params["max_probes"]:
             target, sp = self._probe_setpoint(fracs[n], m)
