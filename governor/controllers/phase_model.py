@@ -271,7 +271,8 @@ class PhaseModel:
         # never at the reference or above, which default settings ran at: a rebased phase whose fit put
         # its reference past the headroom was QUEUED there too, and a weighted stretch no plan could
         # meet sent every other phase to its reference (a decode held at 1603 MHz, not 1320)
-        lower = np.asarray(f, dtype=float) < self.ref.clock_mhz - 1e-6
+        clocks = np.asarray(f, dtype=float)
+        lower = clocks < self.ref.clock_mhz - 1e-6
         if self.kind == "arrival":
             s = np.where(lower & (k / self.t_arrival > max(self.util_max, self.ref.util) + 1e-9), QUEUED + s, s)
         elif not self.mix:
@@ -284,7 +285,7 @@ class PhaseModel:
             # phase read 100% busy at 1020 MHz, and its fit, averaging its host time over its
             # points, still sent it to 795). Not a mix's mean, which its own bursts saturate
             saturated_at = max((p.clock_mhz for p in self.probes if p.saturated), default=0.0)
-            s = np.where(lower & ((k / self.wall_time(f) >= SATURATED_UTIL) | (np.asarray(f) <= saturated_at + 1e-6)),
+            s = np.where(lower & ((k / self.wall_time(f) >= SATURATED_UTIL) | (clocks <= saturated_at + 1e-6)),
                          QUEUED + s, s)
         return np.maximum(s, self.slowdown(f))
 
