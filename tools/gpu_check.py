@@ -3,13 +3,19 @@
 
 It answers, per GPU: what NVML can read (every Sample field, Limits, capabilities), whether SM clocks
 can be locked and the power limit set (and read back), and, with PyTorch installed, how much energy
-govd's `balanced` policy saves against firmware defaults on a memory-bound and a compute-bound
-loop (energy from NVML's counter, time from the loop itself). Every setting it changes is saved to
-an originals file first and restored at the end, on error too; `govd --restore --root DIR` restores
-after a crash. Output: a JSON report (stdout, or --out FILE) for docs/hardware.md.
+govd's policies (`balanced` and `batch` unless --policies says) save against firmware defaults on a
+memory-bound and a compute-bound loop (energy from NVML's counter, time from the loop itself). Every
+setting it changes is saved to an originals file first and restored at the end, on error too;
+`govd --restore --root DIR` restores after a crash. Output: a JSON report (stdout, or --out FILE) for docs/hardware.md.
 
     sudo python tools/gpu_check.py --out /tmp/gpu_check.json            # reads, writes, workloads
+    sudo python tools/gpu_check.py --sweep --out /tmp/gpu_check.json    # also each loop at fixed clocks
     python tools/gpu_check.py --read-only                               # no root needed
+
+Under a policy the report keeps a timeline (once a second: the controller's state, its clock ceiling and
+what NVML read), so that a run that saved nothing says why. The sweep locks each loop at a few fixed SM
+clocks and records time and energy per iteration at each: the real curve the simulator's GPU models
+should be checked against.
 """
 
 from __future__ import annotations
@@ -83,16 +89,28 @@ def torch_loop(kind: str, seconds: float, device_index: int) -> tuple[float, int
     import torch
 
     dev = torch.device(f"cuda:{device_index}")
-    if kind == "memory":
-        a = torch.empty(1 << 28, dtype=torch.float32, device=dev)  # 1 GiB
-        b = torch.empty_like(a)
-        step = lambda: b.copy_(a)  # noqa: E731
-    else:
-        a = torch.randn(8192, 8192, dtype=torch.bfloat16, device=dev)
-        step = lambda: a @ a  # noqa: E731
+    step = _make_step(kind, dev)
     for _ in range(5):
         step()
     torch.cuda.synchronize(dev)
+    return _timed(step, seconds, dev)
+
+
+def _make_step(kind: str, dev):
+    """One iteration of the memory-bound (a 1 GiB copy) or the compute-bound (bf16 8192^3 matmul) loop."""
+    import torch
+
+    if kind == "memory":
+        a = torch.empty(1 << 28, dtype=torch.float32, device=dev)  # 1 GiB
+        b = torch.empty_like(a)
+        return lambda: b.copy_(a)
+    a = torch.randn(8192, 8192, dtype=torch.bfloat16, device=dev)
+    return lambda: a @ a
+
+
+def _timed(step, seconds: float, dev) -> tuple[float, int]:
+    import torch
+
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         for _ in range(10):
@@ -106,11 +124,14 @@ def energy_run(dev, kind: str, policy_name: str | None, seconds: float, root: Pa
     """Energy per iteration of a loop, under firmware defaults (None) or a govd policy."""
     worker = None
     stop = threading.Event()
+    timeline: list[dict] = []
     if policy_name:
         worker = GpuWorker(dev, load_policy(policy_name), default_config(), OriginalsFile(root / "originals.json"),
                            RealClock())
         thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
         thread.start()
+        watcher = threading.Thread(target=_watch, args=(worker, stop, timeline), daemon=True)
+        watcher.start()
     e0 = dev.sample().energy_mj
     try:
         elapsed, iters = torch_loop(kind, seconds, dev.info.index)
@@ -121,9 +142,60 @@ def energy_run(dev, kind: str, policy_name: str | None, seconds: float, root: Pa
             thread.join(10)
             worker.hand_back()
     joules = (e1 - e0) / 1000.0 if e0 is not None and e1 is not None else None
-    return {"policy": policy_name or "default", "seconds": round(elapsed, 3), "iterations": iters,
-            "joules": joules, "joules_per_iteration": joules / iters if joules else None,
-            "seconds_per_iteration": elapsed / iters}
+    run = {"policy": policy_name or "default", "seconds": round(elapsed, 3), "iterations": iters,
+           "joules": joules, "joules_per_iteration": joules / iters if joules else None,
+           "seconds_per_iteration": elapsed / iters}
+    if worker is not None:
+        run["timeline"] = timeline
+    return run
+
+
+def _watch(worker: GpuWorker, stop: threading.Event, timeline: list[dict], period_s: float = 1.0) -> None:
+    """Once a second, what the controller held and what NVML read, until the run stops."""
+    t0 = time.perf_counter()
+    while not stop.wait(period_s):
+        status = worker.controller.status()
+        s = worker.last_sample
+        timeline.append({
+            "t_s": round(time.perf_counter() - t0, 1), "state": status.get("state"),
+            "ceiling_mhz": worker.target.sm_clock_max_mhz if worker.target else None,
+            "power_limit_w": worker.target.power_limit_w if worker.target else None,
+            "why": status.get("last_change"), "composite": status.get("composite"),
+            "sm_clock_mhz": s.sm_clock_mhz if s else None, "gpu_util_pct": s.gpu_util_pct if s else None,
+            "mem_util_pct": s.mem_util_pct if s else None, "sm_activity_pct": s.sm_activity_pct if s else None,
+            "dram_bw_pct": s.dram_bw_pct if s else None, "power_w": s.power_w if s else None,
+        })
+
+
+def clock_sweep(dev, kind: str, seconds: float, originals: OriginalsFile) -> list[dict]:
+    """Each loop locked at a few SM clocks in turn: time and energy per iteration, and what NVML read."""
+    import torch
+
+    lim = dev.limits()
+    clocks = lim.sm_clocks_mhz
+    picks = sorted({clocks[round(i * (len(clocks) - 1) / 6)] for i in range(7)}, reverse=True)[:6]
+    tdev = torch.device(f"cuda:{dev.info.index}")
+    step = _make_step(kind, tdev)
+    originals.save_once(dev)
+    saved = originals.saved(dev.info.uuid)
+    rows = []
+    try:
+        for mhz in picks:
+            dev.set_locked_clocks(lim.sm_clock_min_mhz, mhz)
+            _timed(step, 1.0, tdev)  # settle at the new clock
+            e0 = dev.sample().energy_mj
+            elapsed, iters = _timed(step, seconds, tdev)
+            s = dev.sample()
+            joules = (s.energy_mj - e0) / 1000.0
+            rows.append({"ceiling_mhz": mhz, "sm_clock_mhz": s.sm_clock_mhz, "seconds_per_iteration": elapsed / iters,
+                         "joules_per_iteration": joules / iters, "power_w": joules / elapsed,
+                         "gpu_util_pct": s.gpu_util_pct, "mem_util_pct": s.mem_util_pct,
+                         "sm_activity_pct": s.sm_activity_pct, "dram_bw_pct": s.dram_bw_pct,
+                         "clock_event_reasons": s.clock_event_reasons})
+    finally:
+        restore_settings(dev, saved, lim)
+        originals.forget(dev.info.uuid)
+    return rows
 
 
 def main() -> int:
@@ -132,6 +204,11 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=60.0, help="length of each workload run")
     p.add_argument("--gpu", type=int, default=0, help="GPU index for writes and workloads")
     p.add_argument("--out", type=Path, help="write the JSON report here")
+    p.add_argument("--policies", default="balanced,batch",
+                   help="comma-separated policies to run each loop under (balanced holds saturated work at default "
+                        "settings, since it could be requests; batch bounds end time only)")
+    p.add_argument("--sweep", action="store_true", help="also run each loop locked at six SM clocks")
+    p.add_argument("--sweep-seconds", type=float, default=5.0, help="length of each sweep point")
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="govd-gpucheck-"))
     report: dict = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "originals": str(root / "originals.json")}
@@ -152,13 +229,17 @@ def main() -> int:
 
             report["workloads"] = {}
             for kind in ("memory", "compute"):
-                runs = [energy_run(dev, kind, None, args.seconds, root),
-                        energy_run(dev, kind, "balanced", args.seconds, root)]
-                ref, gov = runs
-                if ref["joules_per_iteration"] and gov["joules_per_iteration"]:
-                    runs.append({"saved": 1 - gov["joules_per_iteration"] / ref["joules_per_iteration"],
-                                 "slowdown": gov["seconds_per_iteration"] / ref["seconds_per_iteration"] - 1})
+                ref = energy_run(dev, kind, None, args.seconds, root)
+                runs = [ref]
+                for name in args.policies.split(","):
+                    gov = energy_run(dev, kind, name, args.seconds, root)
+                    if ref["joules_per_iteration"] and gov["joules_per_iteration"]:
+                        gov["saved"] = 1 - gov["joules_per_iteration"] / ref["joules_per_iteration"]
+                        gov["slowdown"] = gov["seconds_per_iteration"] / ref["seconds_per_iteration"] - 1
+                    runs.append(gov)
                 report["workloads"][kind] = runs
+                if args.sweep:
+                    report.setdefault("sweep", {})[kind] = clock_sweep(dev, kind, args.sweep_seconds, originals)
         except ImportError:
             report["workloads"] = "skipped: PyTorch is not installed"
     text = json.dumps(report, indent=2, default=str)
