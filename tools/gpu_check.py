@@ -167,7 +167,7 @@ def _watch(worker: GpuWorker, stop: threading.Event, timeline: list[dict], perio
         })
 
 
-def clock_sweep(dev, kind: str, seconds: float, originals: OriginalsFile) -> list[dict]:
+def clock_sweep(dev, kind: str, seconds: float, originals: OriginalsFile, settle_s: float = 1.0) -> list[dict]:
     """Each loop locked at a few SM clocks in turn: time and energy per iteration, and what NVML read."""
     import torch
 
@@ -182,7 +182,7 @@ def clock_sweep(dev, kind: str, seconds: float, originals: OriginalsFile) -> lis
     try:
         for mhz in picks:
             dev.set_locked_clocks(lim.sm_clock_min_mhz, mhz)
-            _timed(step, 1.0, tdev)  # settle at the new clock
+            _timed(step, settle_s, tdev)  # settle at the new clock
             e0 = dev.sample().energy_mj
             elapsed, iters = _timed(step, seconds, tdev)
             s = dev.sample()
