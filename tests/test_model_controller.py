@@ -774,3 +774,75 @@ def test_under_a_latency_bound_no_single_phase_is_held_where_it_saturates():
     for p in [(1800, 0.9, 45.38), (1620, 0.9, 45.47), (1335, 0.9, 43.79)]:
         flat.add(Probe(clock_mhz=p[0], util=p[1], progress=p[2], power=200.0))
     assert flat.kind == "serial" and flat.stretch(1335) < 0.1
+
+
+def _copy_loop_probes(*clocks, knee=1500.0):
+    """Probes of a saturated copy loop that runs as fast as memory allows down to `knee` MHz and
+    slows as 1/f below it (a real H200's copy: docs/hardware.md). DRAM progress is its work rate."""
+    out = []
+    for f in clocks:
+        stretch = max(1.0, knee / f)
+        out.append(Probe(clock_mhz=f, util=0.99, progress=86.0 / stretch, power=100.0 + 0.16 * f))
+    return out
+
+
+def test_a_refining_probe_of_batch_work_steps_at_most_one_fixed_step_below_the_deepest():
+    # two fixed probes on the flat part of a roofline fit a phase the clock does not touch; the
+    # refining probe went to the fit's cheapest clock (870 MHz on a real H200, 405 in the simulator),
+    # past the knee, and its stretch there spent the budget the knee needed
+    ref, *probes = _copy_loop_probes(1980, 1800, 1620)
+    c, m = controller_with_phase({"slowdown_budget": 0.03, "bound": "time"}, ref, *probes)
+    c._next_probe(0.0)
+    assert c.state == "probe"
+    assert c.probe_target == c.limits.snap_clock(min(c.probe_fracs) * 1620)
+    assert 1300 < c.probe_target < 1620
+
+
+def test_probes_that_bend_are_followed_point_by_point_not_by_one_line():
+    ref, *probes = _copy_loop_probes(1980, 1800, 1620, 1335)
+    m = PhaseModel(ref=ref)
+    for p in probes:
+        m.add(p)
+    assert m.fit_error() > 0.03 and m.knots is not None
+    def stretch(f):
+        return m.kernel_time(f) / m.kernel_time(1980.0)
+
+    # exact at the probes, flat above the highest, and between probes no faster than either
+    assert stretch(1620) == pytest.approx(1.0) and stretch(1800) == pytest.approx(1.0)
+    assert stretch(2100) == pytest.approx(1.0)
+    assert stretch(1335) == pytest.approx(1500 / 1335)
+    assert 1.0 <= stretch(1500) <= stretch(1335)
+    # below the deepest probe all kernel time scales with the clock from there (the cautious case)
+    assert stretch(1000) == pytest.approx(1500 / 1000)
+    assert m.slowdown(1620) == pytest.approx(0.0, abs=1e-9) and m.slowdown(1000) > m.slowdown(1335) > 0.1
+    # arrays too, as the planner prices every clock at once
+    assert np.allclose(m.kernel_time(np.array([1620.0, 1000.0])), [m.kernel_time(1620.0), m.kernel_time(1000.0)])
+    # the line through the same points said the flat clocks cost time and the deep ones less
+    line = PhaseModel(ref=ref)
+    line.probes = list(probes)
+    line.a, line.b = m.a, m.b
+    assert (line.a + line.b / 1620) / (line.a + line.b / 1980) - 1 > 0.02
+
+
+def test_probes_on_one_line_keep_the_line_and_a_mix_never_bends():
+    # work that is a straight line in 1/f (trace-format.md's model) keeps a + b/f, whose
+    # extrapolation below the deepest probe is exact there
+    pts = [Probe(clock_mhz=f, util=0.9, progress=40.0 / (0.3 * 1980 / f + 0.7), power=300.0)
+           for f in (1980, 1800, 1620)]
+    m = PhaseModel(ref=pts[0])
+    for p in pts[1:]:
+        m.add(p)
+    assert m.knots is None
+    mix = PhaseModel(ref=_copy_loop_probes(1980)[0], mix=True)
+    for p in _copy_loop_probes(1800, 1620, 1335):
+        mix.add(p)
+    assert mix.knots is None
+
+
+def test_knee_knots_pool_noise_that_says_a_lower_clock_is_faster():
+    from governor.controllers.phase_model import knee_knots
+
+    xs, ks = knee_knots([1980, 1800, 1620, 1335], [1.00, 0.99, 1.01, 1.12])
+    assert list(np.round(1 / xs)) == [1980, 1800, 1620, 1335]
+    assert list(ks) == pytest.approx([0.995, 0.995, 1.01, 1.12])
+    assert all(np.diff(ks) >= 0)

@@ -117,6 +117,7 @@ def test_jobs_on_a_real_slurm_run_their_policies_and_report_their_energy():
         cluster.run("scontrol", "update", f"JobId={j6}", "StartTime=now")
         assert wait_for(lambda: any(g["job"] == f"{j6}.2" and g["policy"] == "batch" for g in status()), 90,
                         READ_ERRORS), (cluster.run("squeue", "-o", "%i %T %r %S", check=False).stdout,
+                                       cluster.run("scontrol", "show", "job", j6, check=False).stdout,
                                        cluster.logs(), (work / "prolog.log").read_text())
         cluster.wait_jobs_done(60)
         assert wait_for(lambda: all(g["job"] is None for g in status()), 20, READ_ERRORS)

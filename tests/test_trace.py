@@ -76,3 +76,32 @@ def test_request_s_follows_the_trace_format(make_trace):
         make_trace({**arrival, "request_s": 0.0})
     with pytest.raises(TraceError, match="only arrival phases have requests"):
         make_trace({**arrival, "slack": "serial", "request_s": 0.05})
+
+
+def test_a_knee_is_optional_and_makes_the_phase_a_roofline():
+    plain = trace_from_dict(GOOD, "t").phases[0]
+    assert plain.knee_mhz is None
+    assert plain.kernel_stretch(1000.0, 2000.0) == pytest.approx(0.5 * 2 + 0.5)  # trace-format.md's line
+    p = trace_from_dict(with_phase(clock_bound=0.0, knee_mhz=1500), "t").phases[0]
+    assert p.knee_mhz == 1500.0
+    assert p.kernel_stretch(1980.0, 1980.0) == 1.0 and p.kernel_stretch(1600.0, 1980.0) == 1.0  # memory's pace
+    assert p.kernel_stretch(1000.0, 1980.0) == pytest.approx(1.5)  # below the knee, the clock's
+    # default settings already below the knee (a power cap): normalised to 1 there
+    assert p.kernel_stretch(1200.0, 1200.0) == pytest.approx(1.0)
+    assert p.kernel_stretch(1000.0, 1200.0) == pytest.approx(1.2)
+
+
+def test_a_bad_knee_is_named_with_its_range():
+    with pytest.raises(TraceError, match=r"phase\[0\]\.knee_mhz = -5 is out of range; allowed \(0.0, 10000.0\]"):
+        trace_from_dict(with_phase(knee_mhz=-5), "t.toml")
+    with pytest.raises(TraceError, match=r"phase\[0\]\.knee_mhz must be a number"):
+        trace_from_dict(with_phase(knee_mhz="fast"), "t.toml")
+
+
+def test_a_knee_survives_saving_the_trace():
+    import tomllib
+
+    from governor.sim.generate import to_toml
+
+    t = trace_from_dict(with_phase(knee_mhz=1450.0), "t")
+    assert trace_from_dict(tomllib.loads(to_toml(t)), "saved").phases[0].knee_mhz == 1450.0

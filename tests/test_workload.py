@@ -50,3 +50,14 @@ def test_repeat_plays_the_phase_list_again(make_trace):
     tr = make_trace({"seconds": 1.0, "busy": 1.0, "clock_bound": 1.0, "intensity": 1, "dram": 0}, repeat=3)
     t, _ = run(Workload(tr.played(), [1000.0] * 3), 1000.0)
     assert t == pytest.approx(3.0, abs=0.02)
+
+
+def test_a_roofline_phase_keeps_its_time_above_the_knee_and_follows_the_clock_below(make_trace):
+    tr = make_trace({"seconds": 10.0, "busy": 1.0, "clock_bound": 0.0, "intensity": 0.1, "dram": 0.9,
+                     "knee_mhz": 1500})
+    f_def = 1980.0
+    t_def, _ = run(Workload(tr.played(), [f_def]), f_def)
+    t_above, _ = run(Workload(tr.played(), [f_def]), 1600.0)
+    t_below, _ = run(Workload(tr.played(), [f_def]), 1000.0)
+    assert t_above == pytest.approx(t_def, abs=0.02)
+    assert t_below == pytest.approx(t_def * 1.5, abs=0.02)

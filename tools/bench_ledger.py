@@ -30,7 +30,7 @@ from governor.lab.simulate import DEFAULT_POLICY, run_trace  # noqa: E402
 from governor.policy import load_policy  # noqa: E402
 from governor.sim.generate import FAMILIES, fresh_seeds  # noqa: E402
 from governor.sim.spec import load_spec  # noqa: E402
-from governor.sim.trace import builtin_traces, load_trace, variant_of  # noqa: E402
+from governor.sim.trace import load_trace, suite_traces, variant_of  # noqa: E402
 
 GPUS = ["h100-sxm", "a100-sxm4"]
 
@@ -79,7 +79,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--policy", default="balanced")
-    p.add_argument("--traces", default=",".join(t for t in builtin_traces() if t not in ("demo", "gemm", "attention")))
+    p.add_argument("--traces", default=",".join(suite_traces()))
     p.add_argument("--gpus", default=",".join(GPUS), help="comma-separated simulated GPUs")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--vary", action="store_true", help="seeds after 0 run variants of each trace")

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from governor.lab.simulate import DEFAULT_POLICY, oracle_runs, peer_policies, run_trace  # noqa: E402
 from governor.policy import load_policy  # noqa: E402
 from governor.sim.spec import load_spec  # noqa: E402
-from governor.sim.trace import builtin_traces, load_trace  # noqa: E402
+from governor.sim.trace import load_trace, suite_traces  # noqa: E402
 
 POLICIES = ["balanced", "batch", "max-savings", "pid-util", "thermal"]
 GPUS = ["h100-sxm", "a100-sxm4"]
@@ -128,7 +128,7 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=2, help="processes to run cells in (default 2)")
     p.add_argument("--write", action="store_true", help="refresh the tables in docs/benchmarks.md in place")
     args = p.parse_args()
-    traces = args.trace or [t for t in builtin_traces() if t not in ("demo", "gemm", "attention")]
+    traces = args.trace or suite_traces()
     rows = measure(args.gpu or GPUS, traces, args.jobs)
     text = markdown(rows)
     if args.write:

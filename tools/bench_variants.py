@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from governor.lab.simulate import DEFAULT_POLICY, oracle_runs, run_trace  # noqa: E402
 from governor.policy import load_policy  # noqa: E402
 from governor.sim.spec import load_spec  # noqa: E402
-from governor.sim.trace import builtin_traces, load_trace, variant_of  # noqa: E402
+from governor.sim.trace import load_trace, suite_traces, variant_of  # noqa: E402
 
 GPUS = ["h100-sxm", "a100-sxm4"]
 BUDGET = 0.03
@@ -92,7 +92,7 @@ def markdown(rows: list[dict], variants: int) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", type=int, default=5)
-    p.add_argument("--traces", default=",".join(t for t in builtin_traces() if t not in ("demo", "gemm", "attention")))
+    p.add_argument("--traces", default=",".join(suite_traces()))
     p.add_argument("--gpus", default=",".join(GPUS))
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--json", action="store_true")

@@ -247,11 +247,13 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                 # fitted as not clock-bound at all and sent to 135 MHz, 2.4 times too slow for its
                 # work: 11% of the budget spent in one window, and the mix then held at default)
                 f = max(f, self.limits.snap_clock(MIX_STEP_MIN * min(p.clock_mhz for p in m.points())))
-            elif m.latency_planned() and self.probe_fracs:
-                # under a latency bound a single phase's refining probe goes at most one fixed step
-                # below its deepest: two probes that showed no change fit a phase the clock does not
-                # touch, and a decode phase was sent to 345 MHz, its requests 30% late there, which
-                # spent the whole budget before any saving
+            elif self.probe_fracs:
+                # a single phase's refining probe goes at most one fixed step below its deepest: two
+                # probes that showed no change fit a phase the clock does not touch, and one far below
+                # them meets a roofline's knee. A decode phase was sent to 345 MHz under a latency
+                # bound, its requests 30% late there; a copy loop on a real H200, flat from 1980 to
+                # 1620 MHz, was sent to 870 under `batch`, 1.9 times slower there, which spent the
+                # budget its knee (1440 MHz, 19% less energy) needed (docs/hardware.md)
                 f = max(f, self.limits.snap_clock(min(self.probe_fracs) * min(p.clock_mhz for p in m.points())))
             if f >= m.ref.clock_mhz - 1e-6 or min(abs(p.clock_mhz - f) for p in m.points()) < 3 * self._bin():
                 self._hold(now, "identified")

@@ -27,6 +27,7 @@ from scipy.optimize import nnls
 ARRIVAL_NEAR = 0.25  # probes within this fraction of the reference clock tell arriving work from serial
 LATENCY_RESOLVED_UTIL = 0.1  # below this busy share (integer percent readings) a few percent of stretch is unreadable
 MIX_FIT_TOLERANCE = 0.1  # a mix's windows off their fitted kernel-time curve by more than this: held at its reference
+KNEE_FIT_TOLERANCE = 0.03  # a single phase's probes off a + b/f by more than this: a roofline, followed point by point
 BUSY_MIX_SHARE = 0.25  # a mix saturated in this share of its default readings or more: its work waits on the clock
 SATURATED_UTIL = 0.97  # busy share at which the GPU is saturated (NVML's integer readings of a full GPU)
 QUEUED = 10.0  # the stretch() of arriving work at a clock where requests would queue: never chosen
@@ -57,6 +58,24 @@ def fit_kernel(freqs: list[float], k: list[float]) -> tuple[float, float]:
     basis = np.column_stack([np.ones_like(f), scale / f])
     coef, _ = nnls(basis, y)
     return float(coef[0]), float(coef[1] * scale)
+
+
+def knee_knots(freqs: list[float], k: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel time per unit of work against 1/f, made to rise as the clock falls (pooled where noise
+    says otherwise), one knot per clock: the curve kernel_time() follows where a + b/f cannot."""
+    x = 1.0 / np.asarray(freqs, dtype=float)
+    y = np.asarray(k, dtype=float)
+    xs, inverse = np.unique(np.round(x, 12), return_inverse=True)
+    ys = np.bincount(inverse, weights=y) / np.bincount(inverse)
+    blocks: list[list[float]] = []  # [sum, count] of pooled neighbours, pool-adjacent-violators
+    for v in ys:
+        blocks.append([v, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, n = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += n
+    ks = np.concatenate([np.full(int(n), total / n) for total, n in blocks])
+    return xs, ks
 
 
 def fit_power(freqs: list[float], power: list[float]) -> np.ndarray:
@@ -91,6 +110,7 @@ class PhaseModel:
     has_proxy: bool = True
     version: int = 0  # bumped by every refit, so callers can cache predictions
     util_fit: tuple[float, float] | None = None  # without a proxy: utilization = a + b/f, from the probes
+    knots: tuple[np.ndarray, np.ndarray] | None = None  # a single phase whose probes bend: knee_knots()
     warm_excess_w: float = 0.0  # measured - predicted power on a GPU warmer than at the reference (smoothed)
     latency_bound: bool = False  # the budget bounds its requests' latency too (a policy's bound = "both")
     boost_mhz: float = 0.0  # the highest clock the firmware runs work at (its requests' clock at default)
@@ -144,6 +164,13 @@ class PhaseModel:
         k = [p.util / p.progress for p in pts]
         h = [(1.0 - p.util) / p.progress for p in pts]
         self.a, self.b = fit_kernel(freqs, k)
+        self.knots = None
+        if not self.mix and self.fit_error() > KNEE_FIT_TOLERANCE:
+            # memory-bound work is a roofline: as fast as memory allows down to a knee, slower below.
+            # A line in 1/f through a flat stretch and a point past the knee overstates the time
+            # at the flat clocks and understates it further down: a copy loop (flat to 1440 MHz on
+            # a real H200) was held at 1785 MHz by it where its knee's clock saves twice as much
+            self.knots = knee_knots(freqs, k)
         unsat = [i for i, p in enumerate(pts) if not p.saturated]
         t_unsat = [k[i] + h[i] for i in unsat]
         if len(pts) >= 2 and len(unsat) >= 1:
@@ -193,7 +220,17 @@ class PhaseModel:
 
     # ----- predictions -------------------------------------------------------------------------
     def kernel_time(self, f: float) -> float:
-        return self.a + self.b / f
+        """Kernel time per unit of work at clock f: a + b/f, or where the probes bend (`knots`) the
+        curve through them, flat above the highest clock probed and, below the lowest, growing as
+        1/f from there (all of it scaling with the clock: the cautious case, what a roofline's
+        compute-bound side does)."""
+        if self.knots is None:
+            return self.a + self.b / f
+        xs, ks = self.knots
+        x = 1.0 / np.asarray(f, dtype=float)
+        inside = np.interp(x, xs, ks)
+        out = np.where(x > xs[-1], ks[-1] * x / xs[-1], inside)
+        return float(out) if out.ndim == 0 else out
 
     # The predictions take a clock or an array of clocks: the planner prices every supported clock
     # of a phase at once when its fit changes (_curves), a hundred of them on an H100.

@@ -33,7 +33,7 @@ class PhaseCurve:
 
 def _phase_at(spec: GpuSpec, p: Phase, f_def: float, f: float, ambient: float) -> tuple[float, float]:
     """(energy J, time s) of one play of phase p running at effective clock f, steady state."""
-    s = p.clock_bound * f_def / f + (1.0 - p.clock_bound)
+    s = p.kernel_stretch(f, f_def)
     kernel = p.seconds * p.busy * s
     t = kernel + p.seconds * (1.0 - p.busy) if p.slack == "serial" else max(p.seconds, kernel)
     util = kernel / t

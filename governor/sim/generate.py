@@ -172,4 +172,6 @@ def to_toml(trace: Trace) -> str:
                   f'slack = "{p.slack}"']
         if p.slack == "arrival":
             lines.append(f"request_s = {p.request_s}")
+        if p.knee_mhz is not None:
+            lines.append(f"knee_mhz = {p.knee_mhz}")
     return "\n".join(lines) + "\n"

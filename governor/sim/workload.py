@@ -1,7 +1,8 @@
 """Trace replay, exactly as ../shared/trace-format.md defines it.
 
 Work is measured in seconds of kernel time at default settings. At SM clock f a unit of a phase's
-work takes s(f) = clock_bound·f_def/f + (1 − clock_bound) seconds of kernel time.
+work takes s(f) = clock_bound·f_def/f + (1 − clock_bound) seconds of kernel time (a phase with the
+optional knee_mhz: Phase.kernel_stretch).
 - serial phases: each unit of work also needs (1 − busy)/busy seconds of host time, which does not
   scale with the clock, so slower kernels lengthen the phase (a fluid: work flows continuously);
 - arrival phases: work arrives as requests of request_s seconds of kernel time at default settings,
@@ -29,7 +30,6 @@ class StepActivity:
     util: float = 0.0  # kernel running
     activity: float = 0.0  # kernel time weighted by switching intensity
     dram: float = 0.0  # DRAM bandwidth utilization
-    compute: float = 0.0  # kernel time spent in the clock-scaling part
 
 
 @dataclass
@@ -76,8 +76,7 @@ class Workload:
         return self.phases[self.idx]
 
     def _slow(self, idx: int, f: float) -> float:
-        p = self.phases[idx]
-        return p.clock_bound * self.f_def[idx] / f + (1.0 - p.clock_bound)
+        return self.phases[idx].kernel_stretch(f, self.f_def[idx])
 
     def _request_plan(self, p: Phase) -> tuple[int, float]:
         """(requests in one play of arrival phase p, seconds between them)."""
@@ -117,7 +116,6 @@ class Workload:
         out.util += kernel_s
         out.activity += kernel_s * p.intensity
         out.dram += kernel_s * p.dram / s
-        out.compute += kernel_s * (s - (1.0 - p.clock_bound)) / s
 
     def _drain_backlog(self, budget: float, f: float, out: StepActivity) -> float:
         """Serve the backlog at full speed for up to budget seconds from now_s; return time used
@@ -192,5 +190,4 @@ class Workload:
         out.util *= inv
         out.activity *= inv
         out.dram *= inv
-        out.compute *= inv
         return out
