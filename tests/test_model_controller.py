@@ -846,3 +846,21 @@ def test_knee_knots_pool_noise_that_says_a_lower_clock_is_faster():
     assert list(np.round(1 / xs)) == [1980, 1800, 1620, 1335]
     assert list(ks) == pytest.approx([0.995, 0.995, 1.01, 1.12])
     assert all(np.diff(ks) >= 0)
+
+
+def test_a_mix_window_far_busier_than_its_clock_explains_is_other_work():
+    # a training mix measured while its job was still quiet (28% busy at 1432 MHz) read 88% busy at
+    # its first probe, 1170 MHz; kept, it was fitted as arriving work and held at 570 MHz, saturated,
+    # and the run (gen:mixed:44595 under `batch`) ran 17% long
+    ref = Probe(clock_mhz=1432, util=0.28, progress=9.0, power=300.0)
+    m = PhaseModel(ref=ref, mix=True)
+    c = _controller_with_mix(m, bound="time")
+    assert not c._consistent(ref, Probe(clock_mhz=1170, util=0.88, progress=18.3, power=520.0))
+    assert not c._consistent(ref, Probe(clock_mhz=1170, util=0.05, progress=1.0, power=120.0))  # went quiet
+    # windows that caught more or fewer of its bursts, or its stretch at the lower clock, are the mix
+    assert c._consistent(ref, Probe(clock_mhz=1170, util=0.45, progress=9.5, power=280.0))
+    assert c._consistent(ref, Probe(clock_mhz=1170, util=0.2, progress=7.0, power=230.0))
+    busy = Probe(clock_mhz=1736, util=0.78, progress=30.0, power=600.0)
+    assert c._consistent(busy, Probe(clock_mhz=1425, util=0.97, progress=24.9, power=480.0))
+    # under a latency bound a mix's windows are not judged so (its plan has the busy-share headroom)
+    assert _controller_with_mix(m)._consistent(ref, Probe(clock_mhz=1170, util=0.88, progress=18.3, power=520.0))

@@ -11,6 +11,9 @@ import numpy as np
 from ..telemetry import Sample
 from .phase_model import PhaseModel, Probe
 
+MIX_WINDOW_SPREAD = 1.5  # a mix's window may be this much busier (or less busy) than its reference, beyond the clock's
+                         # doing, before it is taken for other work (_consistent)
+
 
 class Cusum:
     """Two-sided CUSUM on a normalized residual: alarms on a persistent shift, ignores noise."""
@@ -52,8 +55,21 @@ class PhaseDetection:
     def _consistent(self, ref: Probe, obs: Probe) -> bool:
         """Physics a probe must obey if the phase did not change: a lower clock never makes the GPU
         less busy, never speeds progress up, and slows it at most in proportion to the clock."""
-        if self.composite or self.use_power:
-            return True  # a mix varies by nature; under a power cap the clock is the firmware's choice
+        if self.use_power:
+            return True  # under a power cap the clock is the firmware's choice
+        if self.composite and self.params["bound"] == "time":
+            # a mix varies by nature, its windows catching more or less of its bursts; but a window
+            # busier than its reference by more than half again beyond what the clock's stretch
+            # allows (or less busy by as much) is other work. A training mix measured while its job
+            # was still quiet (28% busy at 1432 MHz) read 88% busy at its first probe, 1170 MHz; kept,
+            # it was fitted as arriving work and held at 570 MHz, saturated: the run 17% long. Under
+            # a time bound only: under a latency bound the busy-share stretch and its headroom keep
+            # such a mix from being planned deep, and measuring bursty mixes anew at each such
+            # window cost `balanced` up to 3.8 points on them (docs/decisions/017)
+            most = min(1.0, ref.util * ref.clock_mhz / max(obs.clock_mhz, 1.0))
+            return ref.util / MIX_WINDOW_SPREAD - 0.1 <= obs.util <= most * MIX_WINDOW_SPREAD + 0.1
+        if self.composite:
+            return True  # a mix varies by nature
         if obs.util < ref.util - 0.1:
             return False
         # nor makes it busier than its kernels' stretch allows: busy time grows at most as the clock
