@@ -76,3 +76,15 @@ def test_clock_sweep_restores_when_the_loop_fails(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="illegal memory access"):
         gpu_check.clock_sweep(dev, "memory", 0.05, OriginalsFile(tmp_path / "originals.json"), settle_s=0.01)
     assert fake.gpus[0].locked is None and fake.gpus[0].pl_mw == 700_000
+
+
+def test_a_policy_run_keeps_a_timeline_and_hands_the_gpu_back(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "torch", _StubTorch())
+    fake = FakeNvml([h100()])
+    dev = NvmlSystem(fake).devices()[0]
+    run = gpu_check.energy_run(dev, "memory", "batch", 1.3, tmp_path)
+    assert run["policy"] == "batch" and run["iterations"] > 0
+    assert run["timeline"], "no timeline row in 1.3 s"
+    row = run["timeline"][0]
+    assert row["state"] is not None and row["gpu_util_pct"] is not None and "ceiling_mhz" in row
+    assert fake.gpus[0].locked is None and fake.gpus[0].pl_mw == 700_000
