@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Learn once: how much sooner a recurring workload reaches its held plan when the model store
-remembers it. Each trace runs twice under `balanced` on one simulated GPU with one in-memory store
-(governor/model_store.py), as govd runs the same job again after a restart; the table gives, for
-each run, when the controller first held a phase, what it saved, and both slowdowns.
+remembers it. Each trace runs twice under a policy (`balanced` unless --policy says) on one simulated
+GPU with one in-memory store (governor/model_store.py), as govd runs the same job again after a
+restart; the table gives, for each run, when the controller first held a phase, what it saved, and
+both slowdowns.
 
     python tools/bench_memory.py                       # the public suite on h100-sxm
     python tools/bench_memory.py --gpu a100-sxm4 --trace decode --trace gen:serving:17
+    python tools/bench_memory.py --gpu h200 --trace memory-copy --policy batch
 
 The issue's target: the second run reaches its held plan at least 5 times sooner.
 """
@@ -27,8 +29,8 @@ from governor.sim.spec import load_spec  # noqa: E402
 from governor.sim.trace import builtin_traces, load_trace  # noqa: E402
 
 
-def measure(args: tuple[str, str]) -> dict:
-    gpu, name = args
+def measure(args: tuple[str, str, str]) -> dict:
+    gpu, name, policy = args
     spec, trace = load_spec(gpu), load_trace(name)
     store = ModelStore.open(None, "simulated", set())
     ref = run_trace(spec, trace, DEFAULT_POLICY)
@@ -39,7 +41,7 @@ def measure(args: tuple[str, str]) -> dict:
         def on_tick(w, d, first=first):
             if "t" not in first and w.controller.state == "hold":
                 first["t"] = d.gpu.t
-        r = run_trace(spec, trace, load_policy("balanced"), memory=store, on_tick=on_tick)
+        r = run_trace(spec, trace, load_policy(policy), memory=store, on_tick=on_tick)
         lat = r.latency_slowdowns(ref)
         runs.append({"first_hold_s": first.get("t"), "saved": 1 - r.energy_j / ref.energy_j,
                      "slowdown": r.seconds / ref.seconds - 1, "latency_slowdown": lat[0] if lat else None})
@@ -68,12 +70,13 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gpu", default="h100-sxm")
     p.add_argument("--trace", action="append", help="only this trace (repeatable; gen:FAMILY:SEED too)")
+    p.add_argument("--policy", default="balanced", help="the policy both runs use (default balanced)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     names = args.trace or [t for t in builtin_traces() if t != "demo"]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        rows = list(pool.map(measure, [(args.gpu, n) for n in names]))
+        rows = list(pool.map(measure, [(args.gpu, n, args.policy) for n in names]))
     print(json.dumps(rows, indent=1) if args.json else markdown(rows))
     return 0
 
