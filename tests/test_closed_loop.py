@@ -120,11 +120,13 @@ def test_both_policies_keep_end_time_on_generated_training(policy, trace):
     assert run.slowdown(ref) <= 0.035, (trace, policy, run.slowdown(ref))
 
 
-@pytest.mark.parametrize("trace", ["gen:mixed:44595", "gen:mixed:253428"])
+@pytest.mark.parametrize("trace", ["gen:mixed:44595", "gen:mixed:253428", "gen:training:261972"])
 def test_batch_keeps_end_time_on_generated_mixes(trace):
     """A mix measured while its job was quiet, then read three times busier at its first probe: kept,
-    the two windows fitted arriving work and the mix was held saturated at 570 MHz (these seeds ran
-    16.8% and 18.1% long under `batch`); such a window is now other work (docs/decisions/018)."""
+    the two windows fitted arriving work and the mix was held saturated at 570 MHz (the mixed seeds
+    ran 16.8% and 18.1% long under `batch`); such a window is now other work. A training mix read as
+    arriving work from two windows went halfway down for its next one (10.6% long); it now goes one
+    fixed step (docs/decisions/018)."""
     spec, t = load_spec("h100-sxm"), load_trace(trace)
     ref, run = run_trace(spec, t, DEFAULT_POLICY), run_trace(spec, t, load_policy("batch"))
     assert run.slowdown(ref) <= 0.035, (trace, run.slowdown(ref))

@@ -864,3 +864,16 @@ def test_a_mix_window_far_busier_than_its_clock_explains_is_other_work():
     assert c._consistent(busy, Probe(clock_mhz=1425, util=0.97, progress=24.9, power=480.0))
     # under a latency bound a mix's windows are not judged so (its plan has the busy-share headroom)
     assert _controller_with_mix(m)._consistent(ref, Probe(clock_mhz=1170, util=0.88, progress=18.3, power=520.0))
+
+
+def test_under_a_time_bound_a_mix_is_refined_one_fixed_step_below_its_deepest_window():
+    # a training mix whose load moved between its two windows (progress 15.0 at 1636 MHz, 15.5 at
+    # 1335) was fitted as arriving work, which costs nothing until it saturates: its next window went
+    # halfway down, to 915 MHz, for 30 s, and `batch` ran gen:mixed:149813 11% long
+    m = PhaseModel(ref=Probe(clock_mhz=1636, util=0.69, progress=15.0, power=520.0), mix=True)
+    m.add(Probe(clock_mhz=1335, util=0.79, progress=15.5, power=400.0))
+    assert m.kind == "arrival"
+    c = _controller_with_mix(m, bound="time")
+    c._next_probe(100.0)
+    assert c.state == "probe"
+    assert c.probe_target >= c.limits.snap_clock(min(c.probe_fracs) * 1335) > 0.5 * 1335

@@ -246,7 +246,14 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                 # clock is mostly noise (a v100 bursty mix whose utilization read 0.42 then 0.40 was
                 # fitted as not clock-bound at all and sent to 135 MHz, 2.4 times too slow for its
                 # work: 11% of the budget spent in one window, and the mix then held at default)
-                f = max(f, self.limits.snap_clock(MIX_STEP_MIN * min(p.clock_mhz for p in m.points())))
+                step = MIX_STEP_MIN
+                if self.params["bound"] == "time" and self.probe_fracs:
+                    # under a time bound, one fixed step: nothing else stops a mix read as arriving
+                    # work (free until it saturates) from going deep, and two windows of a training
+                    # mix whose load moved between them read so: its next window at 915 MHz, 30 s
+                    # at 0.56 of its clock, and `batch` ran 11% long (docs/decisions/018)
+                    step = max(step, min(self.probe_fracs))
+                f = max(f, self.limits.snap_clock(step * min(p.clock_mhz for p in m.points())))
             elif self.probe_fracs:
                 # a single phase's refining probe goes at most one fixed step below its deepest: two
                 # probes that showed no change fit a phase the clock does not touch, and one far below
