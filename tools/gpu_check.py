@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -57,30 +58,41 @@ def check_reads(dev) -> dict:
     return out
 
 
+@contextmanager
+def restored_after(dev, originals: OriginalsFile, lim):
+    """Save the GPU's settings to the originals file, and restore them when the block ends, on error
+    too; yields the list the restore actions are appended to."""
+    originals.save_once(dev)
+    saved = originals.saved(dev.info.uuid)
+    actions: list = []
+    try:
+        yield actions
+    finally:
+        actions.extend(restore_settings(dev, saved, lim))
+        originals.forget(dev.info.uuid)
+
+
 def check_writes(dev, originals: OriginalsFile) -> dict:
     """Lock a mid clock, set a lower power limit, read both back, then restore."""
     lim = dev.limits()
     res: dict = {}
-    originals.save_once(dev)
-    saved = originals.saved(dev.info.uuid)
-    try:
-        mid = lim.sm_clocks_mhz[len(lim.sm_clocks_mhz) // 2]
-        t0 = time.perf_counter()
-        dev.set_locked_clocks(lim.sm_clock_min_mhz, mid)
-        res["lock_call_ms"] = round(1000 * (time.perf_counter() - t0), 2)
-        time.sleep(0.1)
-        res["lock"] = {"asked_max_mhz": mid, "sm_clock_after_100ms": dev.sample().sm_clock_mhz, "ok": True}
-    except GovdError as exc:
-        res["lock"] = {"ok": False, "error": str(exc)}
-    try:
-        target = max(lim.power_limit_min_w, round(lim.power_limit_default_w * 0.8))
-        dev.set_power_limit_w(target)
-        res["power_limit"] = {"asked_w": target, "read_back_w": dev.get_power_limit_w(), "ok": True}
-    except GovdError as exc:
-        res["power_limit"] = {"ok": False, "error": str(exc)}
-    finally:
-        res["restore"] = [r.to_dict() for r in restore_settings(dev, saved, lim)]
-        originals.forget(dev.info.uuid)
+    with restored_after(dev, originals, lim) as restore:
+        try:
+            mid = lim.sm_clocks_mhz[len(lim.sm_clocks_mhz) // 2]
+            t0 = time.perf_counter()
+            dev.set_locked_clocks(lim.sm_clock_min_mhz, mid)
+            res["lock_call_ms"] = round(1000 * (time.perf_counter() - t0), 2)
+            time.sleep(0.1)
+            res["lock"] = {"asked_max_mhz": mid, "sm_clock_after_100ms": dev.sample().sm_clock_mhz, "ok": True}
+        except GovdError as exc:
+            res["lock"] = {"ok": False, "error": str(exc)}
+        try:
+            target = max(lim.power_limit_min_w, round(lim.power_limit_default_w * 0.8))
+            dev.set_power_limit_w(target)
+            res["power_limit"] = {"asked_w": target, "read_back_w": dev.get_power_limit_w(), "ok": True}
+        except GovdError as exc:
+            res["power_limit"] = {"ok": False, "error": str(exc)}
+    res["restore"] = [r.to_dict() for r in restore]
     return res
 
 
@@ -176,10 +188,8 @@ def clock_sweep(dev, kind: str, seconds: float, originals: OriginalsFile, settle
     picks = sorted({clocks[round(i * (len(clocks) - 1) / 6)] for i in range(7)}, reverse=True)[:6]
     tdev = torch.device(f"cuda:{dev.info.index}")
     step = _make_step(kind, tdev)
-    originals.save_once(dev)
-    saved = originals.saved(dev.info.uuid)
     rows = []
-    try:
+    with restored_after(dev, originals, lim):
         for mhz in picks:
             dev.set_locked_clocks(lim.sm_clock_min_mhz, mhz)
             _timed(step, settle_s, tdev)  # settle at the new clock
@@ -192,9 +202,6 @@ def clock_sweep(dev, kind: str, seconds: float, originals: OriginalsFile, settle
                          "gpu_util_pct": s.gpu_util_pct, "mem_util_pct": s.mem_util_pct,
                          "sm_activity_pct": s.sm_activity_pct, "dram_bw_pct": s.dram_bw_pct,
                          "clock_event_reasons": s.clock_event_reasons})
-    finally:
-        restore_settings(dev, saved, lim)
-        originals.forget(dev.info.uuid)
     return rows
 
 

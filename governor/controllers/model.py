@@ -256,7 +256,6 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                     # ran 11% long. A quieter mix keeps the halfway step: the headroom it reads is
                     # there (`idle` under `batch` saved 4.4% with one step, 39.6% without)
                     step = max(step, min(self.probe_fracs))
-                f = max(f, self.limits.snap_clock(step * min(p.clock_mhz for p in m.points())))
             elif self.probe_fracs:
                 # a single phase's refining probe goes at most one fixed step below its deepest: two
                 # probes that showed no change fit a phase the clock does not touch, and one far below
@@ -264,7 +263,11 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                 # bound, its requests 30% late there; a copy loop on a real H200, flat from 1980 to
                 # 1620 MHz, was sent to 870 under `batch`, 1.9 times slower there, which spent the
                 # budget its knee (1440 MHz, 19% less energy) needed (docs/hardware.md)
-                f = max(f, self.limits.snap_clock(min(self.probe_fracs) * min(p.clock_mhz for p in m.points())))
+                step = min(self.probe_fracs)
+            else:
+                step = None  # no fixed probes to step by
+            if step is not None:
+                f = max(f, self.limits.snap_clock(step * min(p.clock_mhz for p in m.points())))
             if f >= m.ref.clock_mhz - 1e-6 or min(abs(p.clock_mhz - f) for p in m.points()) < 3 * self._bin():
                 self._hold(now, "identified")
                 return

@@ -57,25 +57,26 @@ class PhaseDetection:
         less busy, never speeds progress up, and slows it at most in proportion to the clock."""
         if self.use_power:
             return True  # under a power cap the clock is the firmware's choice
-        if self.composite and self.params["bound"] == "time":
-            # a mix varies by nature, its windows catching more or less of its bursts; but a window
-            # busier than its reference by more than half again beyond what the clock's stretch
-            # allows (or less busy by as much) is other work. A training mix measured while its job
-            # was still quiet (28% busy at 1432 MHz) read 88% busy at its first probe, 1170 MHz; kept,
-            # it was fitted as arriving work and held at 570 MHz, saturated: the run 17% long. Under
-            # a time bound only: under a latency bound the busy-share stretch and its headroom keep
-            # such a mix from being planned deep, and measuring bursty mixes anew at each such
-            # window cost `balanced` up to 3.8 points on them (docs/decisions/017)
-            most = min(1.0, ref.util * ref.clock_mhz / max(obs.clock_mhz, 1.0))
-            return ref.util / MIX_WINDOW_SPREAD - 0.1 <= obs.util <= most * MIX_WINDOW_SPREAD + 0.1
+        # busy time grows at most as the clock falls: the busiest the same work can read at obs's clock
+        most = min(1.0, ref.util * ref.clock_mhz / max(obs.clock_mhz, 1.0))
         if self.composite:
-            return True  # a mix varies by nature
+            if self.params["bound"] != "time":
+                return True  # a mix varies by nature
+            # its windows catch more or less of its bursts; but a window busier than its reference
+            # by more than half again beyond what the clock's stretch allows (or less busy by as
+            # much) is other work. A training mix measured while its job was still quiet (28% busy
+            # at 1432 MHz) read 88% busy at its first probe, 1170 MHz; kept, it was fitted as
+            # arriving work and held at 570 MHz, saturated: the run 17% long. Under a time bound
+            # only: under a latency bound the busy-share stretch and its headroom keep such a mix
+            # from being planned deep, and measuring bursty mixes anew at each such window cost
+            # `balanced` up to 3.8 points on them (docs/decisions/018)
+            return ref.util / MIX_WINDOW_SPREAD - 0.1 <= obs.util <= most * MIX_WINDOW_SPREAD + 0.1
         if obs.util < ref.util - 0.1:
             return False
-        # nor makes it busier than its kernels' stretch allows: busy time grows at most as the clock
-        # falls. A quiet phase (6% busy) probed at 345 MHz when a burst arrived read 100% busy; its
-        # progress too small to compare, the burst was taken for the quiet phase at a lower clock
-        if obs.util > min(1.0, ref.util * ref.clock_mhz / max(obs.clock_mhz, 1.0)) + 0.1:
+        # nor busier than that: a quiet phase (6% busy) probed at 345 MHz when a burst arrived read
+        # 100% busy; its progress too small to compare, the burst was taken for the quiet phase at a
+        # lower clock
+        if obs.util > most + 0.1:
             return False
         if ref.progress >= self.current.min_progress:
             ratio = obs.progress / ref.progress
