@@ -877,3 +877,56 @@ def test_under_a_time_bound_a_mix_is_refined_one_fixed_step_below_its_deepest_wi
     c._next_probe(100.0)
     assert c.state == "probe"
     assert c.probe_target >= c.limits.snap_clock(min(c.probe_fracs) * 1335) > 0.5 * 1335
+
+
+def test_a_busy_mix_window_with_more_progress_at_a_lower_clock_is_other_work():
+    # a training mix's reference window caught a checkpoint (68% busy, where its steps keep it 90%
+    # busy); its first probe, at 0.82 of the clock, read 18% more progress. Kept, the two windows were
+    # fitted as arriving work and held at 1170 MHz: `batch` ran gen:training:229377 15% long
+    ref = Probe(clock_mhz=1740, util=0.68, progress=24.0, power=520.0)
+    busy = _controller_with_mix(PhaseModel(ref=ref, mix=True), bound="time")
+    assert not busy._consistent(ref, Probe(clock_mhz=1425, util=0.92, progress=28.3, power=470.0))
+    assert busy._consistent(ref, Probe(clock_mhz=1425, util=0.80, progress=23.0, power=430.0))  # slower: the clock
+    # a bursty mix's windows vary by more than that with the bursts they catch: it is not judged so
+    quiet_ref = Probe(clock_mhz=1740, util=0.3, progress=10.0, power=300.0)
+    quiet = _controller_with_mix(PhaseModel(ref=quiet_ref, mix=True), bound="time")
+    assert quiet._consistent(quiet_ref, Probe(clock_mhz=1425, util=0.4, progress=12.5, power=280.0))
+
+
+def test_under_a_time_bound_a_busy_mix_read_serial_waits_for_budget_before_its_next_window():
+    # a training mix probed again once its first window had spent end time's budget: each window
+    # lasts 20-30 s at up to 0.82 of its clock, and `batch` ran gen:training:991031 9% long
+    m = PhaseModel(ref=Probe(clock_mhz=1671, util=0.87, progress=23.0, power=600.0), mix=True)
+    m.add(Probe(clock_mhz=1365, util=0.94, progress=19.9, power=470.0))
+    assert m.kind == "serial"
+    c = _controller_with_mix(m, bound="time")
+    c.elapsed, c.extra = 100.0, 10.0  # 11% spent against 1.4% planned
+    c._next_probe(100.0)
+    assert c.state == "hold"
+    c.extra = 0.0
+    c._next_probe(130.0)
+    assert c.state == "probe"
+    # a mix of arriving work, whose windows cost little end time, goes on probing
+    arriving = PhaseModel(ref=Probe(clock_mhz=1650, util=0.3, progress=12.0, power=300.0), mix=True)
+    arriving.add(Probe(clock_mhz=1350, util=0.36, progress=12.0, power=250.0))
+    assert arriving.kind == "arrival"
+    c = _controller_with_mix(arriving, bound="time")
+    c.elapsed, c.extra = 100.0, 10.0
+    c._next_probe(100.0)
+    assert c.state == "probe"
+
+
+def test_a_rebased_busy_mix_keeps_the_kind_its_probes_read_against_their_own_reference():
+    # a training mix's probe read 7% less progress at 0.82 of the clock (serial); a fresh reference
+    # window as slow as that probe made the pair read as arriving work, held at 825 MHz, and `batch`
+    # ran gen:training:261972 on an A100 6% long
+    m = PhaseModel(ref=Probe(clock_mhz=1356, util=0.69, progress=29.2, power=330.0), mix=True)
+    m.add(Probe(clock_mhz=1110, util=0.76, progress=27.1, power=260.0))
+    assert m.kind == "serial"
+    ModelController._rebase(m, Probe(clock_mhz=1357, util=0.65, progress=27.4, power=330.0))
+    m.refit()
+    assert m.kind == "serial"
+    # its slowdown is at least what its kernel time per unit of work says, with its host time fixed
+    assert m.slowdown(1110) > 0.08
+    m.add(Probe(clock_mhz=1230, util=0.7, progress=27.4, power=290.0))  # a probe against this reference
+    assert m.kind_before_rebase is None

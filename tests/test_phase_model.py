@@ -149,3 +149,23 @@ def test_a_mix_whose_load_moved_between_windows_is_still_planned_by_its_kernels(
     assert m.stretch(1515.0) == pytest.approx(k(1515) / k(1856) - 1.0, rel=1e-6)
     busy = PhaseModel(ref=ref, probes=probes, mix=True, latency_bound=True, saturated_share=0.6)
     assert busy.busy_mix() and not m.busy_mix()
+
+
+def test_under_a_time_bound_a_busy_mix_short_of_its_arrival_progress_is_serial():
+    # a training mix's first probe kept its reference's progress (the reference had caught a
+    # checkpoint), its second read 12% less at 0.69 of the clock: arriving work would have kept it.
+    # Read as arriving work still, it went on down to 780 MHz, and `batch` ran gen:training:643497 on
+    # an A100 13% long
+    pts = [Probe(clock_mhz=1307, util=0.67, progress=16.9, power=250.0),
+           Probe(clock_mhz=1065, util=0.84, progress=17.3, power=200.0),
+           Probe(clock_mhz=900, util=0.82, progress=14.9, power=170.0)]
+    m = PhaseModel(ref=pts[0], mix=True)
+    m.add(pts[1])
+    assert m.kind == "arrival"  # one window that kept up: arriving work, as far as it shows
+    m.add(pts[2])
+    assert m.kind == "serial"
+    # under a latency bound a quiet mix is planned by its requests' stretch instead (unchanged)
+    lat = PhaseModel(ref=pts[0], mix=True, latency_bound=True)
+    for p in pts[1:]:
+        lat.add(p)
+    assert lat.kind == "arrival"

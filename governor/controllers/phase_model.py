@@ -24,10 +24,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.optimize import nnls
 
+ARRIVAL_MISS = 0.08  # a busy mix's window this far short of the progress its arrival reading predicts: serial
 ARRIVAL_NEAR = 0.25  # probes within this fraction of the reference clock tell arriving work from serial
 LATENCY_RESOLVED_UTIL = 0.1  # below this busy share (integer percent readings) a few percent of stretch is unreadable
 MIX_FIT_TOLERANCE = 0.1  # a mix's windows off their fitted kernel-time curve by more than this: held at its reference
 KNEE_FIT_TOLERANCE = 0.03  # a single phase's probes off a + b/f by more than this: a roofline, followed point by point
+BUSY_MIX_REF_UTIL = 0.5  # a mix busy this much at default has little headroom to read arriving work from
 BUSY_MIX_SHARE = 0.25  # a mix saturated in this share of its default readings or more: its work waits on the clock
 SATURATED_UTIL = 0.97  # busy share at which the GPU is saturated (NVML's integer readings of a full GPU)
 QUEUED = 10.0  # the stretch() of arriving work at a clock where requests would queue: never chosen
@@ -117,6 +119,7 @@ class PhaseModel:
     memory_age_s: float | None = None  # recalled from the model store: how old it was then (None: learned here)
     recalled_at: float | None = None  # the controller's time it was recalled
     verified: bool = True  # False while a recalled model is on trial (model_memory.py)
+    kind_before_rebase: str | None = None  # a mix's kind as its probes read against the reference it replaced
 
     def __post_init__(self) -> None:
         self.refit()
@@ -127,11 +130,19 @@ class PhaseModel:
         work does. Mixes of arriving work measured saturated in 0-4% of theirs."""
         return self.mix and self.saturated_share >= BUSY_MIX_SHARE
 
+    def busy_at_reference(self) -> bool:
+        """A mix busy half its time or more at default, or saturated in a quarter of its readings
+        there: its work may wait on the clock, and its windows are noisy (a training mix's window
+        that caught a checkpoint reads half as busy as the next). Under a time bound such a mix is
+        read as arriving work only on evidence its windows cannot fake (refit, _consistent)."""
+        return self.mix and (self.ref.util >= BUSY_MIX_REF_UTIL or self.busy_mix())
+
     def points(self) -> list[Probe]:
         return [self.ref, *self.probes]
 
     def add(self, probe: Probe) -> None:
         self.probes.append(probe)
+        self.kind_before_rebase = None
         self.refit()
 
     def shift_power(self, offset_w: float, with_ref: bool = True) -> None:
@@ -186,6 +197,15 @@ class PhaseModel:
                 # spreads say (a mix of compute and input stalls, read through windows, was once
                 # taken for arriving work and held at 480 MHz: 20% slow against a 3% budget)
                 self.kind = "serial"
+            if self.kind == "arrival" and not self.latency_bound and self.busy_at_reference() and \
+                    (self._arrival_missed(pts, t_unsat) or self.kind_before_rebase == "serial"):
+                # under a time bound a busy mix is arriving work only while every window kept the
+                # progress that reading predicts for it, and only from windows read against their
+                # own reference: a training mix whose 30 s windows caught checkpoints or not passed
+                # the spreads test, went on down to 780 MHz at 0.6 of its clock, and `batch` ran 13%
+                # long (a100, gen:training:643497); one rebased onto a fresh reference window that
+                # matched its old probe's progress was held at 825 MHz (gen:training:261972)
+                self.kind = "serial"
             if self.mix and self.latency_bound and not self.busy_mix():
                 # a mix that seldom saturates the GPU at default waits for its work: under a latency
                 # bound it is planned as arriving work, by its kernels' stretch, which bounds its
@@ -204,6 +224,15 @@ class PhaseModel:
         # slower. (For one phase the two agree, and the split fit is steadier against noise.)
         if self.mix and len(pts) >= 2:
             self.t_fit = fit_kernel(freqs, [1.0 / p.progress for p in pts])
+
+    def _arrival_missed(self, pts: list[Probe], t_unsat: list[float]) -> bool:
+        """True when a probe's progress lies more than `ARRIVAL_MISS` below what the arrival reading
+        predicts at its clock (the arrival rate, or what the GPU serves where it saturates). Unlike
+        _progress_follows_clock this judges probes far below the reference too."""
+        t0 = float(np.mean(t_unsat))
+        u_max = max(self.util_max, self.ref.util)
+        return any(p.progress * max(t0, self.kernel_time(p.clock_mhz) / u_max) < 1.0 - ARRIVAL_MISS
+                   for p in pts[1:])
 
     def _progress_follows_clock(self, pts: list[Probe]) -> bool:
         """True when a probe near the reference (within `ARRIVAL_NEAR` of its clock) shows progress
@@ -240,7 +269,17 @@ class PhaseModel:
         if self.kind == "arrival":
             return np.maximum(self.t_arrival, k / max(self.util_max, self.ref.util))
         if self.t_fit is not None:
-            return self.t_fit[0] + self.t_fit[1] / f
+            fitted = self.t_fit[0] + self.t_fit[1] / f
+            if not self.latency_bound and self.busy_at_reference():
+                # under a time bound a busy mix slows by the larger of what its windows' progress
+                # shows and what its kernel time per unit of work (busy share over progress, which a
+                # move of the load between windows leaves alone) says with its host time fixed: a
+                # training mix rebased onto a window as fast as its old probe read the clock as free
+                # and was held at 0.82 of its clock for 100 s (a100, gen:training:261972, 5.9% long)
+                at_ref = self.t_fit[0] + self.t_fit[1] / self.ref.clock_mhz
+                split = (k + self.host) / (self.kernel_time(self.ref.clock_mhz) + self.host)
+                return at_ref * np.maximum(fitted / at_ref, split)
+            return fitted
         return k + self.host
 
     def power(self, f: float) -> float:
