@@ -182,10 +182,14 @@ def test_govd_keeps_learned_models_across_a_restart(in_process_daemon):
         run = in_process_daemon(root, gpus=("h100-sxm",), trace="decode", speed=20.0)
         d = run.start(lambda d: d.paths.socket.exists())
         try:
+            # stopped once the phase is held: a model exported in between its fixed probes and the
+            # refining one is held from memory at a clock outside its probes, and may miss its check
+            # there and be dropped (rightly), which this test is not about
+            c = d.workers[0].controller
             end = time.monotonic() + 60
-            while time.monotonic() < end and not d.workers[0].controller.export_models():
+            while time.monotonic() < end and not (c.export_models() and c.state == "hold"):
                 time.sleep(0.2)
-            assert d.workers[0].controller.export_models()
+            assert c.export_models() and c.state == "hold", (c.state, len(c.export_models()))
         finally:
             run.stop()
         saved = json.loads((root / "state" / "models.json").read_text())
@@ -198,7 +202,9 @@ def test_govd_keeps_learned_models_across_a_restart(in_process_daemon):
                     "from_memory"):
                 time.sleep(0.1)
             st = from_wire(Status, call(resolve_paths(root).socket, "status"))
-            assert st.gpus[0].controller_state["phase"]["from_memory"] is not None
+            c = d.workers[0].controller
+            assert st.gpus[0].controller_state["phase"]["from_memory"] is not None, \
+                (c.state, c.last_change, c.memory_dropped, len(c.models))
             assert "phase model from memory (the model store), learned" in render_status(st)
         finally:
             run.stop()
