@@ -184,6 +184,7 @@ class PhaseModel:
             self.knots = knee_knots(freqs, k)
         unsat = [i for i, p in enumerate(pts) if not p.saturated]
         t_unsat = [k[i] + h[i] for i in unsat]
+        self.t_arrival = float(np.mean(t_unsat)) if t_unsat else k[0] + h[0]
         if len(pts) >= 2 and len(unsat) >= 1:
             h_spread = float(np.ptp(h)) if len(h) > 1 else 0.0
             t_spread = float(np.ptp([a + b for a, b in zip(k, h, strict=True)]))
@@ -198,7 +199,7 @@ class PhaseModel:
                 # taken for arriving work and held at 480 MHz: 20% slow against a 3% budget)
                 self.kind = "serial"
             if self.kind == "arrival" and not self.latency_bound and self.busy_at_reference() and \
-                    (self._arrival_missed(pts, t_unsat) or self.kind_before_rebase == "serial"):
+                    (self._arrival_missed() or self.kind_before_rebase == "serial"):
                 # under a time bound a busy mix is arriving work only while every window kept the
                 # progress that reading predicts for it, and only from windows read against their
                 # own reference: a training mix whose 30 s windows caught checkpoints or not passed
@@ -216,7 +217,6 @@ class PhaseModel:
         else:
             self.kind = "serial"
         self.host = float(np.mean(h))
-        self.t_arrival = float(np.mean(t_unsat)) if t_unsat else k[0] + h[0]
         # a serial mix: the wall time per unit of work is what the progress readings show, 1/R,
         # fitted directly. Kernel time plus a constant mean host time does not reproduce it where
         # the idle time per unit of work moves between probes, as it does between windows of a mix
@@ -225,14 +225,12 @@ class PhaseModel:
         if self.mix and len(pts) >= 2:
             self.t_fit = fit_kernel(freqs, [1.0 / p.progress for p in pts])
 
-    def _arrival_missed(self, pts: list[Probe], t_unsat: list[float]) -> bool:
-        """True when a probe's progress lies more than `ARRIVAL_MISS` below what the arrival reading
-        predicts at its clock (the arrival rate, or what the GPU serves where it saturates). Unlike
-        _progress_follows_clock this judges probes far below the reference too."""
-        t0 = float(np.mean(t_unsat))
-        u_max = max(self.util_max, self.ref.util)
-        return any(p.progress * max(t0, self.kernel_time(p.clock_mhz) / u_max) < 1.0 - ARRIVAL_MISS
-                   for p in pts[1:])
+    def _arrival_missed(self) -> bool:
+        """True, while the model reads arriving work, when a probe's progress lies more than
+        `ARRIVAL_MISS` below what that reading predicts at its clock (wall_time: the arrival rate,
+        or what the GPU serves where it saturates). Unlike _progress_follows_clock this judges
+        probes far below the reference too."""
+        return any(p.progress * self.wall_time(p.clock_mhz) < 1.0 - ARRIVAL_MISS for p in self.probes)
 
     def _progress_follows_clock(self, pts: list[Probe]) -> bool:
         """True when a probe near the reference (within `ARRIVAL_NEAR` of its clock) shows progress
