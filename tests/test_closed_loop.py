@@ -118,12 +118,12 @@ def test_both_policies_keep_end_time_on_generated_training(policy, trace):
 @pytest.mark.parametrize(("gpu", "trace"), [("h100-sxm", "gen:training:44595"), ("h100-sxm", "gen:training:991031"),
                                             ("h100-sxm", "gen:training:186672"), ("h100-sxm", "training-stalls"),
                                             ("a100-sxm4", "gen:training:261972"), ("a100-sxm4", "gen:training:643497"),
-                                            ("a100-sxm4", "gen:mixed:346751")])
+                                            ("a100-sxm4", "gen:mixed:346751"), ("h100-sxm", "gen:mixed:371076")])
 def test_batch_keeps_end_time_on_busy_mixes_whose_windows_are_noisy(gpu, trace):
     """Training mixes whose 20-30 s windows catch a checkpoint or not: `batch` ran these 5-13% long,
     probing on with its budget spent, reading arriving work from windows whose load moved, and
-    reading a rebased mix's old probe against a new reference (docs/decisions/019). It must keep end
-    time and still save."""
+    reading a rebased mix's old probe against a new reference (docs/decisions/019), or against one
+    whose load had risen (gen:mixed:371076, 4% long: decision 020). It must keep end time and still save."""
     spec, t = load_spec(gpu), load_trace(trace)
     ref, run = run_trace(spec, t, DEFAULT_POLICY), run_trace(spec, t, load_policy("batch"))
     assert run.slowdown(ref) <= 0.035, (gpu, trace, run.slowdown(ref))

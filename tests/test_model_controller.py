@@ -930,3 +930,68 @@ def test_a_rebased_busy_mix_keeps_the_kind_its_probes_read_against_their_own_ref
     assert m.slowdown(1110) > 0.08
     m.add(Probe(clock_mhz=1230, util=0.7, progress=27.4, power=290.0))  # a probe against this reference
     assert m.kind_before_rebase is None
+
+
+def test_a_busy_mix_window_whose_kernels_took_less_time_per_work_at_a_lower_clock_is_other_work():
+    # a lower clock never shortens the same work's kernels, and the load between windows leaves
+    # kernel time per unit of work (busy share over progress) alone: a window 52% busy at 1500 MHz
+    # with 8% more progress than its reference's 53% at 1836 did other work (gen:mixed:371076)
+    ref = Probe(clock_mhz=1836, util=0.526, progress=28.9, power=560.0)
+    c = _controller_with_mix(PhaseModel(ref=ref, mix=True), bound="time")
+    assert not c._consistent(ref, Probe(clock_mhz=1500, util=0.523, progress=31.2, power=470.0))
+    assert c._consistent(ref, Probe(clock_mhz=1500, util=0.60, progress=30.0, power=470.0))  # kernels slower
+    # under a latency bound a mix's windows are not judged so
+    assert _controller_with_mix(PhaseModel(ref=ref, mix=True))._consistent(
+        ref, Probe(clock_mhz=1500, util=0.523, progress=31.2, power=470.0))
+
+
+def test_a_rebased_busy_mix_drops_the_probes_its_new_reference_says_were_other_work():
+    # a known mix rebased onto a window whose load had risen read its old probe's clock as free (less
+    # kernel time per unit of work at 1500 MHz than at the new reference's 1836) and was held at
+    # 345 MHz from that one window: `batch` ran gen:mixed:371076 4% long
+    old_ref = Probe(clock_mhz=1830, util=0.45, progress=28.0, power=540.0)
+    probe = Probe(clock_mhz=1500, util=0.523, progress=31.2, power=470.0)
+    new_ref = Probe(clock_mhz=1836, util=0.526, progress=28.9, power=560.0)
+    m = PhaseModel(ref=old_ref, mix=True)
+    m.add(probe)
+    ModelController._rebase(m, new_ref)
+    m.refit()
+    assert m.probes == [] and m.kind_before_rebase is None
+    assert m.slowdown(1500) > 0.05  # measured anew, and meanwhile read with all kernel time clock-bound
+    # a probe that took more kernel time per unit of work than the new reference is kept
+    m = PhaseModel(ref=old_ref, mix=True)
+    m.add(Probe(clock_mhz=1500, util=0.60, progress=30.0, power=470.0))
+    ModelController._rebase(m, new_ref)
+    assert len(m.probes) == 1
+    # under a latency bound the mix keeps its probes (its plan has the busy-share headroom)
+    m = PhaseModel(ref=old_ref, mix=True, latency_bound=True)
+    m.add(probe)
+    ModelController._rebase(m, new_ref)
+    assert len(m.probes) == 1
+
+
+def test_a_busy_mix_held_as_arriving_work_is_read_serial_when_its_held_windows_fall_short():
+    # a mix of training steps whose first probe read arriving work was held at 0.75 of its clock,
+    # where four of its windows read 18-20% less progress than that reading predicts: `batch` ran
+    # gen:mixed:520645 11% long. A held window is one more reading of the same question
+    m = PhaseModel(ref=Probe(clock_mhz=1539, util=0.815, progress=23.08, power=600.0), mix=True)
+    m.add(Probe(clock_mhz=1260, util=0.97, progress=24.54, power=470.0))
+    assert m.kind == "arrival"
+    c = _controller_with_mix(m, bound="time")
+    c.state_start, c.elapsed, c.extra = 100.0, 120.0, 0.0
+    kept = Probe(clock_mhz=1155, util=0.97, progress=22.8, power=430.0)
+    assert not c._held_arrival_missed(m, kept, 106.0) and m.kind == "arrival" and len(m.probes) == 1
+    short = Probe(clock_mhz=1155, util=0.81, progress=18.97, power=400.0)
+    before = m.slowdown(1155)
+    assert c._held_arrival_missed(m, short, 112.0)
+    assert m.kind == "serial" and len(m.probes) == 2
+    after = m.slowdown(1155)
+    # the 12 s held so far are charged at what the mix now reads there, above what they were charged
+    assert after > before + 0.05
+    assert c.extra == pytest.approx(12.0 * (after / (1.0 + after) - before / (1.0 + before)))
+    assert c._allocate()[id(m)] > 1155  # and re-planned above the clock that fell short
+    # under a latency bound the held windows are not read so (its plan is by the requests' stretch)
+    m2 = PhaseModel(ref=Probe(clock_mhz=1539, util=0.815, progress=23.08, power=600.0), mix=True, latency_bound=True)
+    m2.add(Probe(clock_mhz=1260, util=0.97, progress=24.54, power=470.0))
+    c2 = _controller_with_mix(m2)
+    assert not c2._held_arrival_missed(m2, short, 112.0)

@@ -417,8 +417,14 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                     else:
                         self._hold(now, "known phase")
                     return self.setpoint
+                probed = bool(known.probes)
                 self._rebase(known, obs)  # a fresh reference for a known phase
                 known.refit()
+                if known.mix and probed and not known.probes:
+                    self.current = known
+                    self.last_change = "known phase"
+                    self._next_probe(now)  # its probes were dropped (PhaseModel.drop_foreign_probes)
+                    return self.setpoint
                 self._resume(known, now, "known phase")
                 return self.setpoint
             m = PhaseModel(ref=obs, min_progress=self._min_progress(sample),
@@ -464,6 +470,8 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         if m.mix:
             m.kind_before_rebase = m.kind  # its probes were read against the old one (PhaseModel.refit)
         m.ref = obs
+        if m.mix:
+            m.drop_foreign_probes()
 
     def _decide_hold(self, sample: Sample, now: float, settled: bool) -> Setpoint:
         m = self.current
@@ -556,6 +564,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         if self._residual(m, mean) > self.params["composite_tolerance"]:
             self._start_reference(now, "composite phase changed")
             return self.setpoint
+        self._held_arrival_missed(m, mean, now)  # may read the mix anew: re-planned below
         # re-plan once per window: the budget moves as the spent share falls back (or runs ahead)
         plan_mhz = self._allocate()[id(m)]
         if self.held_mhz is None or abs(plan_mhz - self.held_mhz) >= self._bin():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..telemetry import Sample
-from .phase_model import PhaseModel, Probe
+from .phase_model import PhaseModel, Probe, kernel_time_fell
 
 MIX_WINDOW_SPREAD = 1.5  # a mix's window may be this much busier (or less busy) than its reference, beyond the clock's
                          # doing, before it is taken for other work (_consistent)
@@ -73,13 +73,14 @@ class PhaseDetection:
             # from being planned deep, and measuring bursty mixes anew at each such window cost
             # `balanced` up to 3.8 points on them (docs/decisions/018)
             if self.current.busy_at_reference() and ref.progress >= self.current.min_progress and \
-                    obs.progress > MIX_PROGRESS_RISE * ref.progress:
+                    (obs.progress > MIX_PROGRESS_RISE * ref.progress or kernel_time_fell(ref, obs)):
                 # a lower clock never speeds the same work up: a busy mix's reference window that
                 # caught a checkpoint (68% busy against 90%) read 18-47% less progress than its first
                 # probe, which was fitted as arriving work and held at 1080-1170 MHz (`batch` ran
                 # gen:training:229377 15% long, 186672 12%). Busy mixes only: the windows of bursty
                 # and serving mixes vary by more than this with the bursts they catch, and measuring
-                # them anew cost `batch` 2-3 points on them (docs/decisions/019)
+                # them anew cost `batch` 2-3 points on them (docs/decisions/019). Nor does it shorten
+                # its kernels: kernel time per unit of work does not move with the load (decision 020)
                 return False
             return ref.util / MIX_WINDOW_SPREAD - 0.1 <= obs.util <= most * MIX_WINDOW_SPREAD + 0.1
         if obs.util < ref.util - 0.1:

@@ -25,6 +25,7 @@ import numpy as np
 from scipy.optimize import nnls
 
 ARRIVAL_MISS = 0.08  # a busy mix's window this far short of the progress its arrival reading predicts: serial
+MIX_KERNEL_FALL = 0.05  # a busy mix window with this much less kernel time per work than its reference: other work
 ARRIVAL_NEAR = 0.25  # probes within this fraction of the reference clock tell arriving work from serial
 LATENCY_RESOLVED_UTIL = 0.1  # below this busy share (integer percent readings) a few percent of stretch is unreadable
 MIX_FIT_TOLERANCE = 0.1  # a mix's windows off their fitted kernel-time curve by more than this: held at its reference
@@ -48,6 +49,16 @@ class Probe:
     @property
     def saturated(self) -> bool:
         return self.util >= SATURATED_UTIL
+
+
+def kernel_time_fell(ref: Probe, p: Probe) -> bool:
+    """Whether p, read at a lower clock than ref, shows less kernel time per unit of work (busy share
+    over progress) than ref by more than `MIX_KERNEL_FALL`. A lower clock never shortens the same
+    work's kernels, and the load between windows leaves kernel time per unit of work alone: two
+    windows that read so caught different work."""
+    if p.clock_mhz >= ref.clock_mhz or p.progress <= 0 or ref.progress <= 0:
+        return False
+    return p.util / p.progress < (1.0 - MIX_KERNEL_FALL) * ref.util / ref.progress
 
 
 def fit_kernel(freqs: list[float], k: list[float]) -> tuple[float, float]:
@@ -136,6 +147,19 @@ class PhaseModel:
         that caught a checkpoint reads half as busy as the next). Under a time bound such a mix is
         read as arriving work only on evidence its windows cannot fake (refit, _consistent)."""
         return self.mix and (self.ref.util >= BUSY_MIX_REF_UTIL or self.busy_mix())
+
+    def drop_foreign_probes(self) -> None:
+        """Under a time bound, drop a busy mix's probes that cannot be the work of its reference at a
+        lower clock (kernel_time_fell): a known mix rebased onto a window whose load had risen read
+        its old probe's clock as free, and was held at 345 MHz from one window at 1500 (h100,
+        gen:mixed:371076, 4% long). The mix is probed again against its new reference."""
+        if self.latency_bound or not self.busy_at_reference():
+            return
+        kept = [p for p in self.probes if not kernel_time_fell(self.ref, p)]
+        if len(kept) < len(self.probes):
+            self.probes = kept
+            self.kind_before_rebase = None
+            self.refit()
 
     def points(self) -> list[Probe]:
         return [self.ref, *self.probes]
