@@ -995,3 +995,43 @@ def test_a_busy_mix_held_as_arriving_work_is_read_serial_when_its_held_windows_f
     m2.add(Probe(clock_mhz=1260, util=0.97, progress=24.54, power=470.0))
     c2 = _controller_with_mix(m2)
     assert not c2._held_arrival_missed(m2, short, 112.0)
+
+
+def test_under_a_time_bound_a_quiet_mix_whose_window_fell_short_of_its_arrival_reading_is_serial():
+    # a training mix whose reference window caught a checkpoint's end (47% busy) read arriving work
+    # from its first probe; its next, at 0.43 of the clock, read 11% less progress, and it still read
+    # arriving work (gen:training:185263 under `batch`, 10% long)
+    m = PhaseModel(ref=Probe(clock_mhz=1694, util=0.467, progress=15.46, power=420.0), mix=True)
+    m.add(Probe(clock_mhz=1395, util=0.572, progress=16.2, power=380.0))
+    assert m.kind == "arrival" and not m.busy_at_reference()
+    m.add(Probe(clock_mhz=735, util=0.801, progress=13.77, power=250.0))
+    assert m.kind == "serial"
+    # under a latency bound a mix is planned by its requests' stretch, not read so
+    m = PhaseModel(ref=Probe(clock_mhz=1694, util=0.467, progress=15.46, power=420.0), mix=True, latency_bound=True)
+    m.add(Probe(clock_mhz=1395, util=0.572, progress=16.2, power=380.0))
+    m.add(Probe(clock_mhz=735, util=0.801, progress=13.77, power=250.0))
+    assert m.kind == "arrival"
+
+
+def test_under_a_time_bound_an_arriving_mix_refines_no_deeper_than_its_budget_pays_for_were_it_serial():
+    # the same mix's refining window went halfway down, to 735 MHz, for 30 s, with end time's budget
+    # already spent on two training mixes' first windows
+    def probed(extra_s: float, elapsed_s: float) -> ModelController:
+        m = PhaseModel(ref=Probe(clock_mhz=1694, util=0.467, progress=15.46, power=420.0), mix=True)
+        m.add(Probe(clock_mhz=1395, util=0.572, progress=16.2, power=380.0))
+        c = _controller_with_mix(m, bound="time")
+        c._mix_window_s = 25.0
+        c.elapsed, c.extra = elapsed_s, extra_s
+        c._next_probe(elapsed_s)
+        assert c.state == "probe"
+        return c
+
+    spent = probed(4.5, 186.0)  # 2.5% spent against 2.4% planned: one fixed step, no further
+    one_step = spent.limits.snap_clock(min(spent.probe_fracs) * 1395)
+    assert spent.probe_target == one_step
+    plenty = probed(0.0, 3000.0)  # a long job with its budget untouched: deeper, where the serial
+    assert plenty.probe_target < one_step  # reading of a 25 s window still fits
+    m = plenty.current
+    window_s = plenty._settle() + 25.0
+    s = m.serial_slowdown(plenty.probe_target)
+    assert window_s * s / (1 + s) <= 0.024 * (3000.0 + window_s) / 1.024 + 1e-9

@@ -267,6 +267,17 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                 step = None  # no fixed probes to step by
             if step is not None:
                 f = max(f, self.limits.snap_clock(step * min(p.clock_mhz for p in m.points())))
+            if self.composite and self.params["bound"] == "time" and m.kind == "arrival":
+                # under a time bound an arriving mix's refining window goes no deeper than end time's
+                # budget could pay for were its work serial (the costlier reading), and at least one
+                # fixed step: a training mix whose reference window caught a checkpoint's end read
+                # arriving work, and its refining window went halfway down, to 0.43 of its clock,
+                # for 30 s (gen:training:185263, 10% long). Over 134 dev runs the windows kept so
+                # saved more (decision 020)
+                one_step = self.limits.snap_clock(min(self.probe_fracs or [MIX_STEP_MIN]) *
+                                                  min(p.clock_mhz for p in m.points()))
+                window_s = self._settle() + max(self._measure_s(), self._mix_window_s)
+                f = max(f, min(self._lowest_affordable_mhz(m, window_s), one_step))
             if f >= m.ref.clock_mhz - 1e-6 or min(abs(p.clock_mhz - f) for p in m.points()) < 3 * self._bin():
                 self._hold(now, "identified")
                 return

@@ -222,14 +222,17 @@ class PhaseModel:
                 # spreads say (a mix of compute and input stalls, read through windows, was once
                 # taken for arriving work and held at 480 MHz: 20% slow against a 3% budget)
                 self.kind = "serial"
-            if self.kind == "arrival" and not self.latency_bound and self.busy_at_reference() and \
+            if self.kind == "arrival" and not self.latency_bound and self.mix and \
                     (self._arrival_missed() or self.kind_before_rebase == "serial"):
-                # under a time bound a busy mix is arriving work only while every window kept the
+                # under a time bound a mix is arriving work only while every window kept the
                 # progress that reading predicts for it, and only from windows read against their
                 # own reference: a training mix whose 30 s windows caught checkpoints or not passed
                 # the spreads test, went on down to 780 MHz at 0.6 of its clock, and `batch` ran 13%
                 # long (a100, gen:training:643497); one rebased onto a fresh reference window that
-                # matched its old probe's progress was held at 825 MHz (gen:training:261972)
+                # matched its old probe's progress was held at 825 MHz (gen:training:261972). Quiet
+                # mixes too: a training mix whose reference window caught a checkpoint's end (47%
+                # busy) read 11% less progress at 0.43 of its clock and still read arriving work
+                # (gen:training:185263, 10% long)
                 self.kind = "serial"
             if self.mix and self.latency_bound and not self.busy_mix():
                 # a mix that seldom saturates the GPU at default waits for its work: under a latency
@@ -299,10 +302,16 @@ class PhaseModel:
                 # training mix rebased onto a window as fast as its old probe read the clock as free
                 # and was held at 0.82 of its clock for 100 s (a100, gen:training:261972, 5.9% long)
                 at_ref = self.t_fit[0] + self.t_fit[1] / self.ref.clock_mhz
-                split = (k + self.host) / (self.kernel_time(self.ref.clock_mhz) + self.host)
-                return at_ref * np.maximum(fitted / at_ref, split)
+                return at_ref * np.maximum(fitted / at_ref, 1.0 + self.serial_slowdown(f))
             return fitted
         return k + self.host
+
+    def serial_slowdown(self, f: float) -> float:
+        """The slowdown at clock f were the work serial whatever the readings say: its kernels as
+        fitted, its host time per unit of work fixed. Arriving work slows less (its idle time
+        absorbs the kernels' growth), so this is the costlier of the two readings."""
+        host = self.host
+        return (self.kernel_time(f) + host) / (self.kernel_time(self.ref.clock_mhz) + host) - 1.0
 
     def power(self, f: float) -> float:
         g = f / 1000.0
