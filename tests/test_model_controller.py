@@ -1035,3 +1035,15 @@ def test_under_a_time_bound_an_arriving_mix_refines_no_deeper_than_its_budget_pa
     window_s = plenty._settle() + 25.0
     s = m.serial_slowdown(plenty.probe_target)
     assert window_s * s / (1 + s) <= 0.024 * (3000.0 + window_s) / 1.024 + 1e-9
+
+
+def test_under_a_time_bound_a_quiet_serial_mix_slows_at_least_as_its_kernel_time_says():
+    # a serving mix 30% busy at 1980 MHz whose load rose as its windows went down read more progress
+    # at 810 and 660 MHz than at its reference: its windows' progress fit read the clock as free, and
+    # it was held at 345 MHz, saturated there, and `batch` ran gen:serving:240287 11% long
+    m = PhaseModel(ref=Probe(clock_mhz=1980, util=0.302, progress=22.25, power=330.0), mix=True)
+    for p in [(1620, 0.313, 22.31), (810, 0.593, 26.36), (660, 0.917, 36.01), (345, 0.997, 22.18)]:
+        m.add(Probe(clock_mhz=p[0], util=p[1], progress=p[2], power=200.0))
+    assert m.kind == "serial" and not m.busy_at_reference()
+    assert m.slowdown(345) > 0.5  # its kernels took 3.3 times as long per unit of work there
+    assert m.slowdown(1620) < 0.1

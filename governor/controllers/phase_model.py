@@ -295,12 +295,14 @@ class PhaseModel:
             return np.maximum(self.t_arrival, k / max(self.util_max, self.ref.util))
         if self.t_fit is not None:
             fitted = self.t_fit[0] + self.t_fit[1] / f
-            if not self.latency_bound and self.busy_at_reference():
-                # under a time bound a busy mix slows by the larger of what its windows' progress
+            if not self.latency_bound:
+                # under a time bound a serial mix slows by the larger of what its windows' progress
                 # shows and what its kernel time per unit of work (busy share over progress, which a
                 # move of the load between windows leaves alone) says with its host time fixed: a
                 # training mix rebased onto a window as fast as its old probe read the clock as free
-                # and was held at 0.82 of its clock for 100 s (a100, gen:training:261972, 5.9% long)
+                # and was held at 0.82 of its clock for 100 s (a100, gen:training:261972, 5.9% long);
+                # a quiet serving mix whose load rose as its windows went down read more progress at
+                # 660 MHz than at 1980 and was held at 345, saturated (gen:serving:240287, 11% long)
                 at_ref = self.t_fit[0] + self.t_fit[1] / self.ref.clock_mhz
                 return at_ref * np.maximum(fitted / at_ref, 1.0 + self.serial_slowdown(f))
             return fitted
