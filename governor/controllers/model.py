@@ -265,8 +265,9 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                 step = min(self.probe_fracs)
             else:
                 step = None  # no fixed probes to step by
+            deepest = min(p.clock_mhz for p in m.points())
             if step is not None:
-                f = max(f, self.limits.snap_clock(step * min(p.clock_mhz for p in m.points())))
+                f = max(f, self.limits.snap_clock(step * deepest))
             if self.composite and self.params["bound"] == "time" and m.kind == "arrival":
                 # under a time bound an arriving mix's refining window goes no deeper than end time's
                 # budget could pay for were its work serial (the costlier reading), and at least one
@@ -274,8 +275,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                 # arriving work, and its refining window went halfway down, to 0.43 of its clock,
                 # for 30 s (gen:training:185263, 10% long). Over 134 dev runs the windows kept so
                 # saved more (decision 020)
-                one_step = self.limits.snap_clock(min(self.probe_fracs or [MIX_STEP_MIN]) *
-                                                  min(p.clock_mhz for p in m.points()))
+                one_step = self.limits.snap_clock(min(self.probe_fracs or [MIX_STEP_MIN]) * deepest)
                 window_s = self._settle() + max(self._measure_s(), self._mix_window_s)
                 f = max(f, min(self._lowest_affordable_mhz(m, window_s), one_step))
             if f >= m.ref.clock_mhz - 1e-6 or min(abs(p.clock_mhz - f) for p in m.points()) < 3 * self._bin():
@@ -481,8 +481,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         if m.mix:
             m.kind_before_rebase = m.kind  # its probes were read against the old one (PhaseModel.refit)
         m.ref = obs
-        if m.mix:
-            m.drop_foreign_probes()
+        m.drop_foreign_probes()  # a busy mix's, under a time bound, that its new reference disowns
 
     def _decide_hold(self, sample: Sample, now: float, settled: bool) -> Setpoint:
         m = self.current

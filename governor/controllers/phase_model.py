@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.optimize import nnls
 
-ARRIVAL_MISS = 0.08  # a busy mix's window this far short of the progress its arrival reading predicts: serial
+ARRIVAL_MISS = 0.08  # a mix's window this far short of the progress its arrival reading predicts: serial
 MIX_KERNEL_FALL = 0.05  # a busy mix window with this much less kernel time per work than its reference: other work
 ARRIVAL_NEAR = 0.25  # probes within this fraction of the reference clock tell arriving work from serial
 LATENCY_RESOLVED_UTIL = 0.1  # below this busy share (integer percent readings) a few percent of stretch is unreadable
@@ -144,8 +144,9 @@ class PhaseModel:
     def busy_at_reference(self) -> bool:
         """A mix busy half its time or more at default, or saturated in a quarter of its readings
         there: its work may wait on the clock, and its windows are noisy (a training mix's window
-        that caught a checkpoint reads half as busy as the next). Under a time bound such a mix is
-        read as arriving work only on evidence its windows cannot fake (refit, _consistent)."""
+        that caught a checkpoint reads half as busy as the next). Under a time bound such a mix's
+        windows are judged by what its load cannot fake (_consistent, drop_foreign_probes), and its
+        held windows re-check an arrival reading (_held_arrival_missed)."""
         return self.mix and (self.ref.util >= BUSY_MIX_REF_UTIL or self.busy_mix())
 
     def drop_foreign_probes(self) -> None:
@@ -312,8 +313,7 @@ class PhaseModel:
         """The slowdown at clock f were the work serial whatever the readings say: its kernels as
         fitted, its host time per unit of work fixed. Arriving work slows less (its idle time
         absorbs the kernels' growth), so this is the costlier of the two readings."""
-        host = self.host
-        return (self.kernel_time(f) + host) / (self.kernel_time(self.ref.clock_mhz) + host) - 1.0
+        return (self.kernel_time(f) + self.host) / (self.kernel_time(self.ref.clock_mhz) + self.host) - 1.0
 
     def power(self, f: float) -> float:
         g = f / 1000.0
