@@ -208,6 +208,20 @@ def test_a_mix_of_bursts_is_priced_by_its_busy_share_not_its_pools_rate():
     assert run.ledger_saved_lo_j <= true_saved <= run.ledger_saved_hi_j
 
 
+def test_a_mix_measured_again_is_priced_by_its_own_windows():
+    """A generated serving trace whose load moves: a mix measured earlier in the run comes back, and
+    is held again. Priced by the pool of the mix measured last (a quieter one, by its energy per unit
+    of DRAM traffic), a steady decode stretch was claimed at twice what default drew: 23.7 kJ saved
+    where 11.1 kJ were, the truth outside the interval."""
+    spec, trace = load_spec("h100-sxm"), load_trace("gen:serving:888122")
+    ref = run_trace(spec, trace, DEFAULT_POLICY)
+    run = run_trace(spec, trace, load_policy("balanced"))
+    true_saved = ref.energy_j - run.energy_j
+    assert true_saved > 0
+    assert run.ledger_saved_j <= 1.10 * true_saved
+    assert run.ledger_saved_lo_j <= true_saved <= run.ledger_saved_hi_j
+
+
 def test_counter_reset_mid_run_in_the_worker(tmp_path):
     from governor.clock import VirtualClock
     from governor.originals import OriginalsFile

@@ -285,6 +285,59 @@ def test_util_power_line_is_least_squares_and_never_falls_with_busy_share():
     assert UtilPower.of(np.array([0.1, 0.2]), np.array([1.0, 2.0])).line() is None
 
 
+def test_a_mix_line_never_reads_less_than_nothing_at_idle():
+    # decodes half busy at 200-250 W and prefills saturated at 620 W: the least-squares line through
+    # both runs from -190 W at idle, and priced a decode stretch at 160 W where default drew 250;
+    # no idle GPU draws less than nothing, so the line is at most as steep as through zero there
+    util = np.array([0.45, 0.5, 0.55, 0.5, 0.45, 0.55, 1.0, 1.0])
+    power = np.array([200.0, 225.0, 250.0, 225.0, 200.0, 250.0, 620.0, 620.0])
+    sums = UtilPower.of(util, power)
+    idle_w, per_busy_w = sums.line()
+    assert idle_w == pytest.approx(0.0, abs=1e-9) and per_busy_w == pytest.approx(power.mean() / util.mean())
+    assert idle_w + per_busy_w * util.mean() == pytest.approx(power.mean())  # still through the means
+    assert (sums.u_lo, sums.u_hi) == (0.45, 1.0)
+    halves = UtilPower.of(util[:3], power[:3]) + UtilPower.of(util[3:], power[3:])
+    assert (halves.u_lo, halves.u_hi) == (0.45, 1.0)
+
+
+def _held_arrival_mix(util, power):
+    c, m, f = _mix_after_its_first_probe(progress_at_probe=30.0)
+    c._mix_model = m
+    c._set_mix_windows([_window(m.ref, util=util, power=power)])
+    m.refit()
+    c._hold(150.0, "identified")
+    c.held_mhz = c.limits.snap_clock(0.9 * m.ref.clock_mhz)
+    return c, m
+
+
+def test_a_mix_line_prices_no_reading_busier_or_quieter_than_its_pool_read():
+    # a mixed job gone idle in the middle of a probe was priced at the pool's 541 W, read at 60-95%
+    # busy, where default drew 150 W (h100, gen:mixed:930744): the ledger claimed five times the saving
+    util = [0.6, 0.7, 0.8, 0.9, 0.95, 0.65, 0.75, 0.85]
+    c, m = _held_arrival_mix(util, [100.0 + 500.0 * u for u in util])
+    assert m.kind == "arrival"
+    assert c.counterfactual.reference(sample(200.0, util=75.0, clock=c.held_mhz, mem=28.0, dram=28.4)).known
+    assert not c.counterfactual.reference(sample(200.2, util=5.0, clock=c.held_mhz, mem=1.0, dram=1.0)).known
+
+
+def test_a_mix_line_widens_its_error_by_how_far_the_stretch_moved_from_the_pool():
+    # the line's slope carries the mix's make-up as well as what busy share costs: a stretch priced
+    # away from the pool's mean busy share may be off by the whole move the line puts on it
+    c, m = _held_arrival_mix(MIX_UTIL, MIX_POWER)
+    pool_mean = float(np.mean(MIX_UTIL))
+    shorter = m.kernel_time(m.ref.clock_mhz) / m.kernel_time(c.held_mhz)
+    at_mean = c.counterfactual.reference(sample(200.0, util=100.0 * pool_mean / shorter, clock=c.held_mhz, mem=28.0,
+                                                dram=28.4))
+    base = at_mean.rel_error
+    assert base == pytest.approx(c.counterfactual._pooled_line().rel_error)
+    c._set_mix_windows(list(c._mix_windows))  # a new pool version: a new stretch
+    busier = c.counterfactual.reference(sample(201.0, util=90.0, clock=c.held_mhz, mem=28.0, dram=28.4))
+    moved_w = 500.0 * abs(0.9 * shorter - pool_mean)
+    assert busier.rel_error == pytest.approx(base + moved_w / busier.power_w)
+    # every stretch a line prices shares one error key: what it misses, it misses alike
+    assert busier.source == at_mean.source
+
+
 def test_a_mix_whose_utilization_did_not_rise_at_its_probe_is_not_sent_far_below_it():
     # two windows a fifth apart in clock, utilization 0.42 then 0.40: fitted as not clock-bound at
     # all, the plan is the lowest clock; the next window goes at most halfway below the probe

@@ -114,15 +114,20 @@ class UtilPower:
     suu: float = 0.0
     sp: float = 0.0
     sup: float = 0.0
+    u_lo: float = float("inf")  # the least and the most busy share read: where the line was measured
+    u_hi: float = float("-inf")
 
     @staticmethod
     def of(util: np.ndarray, power: np.ndarray) -> UtilPower:
         u, p = np.asarray(util, dtype=float), np.asarray(power, dtype=float)
-        return UtilPower(n=len(u), su=float(u.sum()), suu=float(u @ u), sp=float(p.sum()), sup=float(u @ p))
+        if not len(u):
+            return UtilPower()
+        return UtilPower(n=len(u), su=float(u.sum()), suu=float(u @ u), sp=float(p.sum()), sup=float(u @ p),
+                         u_lo=float(u.min()), u_hi=float(u.max()))
 
     def __add__(self, other: UtilPower) -> UtilPower:
         return UtilPower(self.n + other.n, self.su + other.su, self.suu + other.suu, self.sp + other.sp,
-                         self.sup + other.sup)
+                         self.sup + other.sup, min(self.u_lo, other.u_lo), max(self.u_hi, other.u_hi))
 
     def line(self) -> tuple[float, float] | None:
         """(watts at idle, watts per unit of busy share); None with too few readings. Without spread
@@ -133,6 +138,12 @@ class UtilPower:
         sxx = self.n * self.suu - self.su * self.su
         slope = (self.n * self.sup - self.su * self.sp) / sxx if sxx > 1e-9 * self.n * self.n else 0.0
         slope = max(0.0, slope)  # more busy never draws less: a negative slope is noise
+        if self.su > 0:
+            # nor does an idle GPU draw less than nothing: a line steeper than through zero at idle
+            # is the mix's make-up (prefills draw more per unit of busy share than decodes), not
+            # what busy share costs, and priced decodes 10 points quieter than its readings at 160 W
+            # where default drew 250 (h100, gen:serving:891853, a line from -239 W at idle)
+            slope = min(slope, self.sp / self.su)
         return (self.sp - slope * self.su) / self.n, slope
 
 

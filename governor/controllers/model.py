@@ -429,6 +429,13 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                         self._hold(now, "known phase")
                     return self.setpoint
                 probed = bool(known.probes)
+                if self.composite:
+                    # another mix measured earlier in this run: the pool of default-settings windows is
+                    # the current mix's, and the ledger prices its work by it (ModelPricing); kept for
+                    # the mix it was measured on, it priced a steady decode by a quieter mix's energy
+                    # per unit of DRAM traffic, at twice what default drew (h100, gen:serving:888122)
+                    self._mix_model = known
+                    self._set_mix_windows([self._last_window])
                 self._rebase(known, obs)  # a fresh reference for a known phase
                 known.refit()
                 if known.mix and probed and not known.probes:
