@@ -222,6 +222,19 @@ def test_a_mix_measured_again_is_priced_by_its_own_windows():
     assert run.ledger_saved_lo_j <= true_saved <= run.ledger_saved_hi_j
 
 
+def test_a_training_step_capped_at_default_is_priced_under_its_cap():
+    """A generated training job whose steps run at the power limit at default: a power drift at the
+    held clock moved the step's reference from the 689 W it read to 749 W, and the ledger claimed
+    38 kJ where 18.6 kJ were saved, the truth outside the interval."""
+    spec, trace = load_spec("h100-sxm"), load_trace("gen:training:90708")
+    ref = run_trace(spec, trace, DEFAULT_POLICY)
+    run = run_trace(spec, trace, load_policy("balanced"))
+    true_saved = ref.energy_j - run.energy_j
+    assert true_saved > 0
+    assert run.ledger_saved_j <= 1.25 * true_saved
+    assert run.ledger_saved_lo_j <= true_saved <= run.ledger_saved_hi_j
+
+
 def test_counter_reset_mid_run_in_the_worker(tmp_path):
     from governor.clock import VirtualClock
     from governor.originals import OriginalsFile

@@ -584,6 +584,36 @@ def test_power_alone_drifting_from_the_model_shifts_its_power_curve_instead_of_s
     assert m.power(f) == pytest.approx(1.08 * cold.power(f), rel=0.02)
 
 
+def _drift_power(c, cold, power_factor, temp, seconds=30.0):
+    c._hold(0.0, "identified")
+    t = 0.0
+    while t < seconds:
+        t += 0.2
+        f = float(c.setpoint.sm_clock_max_mhz or 1980)
+        u, prog, _ = cold.predict(f)
+        c.decide(sample(t, util=100 * u, clock=f, mem=prog, dram=prog, power=power_factor * cold.power(f), temp=temp))
+
+
+def test_a_power_drift_on_a_gpu_no_warmer_leaves_the_reference_as_read():
+    # a reference read at default settings stays what it read unless the GPU warmed since: a drift
+    # at the held clock is the curve's misfit there (a training step's reference, capped at 689 W,
+    # was moved to 749 by one, and the ledger priced every later step 9% over what default drew)
+    c, m = _compute_phase_controller()
+    cold = PhaseModel(ref=m.ref, probes=list(m.probes))
+    _drift_power(c, cold, 1.08, temp=60.0)  # as warm as at the reference
+    f = float(c.setpoint.sm_clock_max_mhz)
+    assert c.current is m and f < m.ref.clock_mhz
+    assert m.ref.power == cold.ref.power and m.ref_power_read_w() == cold.ref.power
+    assert [p.power for p in m.probes] != [p.power for p in cold.probes]  # the probes' curve moved
+    # warmer by more than WARMER_C: leakage moves the reference too, but what it read is kept, and
+    # default is priced under the power limit it was read under (700 W here), not at the shifted curve
+    c, m = _compute_phase_controller()
+    _drift_power(c, cold, 1.08, temp=66.0)
+    assert m.ref.power > cold.ref.power and m.ref_power_read_w() == cold.ref.power
+    power, slower = c.counterfactual._default_under_cap(m, m.ref.power)
+    assert power <= 700.0 + 1e-6 and slower > 1.0
+
+
 def _until_probe(c, reading) -> float:
     """Feed c the same phase's readings (reading(t)) until it probes, 10 s at most; the time reached."""
     t = 0.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..telemetry import Sample
-from .phase_model import PhaseModel, Probe, kernel_time_fell
+from .phase_model import WARMER_C, PhaseModel, Probe, kernel_time_fell
 
 MIX_WINDOW_SPREAD = 1.5  # a mix's window may be this much busier (or less busy) than its reference, beyond the clock's
                          # doing, before it is taken for other work (_consistent)
@@ -147,7 +147,11 @@ class PhaseDetection:
         offset = recent.power - m.power(recent.clock_mhz)
         if abs(offset) > 0.2 * max(m.ref.power, 1.0):
             return False
-        m.shift_power(offset)
+        # the reference was read at default settings: a GPU no warmer than then draws there what it
+        # drew, and a drift at the held clock is the curve's misfit there, not the reference's (a
+        # training step's reference, capped at 689 W, was moved to 749 by a probe that had read
+        # 459 W at 1620 MHz, and the ledger priced every later step 9% over; h100 gen:training:90708)
+        m.shift_power(offset, with_ref=recent.temp_c - m.ref.temp_c >= WARMER_C)
         for c in self.cusums:
             c.reset()
         return True

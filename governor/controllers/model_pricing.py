@@ -17,7 +17,7 @@ import numpy as np
 from ..telemetry import UNKNOWN_REFERENCE, DefaultReference, Sample
 from .mix import UtilPower
 from .model_state import State
-from .phase_model import PhaseModel, Probe
+from .phase_model import WARMER_C, PhaseModel, Probe
 
 if TYPE_CHECKING:
     from .model import ModelController
@@ -83,8 +83,10 @@ class ModelPricing:
         within its default power limit, so where the warm excess would lift the reference over it
         default runs a clock step or two lower instead (docs/decisions/003). The limit is never
         below the reference's own measured power: a 1 s average can read over it, and that
-        reading is what default did."""
-        cap = max(self.c.limits.power_limit_default_w, m.ref.power)
+        reading is what default did. As read, not as a power drift moved it with the model's curve
+        (`PhaseModel.shift_power`): a training step capped at 689 W was shifted to 749, and every
+        step after priced 9% over what default drew (h100, gen:training:90708, 104% over-claimed)."""
+        cap = max(self.c.limits.power_limit_default_w, m.ref_power_read_w())
         if power_w <= cap:
             return power_w, 1.0
         offset = power_w - m.power(m.ref.clock_mhz)
@@ -130,7 +132,7 @@ class ModelPricing:
         watts, not as a ratio, since leakage is a larger share of a low clock's power (it is larger
         still at default's higher voltage, so this errs low). Only when the GPU is warmer than at the
         reference, and never negative, so a model's misfit on a cool GPU cannot inflate a saving."""
-        if obs.temp_c - m.ref.temp_c < 2.0 or obs.clock_mhz <= 0:
+        if obs.temp_c - m.ref.temp_c < WARMER_C or obs.clock_mhz <= 0:
             return 0.0
         m.warm_excess_w += 0.02 * (obs.power - m.power(obs.clock_mhz) - m.warm_excess_w)
         return max(0.0, min(0.2 * m.ref.power, m.warm_excess_w))

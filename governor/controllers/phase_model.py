@@ -28,6 +28,7 @@ ARRIVAL_MISS = 0.08  # a mix's window this far short of the progress its arrival
 MIX_KERNEL_FALL = 0.05  # a busy mix window with this much less kernel time per work than its reference: other work
 ARRIVAL_NEAR = 0.25  # probes within this fraction of the reference clock tell arriving work from serial
 LATENCY_RESOLVED_UTIL = 0.1  # below this busy share (integer percent readings) a few percent of stretch is unreadable
+WARMER_C = 2.0  # a GPU this much warmer than at a phase's reference draws more there than it read (leakage)
 MIX_FIT_TOLERANCE = 0.1  # a mix's windows off their fitted kernel-time curve by more than this: held at its reference
 KNEE_FIT_TOLERANCE = 0.03  # a single phase's probes off a + b/f by more than this: a roofline, followed point by point
 BUSY_MIX_REF_UTIL = 0.5  # a mix busy this much at default has little headroom to read arriving work from
@@ -131,6 +132,7 @@ class PhaseModel:
     recalled_at: float | None = None  # the controller's time it was recalled
     verified: bool = True  # False while a recalled model is on trial (model_memory.py)
     kind_before_rebase: str | None = None  # a mix's kind as its probes read against the reference it replaced
+    _ref_read: tuple[Probe, float] | None = field(default=None, repr=False)  # (shifted reference, its power as read)
 
     def __post_init__(self) -> None:
         self.refit()
@@ -162,6 +164,13 @@ class PhaseModel:
             self.kind_before_rebase = None
             self.refit()
 
+    def ref_power_read_w(self) -> float:
+        """The reference's power as its window read it, before shift_power moved it with the curve
+        (a reference taken anew, whatever its way in, is as read)."""
+        if self._ref_read is not None and self._ref_read[0] is self.ref:
+            return self._ref_read[1]
+        return self.ref.power
+
     def points(self) -> list[Probe]:
         return [self.ref, *self.probes]
 
@@ -175,7 +184,9 @@ class PhaseModel:
         leakage adds about the same watts at every clock, so a GPU that warmed since the probes
         moves the whole power curve, not its shape."""
         if with_ref:
+            read_w = self.ref_power_read_w()
             self.ref = replace(self.ref, power=self.ref.power + offset_w)
+            self._ref_read = (self.ref, read_w)
         self.probes = [replace(p, power=p.power + offset_w) for p in self.probes]
         self.refit()
 
