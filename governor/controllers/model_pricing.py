@@ -180,7 +180,7 @@ class ModelPricing:
         # one error key for every stretch a line prices: what it misses (the make-up of the mix
         # against its busy share, a load that moved) misses alike from one pool to the next, so it
         # adds up linearly, not in quadrature as independent measurements do (Totals). Keyed by
-        # pool, the truth fell outside the interval in 8 of 60 generated runs, here in 2
+        # pool, the truth fell outside the interval in 5 of 90 generated runs, on one key in 2
         return DefaultReference(power_w=price_w, progress=sample.progress_pct, work_ratio=1.0,
                                 rel_error=line.rel_error + self._extrapolated_w(busy, line) / max(price_w, 1.0),
                                 source=("mix line",))
