@@ -184,13 +184,18 @@ def test_sigkill_and_restart_keep_lifetime_totals(tmp_path):
     assert json.loads(r.stdout)["gpus"][0]["measured_j"] > 0
 
 
-@pytest.mark.parametrize("trace", ["decode", "idle", "pipeline-bubbles"])
-def test_estimate_tracks_the_true_saving_where_phases_are_steady(trace):
+def _balanced_on_h100(trace: str):
+    """(default run's energy J, `balanced`'s run, the true saving J) of one trace on a simulated H100."""
     spec = load_spec("h100-sxm")
     ref = run_trace(spec, load_trace(trace), DEFAULT_POLICY)
     run = run_trace(spec, load_trace(trace), load_policy("balanced"))
-    true_saved = ref.energy_j - run.energy_j
-    assert abs(run.ledger_saved_j - true_saved) <= max(0.10 * true_saved, 0.005 * ref.energy_j)
+    return ref.energy_j, run, ref.energy_j - run.energy_j
+
+
+@pytest.mark.parametrize("trace", ["decode", "idle", "pipeline-bubbles"])
+def test_estimate_tracks_the_true_saving_where_phases_are_steady(trace):
+    default_j, run, true_saved = _balanced_on_h100(trace)
+    assert abs(run.ledger_saved_j - true_saved) <= max(0.10 * true_saved, 0.005 * default_j)
     assert run.ledger_saved_lo_j <= true_saved <= run.ledger_saved_hi_j
 
 
@@ -199,12 +204,9 @@ def test_a_mix_of_bursts_is_priced_by_its_busy_share_not_its_pools_rate():
     its quiet stretches, and the pool's energy per unit of progress priced a burst-heavy stretch as
     if it had cost the pool's rate (the earlier ledger claimed 7.1 kJ here where the controller of
     its day saved 3.3). Priced by busy share, the claim keeps pace (docs/decisions/015)."""
-    spec, trace = load_spec("h100-sxm"), load_trace("gen:bursty:1047")
-    ref = run_trace(spec, trace, DEFAULT_POLICY)
-    run = run_trace(spec, trace, load_policy("balanced"))
-    true_saved = ref.energy_j - run.energy_j
+    default_j, run, true_saved = _balanced_on_h100("gen:bursty:1047")
     assert true_saved > 0
-    assert abs(run.ledger_saved_j - true_saved) <= max(0.10 * true_saved, 0.005 * ref.energy_j)
+    assert abs(run.ledger_saved_j - true_saved) <= max(0.10 * true_saved, 0.005 * default_j)
     assert run.ledger_saved_lo_j <= true_saved <= run.ledger_saved_hi_j
 
 
@@ -213,10 +215,7 @@ def test_a_mix_measured_again_is_priced_by_its_own_windows():
     is held again. Priced by the pool of the mix measured last (a quieter one, by its energy per unit
     of DRAM traffic), a steady decode stretch was claimed at twice what default drew: 23.7 kJ saved
     where 11.1 kJ were, the truth outside the interval."""
-    spec, trace = load_spec("h100-sxm"), load_trace("gen:serving:888122")
-    ref = run_trace(spec, trace, DEFAULT_POLICY)
-    run = run_trace(spec, trace, load_policy("balanced"))
-    true_saved = ref.energy_j - run.energy_j
+    default_j, run, true_saved = _balanced_on_h100("gen:serving:888122")
     assert true_saved > 0
     assert run.ledger_saved_j <= 1.10 * true_saved
     assert run.ledger_saved_lo_j <= true_saved <= run.ledger_saved_hi_j
@@ -226,10 +225,7 @@ def test_a_training_step_capped_at_default_is_priced_under_its_cap():
     """A generated training job whose steps run at the power limit at default: a power drift at the
     held clock moved the step's reference from the 689 W it read to 749 W, and the ledger claimed
     38 kJ where 18.6 kJ were saved, the truth outside the interval."""
-    spec, trace = load_spec("h100-sxm"), load_trace("gen:training:90708")
-    ref = run_trace(spec, trace, DEFAULT_POLICY)
-    run = run_trace(spec, trace, load_policy("balanced"))
-    true_saved = ref.energy_j - run.energy_j
+    default_j, run, true_saved = _balanced_on_h100("gen:training:90708")
     assert true_saved > 0
     assert run.ledger_saved_j <= 1.25 * true_saved
     assert run.ledger_saved_lo_j <= true_saved <= run.ledger_saved_hi_j
