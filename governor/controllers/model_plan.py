@@ -45,15 +45,14 @@ class Planner:
     def _lowest_affordable_mhz(self, m: PhaseModel, window_s: float) -> float:
         """The lowest supported clock (up to m's reference) at which a window of window_s seconds,
         were m's work serial (PhaseModel.serial_slowdown, the costlier reading), would leave end
-        time's spent share within the share planned for; m's reference if none would."""
+        time's spent share within the share planned for (of the clocks it may run at, _clocks_up_to);
+        m's reference if none would."""
         planned = self.params["slowdown_budget"] * self.params["budget_use"]
         room = (planned * (self.elapsed + window_s) - (1.0 + planned) * self.extra) / (1.0 + planned)
         if room <= 0.0:
             return float(m.ref.clock_mhz)
         most = room / (window_s - room) if room < window_s else np.inf
-        clocks = [float(c) for c in self.limits.sm_clocks_mhz if c <= m.ref.clock_mhz]
-        fits = [f for f in clocks if m.serial_slowdown(f) <= most]
-        return min(fits) if fits else float(m.ref.clock_mhz)
+        return min((f for f in self._clocks_up_to(m) if m.serial_slowdown(f) <= most), default=float(m.ref.clock_mhz))
 
     def _account(self, dt: float, slowdown: float) -> None:
         self.elapsed += dt
