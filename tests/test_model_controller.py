@@ -5,7 +5,7 @@ import pytest
 from controller_helpers import H100, ceiling, sample
 
 from governor.controllers.base import TickContext
-from governor.controllers.mix import MixWindow, UtilPower
+from governor.controllers.mix import LineSums, MixWindow
 from governor.controllers.model import MIX_STEP_MIN, ModelController
 from governor.controllers.model_mix import DRAIN_MAX_S
 from governor.controllers.phase_model import QUEUED, PhaseModel, Probe
@@ -273,16 +273,16 @@ def test_a_mix_of_arriving_work_is_priced_at_the_busy_share_its_work_would_have_
 
 
 def test_util_power_line_is_least_squares_and_never_falls_with_busy_share():
-    line = UtilPower.of(np.array(MIX_UTIL), np.array(MIX_POWER)).line()
+    line = LineSums.of(np.array(MIX_UTIL), np.array(MIX_POWER)).line()
     assert line == pytest.approx((100.0, 500.0), abs=1e-3)
-    halves = UtilPower.of(np.array(MIX_UTIL[:5]), np.array(MIX_POWER[:5])) + \
-        UtilPower.of(np.array(MIX_UTIL[5:]), np.array(MIX_POWER[5:]))
+    halves = LineSums.of(np.array(MIX_UTIL[:5]), np.array(MIX_POWER[:5])) + \
+        LineSums.of(np.array(MIX_UTIL[5:]), np.array(MIX_POWER[5:]))
     assert halves.line() == pytest.approx(line, abs=1e-3)
-    flat = UtilPower.of(np.full(5, 0.3), np.array([200.0, 210.0, 190.0, 205.0, 195.0])).line()
+    flat = LineSums.of(np.full(5, 0.3), np.array([200.0, 210.0, 190.0, 205.0, 195.0])).line()
     assert flat[1] == 0.0 and flat[0] == pytest.approx(200.0)
-    falling = UtilPower.of(np.array([0.1, 0.5, 0.9]), np.array([300.0, 200.0, 100.0])).line()
+    falling = LineSums.of(np.array([0.1, 0.5, 0.9]), np.array([300.0, 200.0, 100.0])).line()
     assert falling[1] == 0.0 and falling[0] == pytest.approx(200.0)
-    assert UtilPower.of(np.array([0.1, 0.2]), np.array([1.0, 2.0])).line() is None
+    assert LineSums.of(np.array([0.1, 0.2]), np.array([1.0, 2.0])).line() is None
 
 
 def test_a_mix_line_never_reads_less_than_nothing_at_idle():
@@ -291,13 +291,13 @@ def test_a_mix_line_never_reads_less_than_nothing_at_idle():
     # no idle GPU draws less than nothing, so the line is at most as steep as through zero there
     util = np.array([0.45, 0.5, 0.55, 0.5, 0.45, 0.55, 1.0, 1.0])
     power = np.array([200.0, 225.0, 250.0, 225.0, 200.0, 250.0, 620.0, 620.0])
-    sums = UtilPower.of(util, power)
+    sums = LineSums.of(util, power)
     idle_w, per_busy_w = sums.line()
     assert idle_w == pytest.approx(0.0, abs=1e-9) and per_busy_w == pytest.approx(power.mean() / util.mean())
     assert idle_w + per_busy_w * util.mean() == pytest.approx(power.mean())  # still through the means
-    assert (sums.u_lo, sums.u_hi) == (0.45, 1.0)
-    halves = UtilPower.of(util[:3], power[:3]) + UtilPower.of(util[3:], power[3:])
-    assert (halves.u_lo, halves.u_hi) == (0.45, 1.0)
+    assert (sums.x_lo, sums.x_hi) == (0.45, 1.0)
+    halves = LineSums.of(util[:3], power[:3]) + LineSums.of(util[3:], power[3:])
+    assert (halves.x_lo, halves.x_hi) == (0.45, 1.0)
 
 
 def _held_arrival_mix(util, power):

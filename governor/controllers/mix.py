@@ -102,49 +102,53 @@ def _sliding_means(cp: np.ndarray, cr: np.ndarray, ms: np.ndarray, positions: np
 
 
 @dataclass(frozen=True)
-class UtilPower:
-    """Sums for a least-squares line of power against busy share over a mix's readings.
+class LineSums:
+    """Sums for a least-squares line of y against x over readings, which add up across windows.
 
-    A mix's readings at one clock spread from quiet stretches to bursts, so they show how its power
-    grows with the GPU's busy share there; at default settings that line prices any stretch of the
-    mix by its own busy share (ModelPricing), whatever its make-up of bursts and quiet."""
+    A mix's default-settings readings give two such lines. Its power against its busy share: the
+    readings spread from quiet stretches to bursts, so they show how power grows with the busy share,
+    and that line prices any stretch of the mix by its own busy share (ModelPricing), whatever its
+    make-up of bursts and quiet. And its busy share against its DRAM progress: how much of the busy
+    time default settings spend per unit of work, and how much is busy with no work to show (a
+    training mix's input stalls)."""
 
     n: int = 0
-    su: float = 0.0
-    suu: float = 0.0
-    sp: float = 0.0
-    sup: float = 0.0
-    u_lo: float = float("inf")  # the least and the most busy share read: where the line was measured
-    u_hi: float = float("-inf")
+    sx: float = 0.0
+    sxx: float = 0.0
+    sy: float = 0.0
+    sxy: float = 0.0
+    x_lo: float = float("inf")  # the least and the most x read: where the line was measured
+    x_hi: float = float("-inf")
 
     @staticmethod
-    def of(util: np.ndarray, power: np.ndarray) -> UtilPower:
-        u, p = np.asarray(util, dtype=float), np.asarray(power, dtype=float)
+    def of(x: np.ndarray, y: np.ndarray) -> LineSums:
+        u, p = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
         if not len(u):
-            return UtilPower()
-        return UtilPower(n=len(u), su=float(u.sum()), suu=float(u @ u), sp=float(p.sum()), sup=float(u @ p),
-                         u_lo=float(u.min()), u_hi=float(u.max()))
+            return LineSums()
+        return LineSums(n=len(u), sx=float(u.sum()), sxx=float(u @ u), sy=float(p.sum()), sxy=float(u @ p),
+                        x_lo=float(u.min()), x_hi=float(u.max()))
 
-    def __add__(self, other: UtilPower) -> UtilPower:
-        return UtilPower(self.n + other.n, self.su + other.su, self.suu + other.suu, self.sp + other.sp,
-                         self.sup + other.sup, min(self.u_lo, other.u_lo), max(self.u_hi, other.u_hi))
+    def __add__(self, other: LineSums) -> LineSums:
+        return LineSums(self.n + other.n, self.sx + other.sx, self.sxx + other.sxx, self.sy + other.sy,
+                        self.sxy + other.sxy, min(self.x_lo, other.x_lo), max(self.x_hi, other.x_hi))
 
     def line(self) -> tuple[float, float] | None:
-        """(watts at idle, watts per unit of busy share); None with too few readings. Without spread
-        in the busy share the line is flat at the mean. How far the pool's stretches lie off it is
-        measured on them (ModelPricing._pooled_line), not from these sums."""
+        """(y at no x, y per unit of x); None with too few readings. Without spread in x the line is
+        flat at the mean. How far the pool's stretches lie off it is measured on them
+        (ModelPricing._pooled_line), not from these sums."""
         if self.n < 3:
             return None
-        sxx = self.n * self.suu - self.su * self.su
-        slope = (self.n * self.sup - self.su * self.sp) / sxx if sxx > 1e-9 * self.n * self.n else 0.0
-        slope = max(0.0, slope)  # more busy never draws less: a negative slope is noise
-        if self.su > 0:
-            # nor does an idle GPU draw less than nothing: a line steeper than through zero at idle
-            # is the mix's make-up (prefills draw more per unit of busy share than decodes), not
-            # what busy share costs, and priced decodes 10 points quieter than its readings at 160 W
-            # where default drew 250 (h100, gen:serving:891853, a line from -239 W at idle)
-            slope = min(slope, self.sp / self.su)
-        return (self.sp - slope * self.su) / self.n, slope
+        sxx = self.n * self.sxx - self.sx * self.sx
+        slope = (self.n * self.sxy - self.sx * self.sy) / sxx if sxx > 1e-9 * self.n * self.n else 0.0
+        slope = max(0.0, slope)  # more busy never draws less (nor more work less busy): a negative slope is noise
+        if self.sx > 0:
+            # nor does an idle GPU draw less than nothing (nor is a GPU with no work less than idle):
+            # a line steeper than through zero at no x is the mix's make-up (prefills draw more per
+            # unit of busy share than decodes), not what busy share costs, and priced decodes 10
+            # points quieter than its readings at 160 W where default drew 250 (h100,
+            # gen:serving:891853, a line from -239 W at idle)
+            slope = min(slope, self.sy / self.sx)
+        return (self.sy - slope * self.sx) / self.n, slope
 
 
 @dataclass(frozen=True)
@@ -156,18 +160,18 @@ class MixWindow:
     probe: Probe
     spread: float
     saturated: float
-    parts: tuple[UtilPower, ...]
+    parts: tuple[LineSums, ...]  # power (y) against busy share (x)
 
     PARTS = 4
 
     @property
-    def util_power(self) -> UtilPower:
-        return sum(self.parts, UtilPower())
+    def util_power(self) -> LineSums:
+        return sum(self.parts, LineSums())
 
     @staticmethod
-    def split(util: np.ndarray, power: np.ndarray) -> tuple[UtilPower, ...]:
+    def split(util: np.ndarray, power: np.ndarray) -> tuple[LineSums, ...]:
         """The window's readings in PARTS consecutive stretches (fewer for a short window)."""
         n = len(util)
         k = max(1, min(MixWindow.PARTS, n // 4))
         edges = np.linspace(0, n, k + 1).astype(int)
-        return tuple(UtilPower.of(util[a:b], power[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True))
+        return tuple(LineSums.of(util[a:b], power[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..telemetry import UNKNOWN_REFERENCE, DefaultReference, Sample
-from .mix import UtilPower
+from .mix import LineSums
 from .model_state import State
 from .phase_model import WARMER_C, PhaseModel, Probe
 
@@ -28,7 +28,7 @@ LINE_REACH = 0.1  # busy share beyond the least and most busy readings of a mix'
 
 @dataclass(frozen=True)
 class PooledLine:
-    """A mix pool's line of power against busy share at default settings (mix.UtilPower), and where
+    """A mix pool's line of power against busy share at default settings (mix.LineSums), and where
     it was measured."""
 
     idle_w: float  # at no busy share
@@ -148,7 +148,7 @@ class ModelPricing:
         saved, the truth outside the interval), and stretches run at default by the burst guard
         leave the held ones quieter than the pool. Such work arrives as it would at default, so the
         same seconds are priced: by the line of power against busy share that the default-settings
-        windows' readings show (mix.UtilPower), at this sample's busy share shrunk by how much
+        windows' readings show (mix.LineSums), at this sample's busy share shrunk by how much
         shorter its kernels would run at default (the model's kernel time where the clock lies
         within its probes; the clock ratio, the most it can be, where it does not). Serial and busy
         mixes' work waits on the clock, and their progress prices it directly (docs/decisions/004,
@@ -209,7 +209,7 @@ class ModelPricing:
         readings. Cached per pool."""
         if self._line_cache is None or self._line_cache[0] != self.c._mix_version:
             w = self.c._mix_windows
-            sums = sum((x.util_power for x in w), UtilPower())
+            sums = sum((x.util_power for x in w), LineSums())
             fit = sums.line()
             priced = None
             if fit is not None:
@@ -223,10 +223,10 @@ class ModelPricing:
                 # outside the interval in 17 of 30 generated runs (at least the floor a mix's window
                 # is taken to be off by)
                 parts = [q for x in w for q in x.parts if q.n]
-                off = [(q.sp / q.n) / max(idle_w + per_busy_w * q.su / q.n, 1.0) - 1.0 for q in parts]
+                off = [(q.sy / q.n) / max(idle_w + per_busy_w * q.sx / q.n, 1.0) - 1.0 for q in parts]
                 rel = max(self.c.params["mix_window_error"], float(np.sqrt(np.mean(np.square(off)))) if off else 0.0)
-                priced = PooledLine(idle_w=idle_w, per_busy_w=per_busy_w, rel_error=rel, mean_busy=sums.su / sums.n,
-                                    busy_lo=sums.u_lo, busy_hi=sums.u_hi)
+                priced = PooledLine(idle_w=idle_w, per_busy_w=per_busy_w, rel_error=rel, mean_busy=sums.sx / sums.n,
+                                    busy_lo=sums.x_lo, busy_hi=sums.x_hi)
             self._line_cache = (self.c._mix_version, priced)
         return self._line_cache[1]
 
