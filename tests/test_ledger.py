@@ -231,6 +231,18 @@ def test_a_training_step_capped_at_default_is_priced_under_its_cap():
     assert run.ledger_saved_lo_j <= true_saved <= run.ledger_saved_hi_j
 
 
+def test_a_training_mix_is_priced_by_each_reading_not_by_its_pools_rate():
+    """A generated training job held as one mix of steps and input stalls. The pool's energy per
+    unit of DRAM progress is the mix's mean, stalls included: a held stretch of steps was priced at
+    24 J per unit where a step cost 18 at default, and the ledger claimed 12.0 kJ where 7.0 kJ were
+    saved. Each reading priced by itself (its stall seconds at default's idle power, its busy time
+    at what default needs for its progress) keeps pace (docs/decisions/022)."""
+    default_j, run, true_saved = _balanced_on_h100("gen:training:278665")
+    assert true_saved > 0
+    assert abs(run.ledger_saved_j - true_saved) <= max(0.10 * true_saved, 0.005 * default_j)
+    assert run.ledger_saved_lo_j <= true_saved <= run.ledger_saved_hi_j
+
+
 def test_counter_reset_mid_run_in_the_worker(tmp_path):
     from governor.clock import VirtualClock
     from governor.originals import OriginalsFile

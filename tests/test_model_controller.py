@@ -272,6 +272,51 @@ def test_a_mix_of_arriving_work_is_priced_at_the_busy_share_its_work_would_have_
     assert c.counterfactual.reference(sample(200.0, util=70.0, clock=c.held_mhz, mem=25.0)).work_ratio is None
 
 
+# a training mix's default-settings readings: input stalls (5% busy, next to no DRAM progress, 130 W)
+# and steps (97% busy, 38 units of progress, 680 W), as (busy share, progress, power)
+STALL, STEP = (0.05, 0.2, 130.0), (0.97, 38.0, 680.0)
+
+
+def _held_serial_mix(readings):
+    c, m, f = _mix_after_its_first_probe(progress_at_probe=30.0 * 0.85)
+    c._mix_model = m
+    util, progress, power = (np.array(x) for x in zip(*readings, strict=True))
+    c._set_mix_windows([MixWindow(probe=m.ref, spread=0.0, saturated=0.0, parts=MixWindow.split(util, power),
+                                  busy_by_progress=LineSums.of(progress, util))])
+    m.refit()
+    c._hold(150.0, "identified")
+    c.held_mhz = c.limits.snap_clock(0.85 * m.ref.clock_mhz)
+    return c, m
+
+
+def test_a_serial_mix_is_priced_reading_by_reading_its_stalls_at_idle_and_its_steps_by_their_work():
+    # priced at the pool's energy per unit of progress, a stretch of steps cost the mix's mean, stalls
+    # included (24 J per unit where a step cost 18), and a stall, with no progress, next to nothing
+    # (5 W where default drew 136): a training job's saving claimed 71% over (docs/decisions/022)
+    c, m = _held_serial_mix([STALL, STEP, STALL, STEP, STEP, STEP, STALL, STEP])
+    assert m.kind == "serial"
+    held = c.held_mhz
+    # a step at the held clock: its work is done at the clock's pace; default would have done it at
+    # 680 W in the share of the second its progress is of a step's at default
+    step_progress = STEP[1] * held / m.ref.clock_mhz
+    step = c.counterfactual.reference(sample(200.0, util=98.0, clock=held, mem=30.0, dram=step_progress))
+    assert step.known and step.work_ratio == pytest.approx(0.02 + 0.98 * held / m.ref.clock_mhz, rel=0.01)
+    assert step.power_w * step.work_ratio == pytest.approx(STEP[2] * step_progress / STEP[1], rel=0.02)
+    # a stall: host time, as long at default, at what default draws with the GPU that idle
+    stall = c.counterfactual.reference(sample(201.0, util=5.0, clock=held, mem=1.0, dram=STALL[1]))
+    assert stall.work_ratio == pytest.approx(1.0)
+    assert stall.power_w == pytest.approx(STALL[2], rel=0.02)
+
+
+def test_a_serial_mix_busy_in_every_reading_keeps_its_pools_rate():
+    # compute and memory phases, both busy: a line over busy share cannot tell them apart (a fast
+    # compute and memory mix read 4-16% over priced reading by reading), the pool's rate prices them
+    c, m = _held_serial_mix([(0.95, 10.0, 650.0), (0.9, 60.0, 450.0)] * 4)
+    assert m.kind == "serial"
+    ref = c.counterfactual.reference(sample(200.0, util=96.0, clock=c.held_mhz, mem=20.0, dram=30.0))
+    assert ref.known and ref.work_ratio is None and ref.source == ("mix", c._mix_version)
+
+
 def test_util_power_line_is_least_squares_and_never_falls_with_busy_share():
     line = LineSums.of(np.array(MIX_UTIL), np.array(MIX_POWER)).line()
     assert line == pytest.approx((100.0, 500.0), abs=1e-3)

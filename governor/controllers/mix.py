@@ -154,13 +154,15 @@ class LineSums:
 @dataclass(frozen=True)
 class MixWindow:
     """One default-settings window of a mix: its means over whole cycles, how far they may be off
-    (rel_spread of whole_cycles_mean), the share of its readings with the GPU saturated, and its
-    readings' power against busy share, in `PARTS` consecutive stretches."""
+    (rel_spread of whole_cycles_mean), the share of its readings with the GPU saturated, its
+    readings' power against busy share, in `PARTS` consecutive stretches, and their busy share
+    against DRAM progress."""
 
     probe: Probe
     spread: float
     saturated: float
     parts: tuple[LineSums, ...]  # power (y) against busy share (x)
+    busy_by_progress: LineSums = LineSums()  # busy share (y) against DRAM progress (x), all its readings
 
     PARTS = 4
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..telemetry import Sample
-from .mix import CLEAN_SPREAD, MixWindow, whole_cycles_mean
+from .mix import CLEAN_SPREAD, LineSums, MixWindow, whole_cycles_mean
 from .model_state import State
 from .phase_model import ARRIVAL_MISS, PhaseModel, Probe
 
@@ -150,12 +150,13 @@ class MixHandling:
         if not self.composite:
             return mean
         power = np.array([o.power for o in obs])
+        util = np.array([o.util for o in obs])
         cycles = whole_cycles_mean(power, prog)
         probe = Probe(clock_mhz=mean.clock_mhz, util=mean.util, progress=cycles.progress, power=cycles.power,
                       temp_c=mean.temp_c)
         self._last_window = MixWindow(probe=probe, spread=cycles.rel_spread,
                                       saturated=float(np.mean([o.saturated for o in obs])),
-                                      parts=MixWindow.split(np.array([o.util for o in obs]), power))
+                                      parts=MixWindow.split(util, power), busy_by_progress=LineSums.of(prog, util))
         return probe
 
     def _recharge_probes(self) -> None:

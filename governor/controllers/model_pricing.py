@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 
 LINE_REACH = 0.1  # busy share beyond the least and most busy readings of a mix's pool that its line still prices
+QUIET_BUSY_SHARE = 0.5  # a pool whose quietest reading is at most this share of its busiest read its mix's
+                        # seconds without work apart from its busy ones
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class PooledLine:
     mean_busy: float  # the readings' mean busy share
     busy_lo: float  # the least and the most busy reading
     busy_hi: float
+    work_line: tuple[float, float] | None = None  # busy share at no DRAM progress, and per unit of it
 
     def reaches(self, busy: float) -> bool:
         return self.busy_lo - LINE_REACH <= busy <= self.busy_hi + LINE_REACH
@@ -138,8 +141,59 @@ class ModelPricing:
         return max(0.0, min(0.2 * m.ref.power, m.warm_excess_w))
 
     def _mix_reference(self, sample: Sample) -> DefaultReference:
-        """The pooled reference of a mix; for a mix of arriving work below default settings, what
-        default would draw at the busy share this sample's work would keep the GPU busy there.
+        """The pooled reference of a mix (its default-settings windows' energy per unit of DRAM
+        progress); below default settings, what default would draw for this sample's work: for a
+        mix of arriving work at the busy share the work would keep the GPU busy there
+        (_arrival_mix_reference), for a serial or busy mix over the seconds default would need for
+        it (_serial_mix_reference)."""
+        pooled = self._pooled_reference()
+        m = self.c._mix_model
+        if not pooled.known or m is None or m is not self.c.current or self.c.use_power \
+                or self.c.state not in (State.PROBE, State.HOLD):
+            return pooled
+        if (m.kind != "arrival" and m.probes) or m.busy_mix():
+            return self._serial_mix_reference(sample, m, pooled)
+        # before its first probe a mix's kind is unknown: the busy-share price then shrinks the
+        # busy share by the whole clock ratio, which prices serial work low, not high
+        return self._arrival_mix_reference(sample, m, pooled)
+
+    def _serial_mix_reference(self, sample: Sample, m: PhaseModel, pooled: DefaultReference) -> DefaultReference:
+        """What default would spend on a serial (or busy) mix's sample, priced by the sample itself:
+        its seconds without work (a training mix's input stalls: host time, as long at any clock) at
+        what default draws with the GPU idle, and its busy time, shrunk to what default would need
+        for the sample's DRAM progress, at what default draws busy; both from the pool's line of
+        power against busy share, the busy time from its line of busy share against progress.
+
+        The pool's energy per unit of progress is its mix's mean, stalls included, and a held
+        stretch is no draw of the pool's make-up: a stretch of training steps was priced at 24 J
+        per unit where a step cost 18 at default (h100, gen:training:278665: 71% over the saving),
+        and a stall, with no progress to show, at 5 W where default drew 136. The busy time is no
+        more than the sample's own (a lower clock never shortens kernels) and no less than the
+        clock ratio allows. Only for a pool that read its GPU both quiet and busy (`QUIET_BUSY_SHARE`):
+        where every reading is busy, a line over busy share cannot tell the mix's parts apart, and
+        the pool's rate prices them (a fast compute and memory mix read 4-16% over, priced so)."""
+        line = self._pooled_line()
+        if line is None or line.work_line is None or line.busy_lo > QUIET_BUSY_SHARE * line.busy_hi \
+                or sample.sm_clock_mhz <= 0:
+            return pooled
+        at_no_work, per_progress = line.work_line
+        u = sample.gpu_util_pct / 100.0
+        ratio = min(1.0, sample.sm_clock_mhz / max(m.ref.clock_mhz, 1.0))
+        busy = min(u, max(u * ratio, at_no_work + per_progress * sample.progress_pct))
+        seconds = (1.0 - u) + busy  # at default, for this second's work: the host time, and the busy time shrunk
+        if seconds <= 0.0:
+            return pooled
+        share = busy / seconds
+        if not line.reaches(share):
+            return UNKNOWN_REFERENCE
+        price_w = (line.idle_w * (1.0 - u) + (line.idle_w + line.per_busy_w) * busy) / seconds
+        return DefaultReference(power_w=price_w, progress=sample.progress_pct, work_ratio=seconds,
+                                rel_error=line.rel_error + self._extrapolated_w(share, line) / max(price_w, 1.0),
+                                source=("mix line",))
+
+    def _arrival_mix_reference(self, sample: Sample, m: PhaseModel, pooled: DefaultReference) -> DefaultReference:
+        """What default would draw for a sample of a mix of arriving work: at the busy share its work
+        would keep the GPU busy there.
 
         The pool's energy per unit of DRAM progress is a mean over its windows' parts, and the parts
         of a mix of arriving work differ: a burst moves much DRAM data per joule, a quiet stretch
@@ -151,18 +205,10 @@ class ModelPricing:
         windows' readings show (mix.LineSums), at this sample's busy share shrunk by how much
         shorter its kernels would run at default (the model's kernel time where the clock lies
         within its probes; the clock ratio, the most it can be, where it does not). Serial and busy
-        mixes' work waits on the clock, and their progress prices it directly (docs/decisions/004,
-        015)."""
-        pooled = self._pooled_reference()
-        m = self.c._mix_model
-        # before its first probe a mix's kind is unknown: the busy-share price then shrinks the
-        # busy share by the whole clock ratio, which prices serial work low, not high
-        if not pooled.known or m is None or m is not self.c.current or (m.kind != "arrival" and m.probes) \
-                or m.busy_mix() or self.c.use_power:
-            return pooled
+        mixes' work waits on the clock (_serial_mix_reference; docs/decisions/004, 015, 022)."""
         f = self.c.probe_target if self.c.state == State.PROBE else self.c.held_mhz
         line = self._pooled_line()
-        if line is None or f is None or self.c.state not in (State.PROBE, State.HOLD):
+        if line is None or f is None:
             return pooled
         ref_f = m.ref.clock_mhz
         f = min(f, ref_f)
@@ -226,7 +272,8 @@ class ModelPricing:
                 off = [(q.sy / q.n) / max(idle_w + per_busy_w * q.sx / q.n, 1.0) - 1.0 for q in parts]
                 rel = max(self.c.params["mix_window_error"], float(np.sqrt(np.mean(np.square(off)))) if off else 0.0)
                 priced = PooledLine(idle_w=idle_w, per_busy_w=per_busy_w, rel_error=rel, mean_busy=sums.sx / sums.n,
-                                    busy_lo=sums.x_lo, busy_hi=sums.x_hi)
+                                    busy_lo=sums.x_lo, busy_hi=sums.x_hi,
+                                    work_line=sum((x.busy_by_progress for x in w), LineSums()).line())
             self._line_cache = (self.c._mix_version, priced)
         return self._line_cache[1]
 
