@@ -277,6 +277,15 @@ class GpuLedger:
             cf, dt_default = self._throttled_default(sample, added, dt, thermal)
             self._add(sample, added, cf, self.cfg.thermal_error, dt, dt_default, "thermal", cf / dt_default)
             return
+        if at_default and thermal is not None and not thermal.at_limit and self.default_at_limit():
+            # default settings on a GPU govd kept cooler than default would have it by now: it boosts
+            # where default, throttled at its limit, would not, and spends more on the same work (h100
+            # hot-room: 7% more, which counted as no saving made the ledger claim 77% over). Priced as
+            # the throttled default, never above what was measured (docs/decisions/023)
+            cf_hot, dt_hot = self._throttled_default(sample, added, dt, thermal)
+            if cf_hot < added:
+                self._add(sample, added, cf_hot, self.cfg.thermal_error, dt, dt_hot, "thermal", cf_hot / dt_hot)
+                return
         if at_default or (reference is None and self.ref is None) or (reference is not None and not reference.known):
             # at default the counterfactual is what was measured; without a measurement of this
             # work at default there is no evidence of a saving, so none is claimed

@@ -480,6 +480,26 @@ def test_a_warmed_phase_at_the_power_limit_is_priced_as_default_holds_it_under_t
     assert 1.0 < slower < 1.01
 
 
+def test_at_the_thermal_limit_work_at_default_is_priced_by_the_phase_its_readings_match():
+    # while a known phase is measured again at default settings (a refresh: no phase held), the
+    # ledger still needs how fast default, throttled at the thermal limit, would do the work: the
+    # phase the readings match says it (without it, the boost of a reference window on a GPU kept
+    # cooler than default counted as no saving: docs/decisions/023)
+    ref = Probe(clock_mhz=1755, util=0.97, progress=30.0, power=690.0, temp_c=80.0)
+    c, m = controller_with_phase({"slowdown_budget": 0.03}, ref,
+                                 Probe(clock_mhz=1500, util=0.97, progress=26.0, power=520.0, temp_c=80.0),
+                                 Probe(clock_mhz=1245, util=0.97, progress=22.0, power=400.0, temp_c=80.0))
+    at_default = sample(10.0, util=97.0, clock=1755.0, power=690.0, mem=30.0, dram=30.0)
+    held = c.counterfactual.throttled_work_ratio(at_default, 600.0)
+    assert held is not None and held < 1.0  # default at 600 W does less work per second than this boost
+    c._start_reference(10.0, "refresh")
+    assert c.current is None
+    assert c.counterfactual.throttled_work_ratio(at_default, 600.0) == pytest.approx(held)
+    # readings no known phase explains say nothing of it
+    assert c.counterfactual.throttled_work_ratio(sample(10.2, util=10.0, clock=1755.0, power=150.0, mem=1.0,
+                                                        dram=1.0), 600.0) is None
+
+
 def test_a_first_probe_is_priced_by_its_phase_when_its_readings_fit_the_same_work():
     # one default-settings measurement only: the model cannot predict a probe's readings yet
     ref = Probe(clock_mhz=1980, util=0.97, progress=30.0, power=690.0, temp_c=60.0)

@@ -246,23 +246,23 @@ class Planner:
                 best_f, best_e = float(f), e
         return best_f
 
-    def _throttled_clock(self, sample: Sample, power_w: float) -> float | None:
-        """The clock default settings would run the held serial phase at, dissipating power_w."""
-        m = self.current
+    def _throttled_clock(self, sample: Sample, power_w: float, m: PhaseModel | None = None) -> float | None:
+        """The clock default settings would run the held serial phase (or m) at, dissipating power_w."""
+        m = self.current if m is None else m
         if m is None or m.kind != "serial" or sample.sm_clock_mhz <= 0:
             return None
         offset = sample.power_now_w - m.power(sample.sm_clock_mhz)
         return m.highest_clock_within(self.limits.sm_clocks_mhz, power_w, offset)
 
-    def throttled_work_ratio(self, sample: Sample, power_w: float) -> float | None:
-        """Work per second at the highest clock whose power, as the held phase's model has it on
-        this GPU now (offset by what the model misses at the current clock: leakage of a hot GPU),
-        stays within power_w, relative to the work per second now. Serial phases only: arriving
-        work is done at the rate it arrives, whatever the clock."""
-        f_default = self._throttled_clock(sample, power_w)
+    def throttled_work_ratio(self, sample: Sample, power_w: float, m: PhaseModel | None = None) -> float | None:
+        """Work per second at the highest clock whose power, as the held phase's model (or m's) has
+        it on this GPU now (offset by what the model misses at the current clock: leakage of a hot
+        GPU), stays within power_w, relative to the work per second now. Serial phases only:
+        arriving work is done at the rate it arrives, whatever the clock."""
+        m = self.current if m is None else m
+        f_default = self._throttled_clock(sample, power_w, m)
         if f_default is None:
             return None
-        m = self.current
         return m.wall_time(sample.sm_clock_mhz) / m.wall_time(f_default)
 
     def _thermal_slowdown(self, sample: Sample) -> float | None:

@@ -53,7 +53,13 @@ class ModelPricing:
         self._held_busy: tuple[int, float, int] | None = None  # (pool version, summed busy share at default, readings)
 
     def throttled_work_ratio(self, sample: Sample, power_w: float) -> float | None:
-        return self.c.throttled_work_ratio(sample, power_w)
+        """How much faster default settings, throttled to power_w at the thermal limit, would do this
+        sample's work (the planner's throttled_work_ratio): by the held phase, or, while a phase is
+        measured at default (no phase held), by the known phase the sample matches."""
+        m = self.c.current
+        if m is None and not self.c.composite:
+            m = self.c._match(self.c._last_obs(sample), None, self.c.params["ledger_match_tolerance"])
+        return None if m is None else self.c.throttled_work_ratio(sample, power_w, m)
 
     def reference(self, sample: Sample) -> DefaultReference:
         """The default-settings measurement of the phase this sample belongs to, for the ledger.
