@@ -42,11 +42,17 @@ def default_readings(gpu: str, trace: str) -> np.ndarray:
     return np.array(rows, dtype=float)
 
 
+def window_starts(t: np.ndarray, window_s: float) -> np.ndarray:
+    """The starts of the whole windows the readings cover (each reading closes one tick)."""
+    tick = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+    return np.arange(0.0, t[-1] + tick - window_s + 1e-9, window_s)
+
+
 def window_ratios(a: np.ndarray, window_s: float) -> np.ndarray:
     """Busy share over DRAM progress (sums) over consecutive windows."""
     t = a[:, 0]
     out = []
-    for start in np.arange(0.0, t[-1] - window_s + 1e-9, window_s):
+    for start in window_starts(t, window_s):
         m = (t >= start) & (t < start + window_s)
         if a[m, 2].sum() > 0:
             out.append(a[m, 1].sum() / a[m, 2].sum())
@@ -59,7 +65,7 @@ def paired_differences(a: np.ndarray, window_s: float, slice_s: float) -> np.nda
     kept = (t % slice_s) >= min(SLICE_SKIP_S, 0.5 * slice_s)
     first = ((t // slice_s) % 2) == 0
     out = []
-    for start in np.arange(0.0, t[-1] - window_s + 1e-9, window_s):
+    for start in window_starts(t, window_s):
         m = (t >= start) & (t < start + window_s) & kept
         sa, sb = m & first, m & ~first
         if a[sa, 2].sum() > 0 and a[sb, 2].sum() > 0:
