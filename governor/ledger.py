@@ -275,7 +275,7 @@ class GpuLedger:
             return
         if thermal is not None and not at_default and thermal.at_limit:
             cf, dt_default = self._throttled_default(sample, added, dt, thermal)
-            self._add(sample, added, cf, self.cfg.thermal_error, dt, dt_default, "thermal", cf / dt_default)
+            self._add_throttled(sample, added, cf, dt, dt_default)
             return
         if at_default and thermal is not None and not thermal.at_limit and self.default_at_limit():
             # default settings on a GPU govd kept cooler than default would have it by now: it boosts
@@ -284,7 +284,7 @@ class GpuLedger:
             # the throttled default, never above what was measured (docs/decisions/023)
             cf_hot, dt_hot = self._throttled_default(sample, added, dt, thermal)
             if cf_hot < added:
-                self._add(sample, added, cf_hot, self.cfg.thermal_error, dt, dt_hot, "thermal", cf_hot / dt_hot)
+                self._add_throttled(sample, added, cf_hot, dt, dt_hot)
                 return
         if at_default or (reference is None and self.ref is None) or (reference is not None and not reference.known):
             # at default the counterfactual is what was measured; without a measurement of this
@@ -321,7 +321,7 @@ class GpuLedger:
             # what the cooling removes, if that is less than the (unthrottled) reference's
             cf_hot, dt_hot = self._throttled_default(sample, added, dt, thermal)
             if cf_hot < cf:
-                self._add(sample, added, cf_hot, self.cfg.thermal_error, dt, dt_hot, "thermal", cf_hot / dt_hot)
+                self._add_throttled(sample, added, cf_hot, dt, dt_hot)
                 if reference is None:
                     self._watch_shift(sample, progress)
                 return
@@ -345,6 +345,10 @@ class GpuLedger:
         # followed temperature just at it: a tolerance, so it does not flap on rounding
         return self._default_temp_c is not None and self._limit_temp_c is not None \
             and self._default_temp_c >= self._limit_temp_c - 0.5
+
+    def _add_throttled(self, sample: Sample, added: float, cf: float, dt: float, dt_default: float) -> None:
+        """Account a sample priced as default throttled at the thermal limit (_throttled_default)."""
+        self._add(sample, added, cf, self.cfg.thermal_error, dt, dt_default, "thermal", cf / dt_default)
 
     def _throttled_default(self, sample: Sample, added: float, dt: float,
                            thermal: ThermalLimit) -> tuple[float, float]:

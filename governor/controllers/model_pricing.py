@@ -189,13 +189,8 @@ class ModelPricing:
         seconds = (1.0 - u) + busy  # at default, for this second's work: the host time, and the busy time shrunk
         if seconds <= 0.0:
             return pooled
-        share = busy / seconds
-        if not line.reaches(share):
-            return UNKNOWN_REFERENCE
         price_w = (line.idle_w * (1.0 - u) + (line.idle_w + line.per_busy_w) * busy) / seconds
-        return DefaultReference(power_w=price_w, progress=sample.progress_pct, work_ratio=seconds,
-                                rel_error=line.rel_error + self._extrapolated_w(share, line) / max(price_w, 1.0),
-                                source=("mix line",))
+        return self._priced_by_line(sample, line, busy / seconds, price_w, seconds)
 
     def _arrival_mix_reference(self, sample: Sample, m: PhaseModel, pooled: DefaultReference) -> DefaultReference:
         """What default would draw for a sample of a mix of arriving work: at the busy share its work
@@ -223,17 +218,23 @@ class ModelPricing:
             else f / ref_f
         shorter = min(1.0, max(f / ref_f, shorter))  # between the clock ratio and 1, whatever the fit
         busy = sample.gpu_util_pct / 100.0 * shorter
+        return self._priced_by_line(sample, line, busy, line.idle_w + line.per_busy_w * busy, 1.0)
+
+    def _priced_by_line(self, sample: Sample, line: PooledLine, busy: float, price_w: float,
+                        work_ratio: float) -> DefaultReference:
+        """A sample priced by the pool's line at price_w, for work_ratio seconds at default per second
+        here, where the busy share default would keep for it is busy; unknown where the pool read no
+        busy share near it: busier or quieter than any reading of the pool is other work than the mix
+        it measured (a mixed job gone idle in the middle of a probe was priced at the mix's 541 W
+        where default drew 150, h100 gen:mixed:930744), which the line cannot price.
+
+        One error key for every sample a line prices: what it misses (the make-up of the mix against
+        its busy share, a load that moved) misses alike from one pool to the next, so it adds up
+        linearly, not in quadrature as independent measurements do (Totals). Keyed by pool, the
+        truth fell outside the interval in 5 of 90 generated runs, on one key in 2."""
         if not line.reaches(busy):
-            # busier or quieter than any reading of the pool: other work than the mix it measured (a
-            # mixed job gone idle in the middle of a probe was priced at the mix's 541 W where
-            # default drew 150, h100 gen:mixed:930744), which the line cannot price
             return UNKNOWN_REFERENCE
-        price_w = line.idle_w + line.per_busy_w * busy
-        # one error key for every stretch a line prices: what it misses (the make-up of the mix
-        # against its busy share, a load that moved) misses alike from one pool to the next, so it
-        # adds up linearly, not in quadrature as independent measurements do (Totals). Keyed by
-        # pool, the truth fell outside the interval in 5 of 90 generated runs, on one key in 2
-        return DefaultReference(power_w=price_w, progress=sample.progress_pct, work_ratio=1.0,
+        return DefaultReference(power_w=price_w, progress=sample.progress_pct, work_ratio=work_ratio,
                                 rel_error=line.rel_error + self._extrapolated_w(busy, line) / max(price_w, 1.0),
                                 source=("mix line",))
 
