@@ -8,7 +8,23 @@ from __future__ import annotations
 
 
 class GovdError(Exception):
-    """Base of every error govd reports with a message meant for an operator."""
+    """Base of every error govd reports with a message meant for an operator.
+
+    Picklable with its message and attributes as they are: an error raised in a worker process
+    (the benchmark tools run simulations in a process pool) must reach the operator as itself. The
+    default pickling calls the class with the message alone, which a subclass whose constructor
+    takes other arguments either refuses (the pool then reports only that a worker died) or wraps
+    into its message a second time."""
+
+    def __reduce__(self):
+        return _rebuild_error, (type(self), str(self), dict(self.__dict__))
+
+
+def _rebuild_error(cls: type, message: str, state: dict) -> GovdError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigError(GovdError):
