@@ -115,6 +115,17 @@ def test_both_policies_keep_end_time_on_generated_training(policy, trace):
     assert run.slowdown(ref) <= 0.035, (trace, policy, run.slowdown(ref))
 
 
+def test_balanced_keeps_end_time_on_a_busy_training_mix_met_anew_after_a_checkpoint():
+    """Both bounds bound end time too: a busy training mix met anew after a checkpoint was probed
+    for 30 s at 0.91 of its clock with end time's budget spent by the first mix's windows, and
+    `balanced` ran a100 gen:training:44595 3.63% long; such a mix's windows now wait for end time's
+    budget as under `batch` (docs/decisions/024)."""
+    spec, t = load_spec("a100-sxm4"), load_trace("gen:training:44595")
+    ref, run = run_trace(spec, t, DEFAULT_POLICY), run_trace(spec, t, load_policy("balanced"))
+    assert run.slowdown(ref) <= 0.035, run.slowdown(ref)
+    assert run.energy_j < 0.98 * ref.energy_j
+
+
 @pytest.mark.parametrize(("gpu", "trace"), [("h100-sxm", "gen:training:44595"), ("h100-sxm", "gen:training:991031"),
                                             ("h100-sxm", "gen:training:186672"), ("h100-sxm", "training-stalls"),
                                             ("a100-sxm4", "gen:training:261972"), ("a100-sxm4", "gen:training:643497"),

@@ -1041,6 +1041,29 @@ def test_a_busy_mix_window_with_more_progress_at_a_lower_clock_is_other_work():
     assert quiet._consistent(quiet_ref, Probe(clock_mhz=1425, util=0.4, progress=12.5, power=280.0))
 
 
+def test_under_both_bounds_a_mix_that_waits_on_the_clock_waits_for_end_time_budget_too():
+    # both bounds bound end time as well: a training mix met anew after a checkpoint (its reference
+    # window half checkpoint, half steps saturating the GPU) was probed for 30 s at 0.91 of its clock
+    # with end time's budget already spent by its first mix's windows, and `balanced` ran a100
+    # gen:training:44595 3.6% long against its 3%
+    busy = PhaseModel(ref=Probe(clock_mhz=1395, util=0.79, progress=23.9, power=330.0), mix=True,
+                      latency_bound=True, saturated_share=0.5)
+    c = _controller_with_mix(busy)
+    c.elapsed, c.extra = 190.0, 6.0  # 3.3% spent against 1.4% planned for a mix; no requests
+    c._next_probe(190.0)
+    assert c.state == "hold"
+    c.extra = 0.0
+    c._next_probe(220.0)
+    assert c.state == "probe"
+    # a quieter mix, whose windows cost little end time, goes on probing, and its charges stand
+    quiet = PhaseModel(ref=Probe(clock_mhz=1650, util=0.3, progress=12.0, power=300.0), mix=True,
+                       latency_bound=True, saturated_share=0.0)
+    c = _controller_with_mix(quiet)
+    c.elapsed, c.extra = 190.0, 6.0
+    c._next_probe(190.0)
+    assert c.state == "probe" and c.extra == 6.0
+
+
 def test_under_a_time_bound_a_busy_mix_read_serial_waits_for_budget_before_its_next_window():
     # a training mix probed again once its first window had spent end time's budget: each window
     # lasts 20-30 s at up to 0.82 of its clock, and `batch` ran gen:training:991031 9% long

@@ -291,17 +291,23 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
 
     def _mix_probe_waits(self, m: PhaseModel, n: int) -> bool:
         """Whether a mix's next window waits for budget. Under a latency bound its further windows
-        do, once the requests' budget is spent. Under a time bound a mix whose work waits on the clock
-        (saturated at default in a quarter of its readings, or busy at default and read serial by its
-        first window) waits while end time's budget is spent: each window lasts 20-30 s at up to 0.82
-        of its clock, and busy training mixes probed again after their first window had spent the
-        budget ran 5-9% long (gen:training:44595, 991031). Its windows so far are first charged at
-        what its fit says they cost. Quieter mixes do not wait: their windows cost little end time,
-        and bursty mixes, whose first window often reads serial, saved 1.6-1.9 points less waiting."""
+        do, once the requests' budget is spent. Under either bound (both bound end time) a mix whose
+        work waits on the clock (saturated at default in a quarter of its readings, or busy at default
+        and read serial by its first window) waits while end time's budget is spent: each window
+        lasts 20-30 s at up to 0.82 of its clock, and busy training mixes probed again after their
+        first window had spent the budget ran 5-9% long under `batch` (gen:training:44595, 991031),
+        and 3.6% under `balanced` (a100 gen:training:44595, a mix met anew after a checkpoint;
+        docs/decisions/024). Its windows so far are first charged at what its fit says they cost.
+        Quieter mixes do not wait: their windows cost little end time, and bursty mixes, whose first
+        window often reads serial, saved 1.6-1.9 points less waiting."""
+        waits_on_clock = m.busy_mix() or (n >= 1 and m.kind == "serial" and m.busy_at_reference())
         if self.params["bound"] == "both":
-            return n >= 1 and self._budget_now(latency=True) <= 0.0
+            if n >= 1 and self._budget_now(latency=True) <= 0.0:
+                return True
+            if not waits_on_clock:
+                return False
         self._recharge_probes()
-        return (m.busy_mix() or (n >= 1 and m.kind == "serial" and m.busy_at_reference())) and self._budget_now() <= 0.0
+        return waits_on_clock and self._budget_now() <= 0.0
 
     def start(self, sample: Sample, current: Setpoint) -> None:
         self.last_t = sample.time_s
