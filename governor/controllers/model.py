@@ -426,9 +426,11 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                     known.ref = self._mean_obs([w.probe for w in self._mix_windows])
                     known.refit()
                     self.current = known
-                    if not known.probes and self.params["bound"] == "time":
+                    if not known.probes:
                         # its probing waited for budget (_mix_probe_waits), which may be back: held
-                        # instead, `training-stalls` stayed at default for good (4.4% -> 0.7% saved)
+                        # instead, `training-stalls` stayed at default for good (4.4% -> 0.7% saved
+                        # under `batch`; under `balanced` 2.9% -> 0.7% once its mixes waited too,
+                        # docs/decisions/024)
                         self.last_change = "known phase"
                         self._next_probe(now)
                     else:
