@@ -127,6 +127,16 @@ def test_a_mix_whose_probing_waited_for_budget_is_probed_once_the_budget_is_back
     assert run.energy_j < 0.98 * ref.energy_j, 1 - run.energy_j / ref.energy_j
 
 
+def test_balanced_takes_a_mix_s_further_window_no_deeper_than_the_budget_left_pays_for():
+    """A mix's second fixed window lasts 20-30 s at 0.82 of its clock: on a 133 s job with 1.1% of
+    end time's budget left it ran to the job's end, 4.36% long (a held-out seed of issue 19's ninth
+    part, docs/decisions/025)."""
+    spec, t = load_spec("h100-sxm"), load_trace("gen:mixed:910188")
+    ref, run = run_trace(spec, t, DEFAULT_POLICY), run_trace(spec, t, load_policy("balanced"))
+    assert run.keeps(ref, 0.03 + 0.005, "both"), (run.slowdown(ref), run.latency_slowdowns(ref))
+    assert run.energy_j < 0.98 * ref.energy_j
+
+
 def test_balanced_keeps_end_time_on_a_busy_training_mix_met_anew_after_a_checkpoint():
     """Both bounds bound end time too: a busy training mix met anew after a checkpoint was probed
     for 30 s at 0.91 of its clock with end time's budget spent by the first mix's windows, and

@@ -801,7 +801,8 @@ def test_a_mix_takes_its_further_probes_only_while_the_requests_budget_lasts():
     c.lat_work_s, c.lat_extra_s = 10.0, 10.0  # spent: the estimate reads every request 100% late
     c._next_probe(100.0)
     assert c.state == "hold"
-    c.lat_extra_s = 0.0  # none spent: the second fixed probe is taken
+    c.lat_extra_s = 0.0  # none spent, and ten minutes of end time to pay for it: the second fixed probe
+    c.elapsed = 600.0
     c._next_probe(130.0)
     assert c.state == "probe" and c.probe_target < 1455
 
@@ -1039,6 +1040,27 @@ def test_a_busy_mix_window_with_more_progress_at_a_lower_clock_is_other_work():
     quiet_ref = Probe(clock_mhz=1740, util=0.3, progress=10.0, power=300.0)
     quiet = _controller_with_mix(PhaseModel(ref=quiet_ref, mix=True), bound="time")
     assert quiet._consistent(quiet_ref, Probe(clock_mhz=1425, util=0.4, progress=12.5, power=280.0))
+
+
+def test_under_both_bounds_a_mix_s_further_window_goes_no_deeper_than_end_time_s_budget_left_pays_for():
+    # a mix's second fixed window lasts 20-30 s at 0.82 of its clock: on a 133 s job with 1.1% of end
+    # time's budget left it ran to the job's end, 4.36% long (h100 gen:mixed:910188)
+    def controller(elapsed_s, extra_s):
+        m = PhaseModel(ref=Probe(clock_mhz=1530, util=0.8, progress=24.0, power=600.0), mix=True,
+                       latency_bound=True, saturated_share=0.5)
+        m.add(Probe(clock_mhz=1410, util=0.86, progress=22.5, power=520.0))  # its kernels follow the clock
+        assert m.kind == "serial"
+        c = _controller_with_mix(m)
+        c._mix_window_s, c.elapsed, c.extra = 25.0, elapsed_s, extra_s
+        c._next_probe(elapsed_s)
+        return c
+
+    fixed = controller(1000.0, 0.0)  # a long job with nothing spent: the fixed window, 0.82 of the clock
+    assert fixed.state == "probe" and fixed.probe_target == 1260.0
+    short = controller(106.0, 1.0)  # 106 s in, 1 s spent: a shallower window, within what is left
+    assert short.state == "probe" and 1260.0 < short.probe_target < 1530.0
+    spent = controller(106.0, 3.0)  # nothing left: held
+    assert spent.state == "hold"
 
 
 def test_under_both_bounds_a_mix_that_waits_on_the_clock_waits_for_end_time_budget_too():

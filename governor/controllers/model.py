@@ -237,6 +237,19 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
             return
         if n < len(fracs) and n < self.params["max_probes"]:
             target, sp = self._probe_setpoint(fracs[n], m)
+            if self.composite and n >= 1 and self.params["bound"] == "both" and not self.use_power:
+                # under both bounds a mix's further fixed window goes no deeper than end time's
+                # budget left can pay for, were its work serial as its fit reads it (a fixed window
+                # lasts 20-30 s): h100 gen:mixed:910188's second window, at 0.82 of its clock with
+                # 1.1% of budget left, ran to the end of its 133 s job, 4.36% long (decision 025).
+                # Where no clock a few steps below the reference is affordable the mix is held
+                window_s = self._settle() + max(self._measure_s(), self._mix_window_s)
+                affordable = self._lowest_affordable_mhz(m, window_s, any_clock=True)
+                if affordable > target:
+                    if affordable >= m.ref.clock_mhz - 3 * self._bin():
+                        self._hold(now, "identified")
+                        return
+                    target, sp = affordable, self._realise(affordable, m)
         elif n < self.params["max_probes"]:
             # refine around the clock the current fit would choose, if it is not probed yet
             f = self._allocate()[id(m)]

@@ -42,17 +42,21 @@ class Planner:
             spent = self.extra / max(1e-6, self.elapsed - self.extra)
         return max(0.0, planned - max(0.0, spent - planned))
 
-    def _lowest_affordable_mhz(self, m: PhaseModel, window_s: float) -> float:
+    def _lowest_affordable_mhz(self, m: PhaseModel, window_s: float, any_clock: bool = False) -> float:
         """The lowest supported clock (up to m's reference) at which a window of window_s seconds,
         were m's work serial (PhaseModel.serial_slowdown, the costlier reading), would leave end
-        time's spent share within the share planned for (of the clocks it may run at, _clocks_up_to);
+        time's spent share within the share planned for (of the clocks it may run at, _clocks_up_to,
+        or with any_clock of every supported clock up to its reference: a fixed window's clock is no
+        plan, and under a latency bound _clocks_up_to stops at the deepest clock already measured);
         m's reference if none would."""
         planned = self.params["slowdown_budget"] * self.params["budget_use"]
         room = (planned * (self.elapsed + window_s) - (1.0 + planned) * self.extra) / (1.0 + planned)
         if room <= 0.0:
             return float(m.ref.clock_mhz)
         most = room / (window_s - room) if room < window_s else np.inf
-        return min((f for f in self._clocks_up_to(m) if m.serial_slowdown(f) <= most), default=float(m.ref.clock_mhz))
+        clocks = [float(c) for c in self.limits.sm_clocks_mhz if c <= m.ref.clock_mhz] if any_clock \
+            else self._clocks_up_to(m)
+        return min((f for f in clocks if m.serial_slowdown(f) <= most), default=float(m.ref.clock_mhz))
 
     def _account(self, dt: float, slowdown: float) -> None:
         self.elapsed += dt
