@@ -4,10 +4,9 @@ Bounds stated here: end-time slowdown <= budget + 0.5 points; never more energy 
 default; at least 1% saved on every trace but hot-room (compute-bound training held at the thermal
 limit, where default's own throttling leaves little room); at most 6 setpoint reversals per minute.
 
-Known misses, kept visible as strict xfails (they fail the run once fixed, so the mark goes):
-- fast-phases: with NVML-faithful sensors (latched 1/6 s utilization, a power sensor sampling 25%
-  of the time) `balanced` runs 3.7-4.0% slow on the 0.3 s compute/memory alternation.
-These are the controller's work (docs/benchmarks.md has the figures).
+Known misses are kept visible as strict xfails (they fail the run once fixed, so the mark goes).
+`fast-phases`, where `balanced` ran 3.7-4.0% slow on the 0.3 s compute/memory alternation, was one
+until docs/decisions/025.
 """
 
 import pytest
@@ -21,8 +20,6 @@ from governor.sim.trace import load_trace, suite_traces
 SUITE = suite_traces()
 MAX_REVERSALS_PER_MIN = 6.0
 GPUS = ("h100-sxm", "a100-sxm4", "h200", "v100-sxm2")  # the issue's two, and the simulator's other two
-FAST_MIX_MISS = pytest.mark.xfail(strict=True, reason="balanced overruns end time on fast-phases with NVML-faithful "
-                                                     "sensors: the controller's fast-mix estimate (docs/benchmarks.md)")
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +39,6 @@ QUIET_MIX_SHORT = pytest.mark.xfail(strict=True, reason="idle on a100 saves 0.9%
 
 
 def _end_time_case(gpu, name):
-    if name == "fast-phases":
-        return pytest.param(gpu, name, marks=FAST_MIX_MISS)
     if (gpu, name) == ("a100-sxm4", "idle"):
         return pytest.param(gpu, name, marks=QUIET_MIX_SHORT)
     return pytest.param(gpu, name)
