@@ -243,8 +243,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                 # lasts 20-30 s): h100 gen:mixed:910188's second window, at 0.82 of its clock with
                 # 1.1% of budget left, ran to the end of its 133 s job, 4.36% long (decision 025).
                 # Where no clock a few steps below the reference is affordable the mix is held
-                window_s = self._settle() + max(self._measure_s(), self._mix_window_s)
-                affordable = self._lowest_affordable_mhz(m, window_s, any_clock=True)
+                affordable = self._lowest_affordable_mhz(m, self._next_window_s(), any_clock=True)
                 if affordable > target:
                     if affordable >= m.ref.clock_mhz - 3 * self._bin():
                         self._hold(now, "identified")
@@ -289,8 +288,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                 # for 30 s (gen:training:185263, 10% long). Over 134 dev runs the windows kept so
                 # saved more (decision 020)
                 one_step = self.limits.snap_clock(min(self.probe_fracs or [MIX_STEP_MIN]) * deepest)
-                window_s = self._settle() + max(self._measure_s(), self._mix_window_s)
-                f = max(f, min(self._lowest_affordable_mhz(m, window_s), one_step))
+                f = max(f, min(self._lowest_affordable_mhz(m, self._next_window_s()), one_step))
             if f >= m.ref.clock_mhz - 1e-6 or min(abs(p.clock_mhz - f) for p in m.points()) < 3 * self._bin():
                 self._hold(now, "identified")
                 return

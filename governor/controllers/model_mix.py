@@ -29,6 +29,12 @@ class MixHandling:
         # five change intervals hold two cycles of a two-phase mix, so its period shows (mix.py)
         return min(20.0, max(self.params["composite_measure_s"], 5.0 * self.change_interval_s))
 
+    def _next_window_s(self) -> float:
+        """How long a mix's next probe window runs at its clock, its settling included: as long as
+        the mix's windows grew to (_lengthen_mix_window), what the budget must pay for before the
+        window can be read."""
+        return self._settle() + max(self._measure_s(), self._mix_window_s)
+
     def _fast_change(self, now: float) -> bool:
         """Note a phase change; True when this one switches to composite mode.
 
