@@ -158,6 +158,17 @@ def test_batch_keeps_end_time_on_busy_mixes_whose_windows_are_noisy(gpu, trace):
     assert run.energy_j < 0.99 * ref.energy_j, (gpu, trace)
 
 
+def test_batch_takes_no_deep_mix_window_with_end_time_s_budget_spent():
+    """A quiet mix's refining window went one step down, to 375 MHz, with end time's budget read as
+    spent, and met a training job's steps there: 16 s at a quarter of their clock before the window
+    ended, and `batch` ran h100 gen:mixed:480411 4.03% long (a held-out seed of issue 19's ninth
+    part; docs/decisions/026). Such a mix is held no deeper than it was measured."""
+    spec, t = load_spec("h100-sxm"), load_trace("gen:mixed:480411")
+    ref, run = run_trace(spec, t, DEFAULT_POLICY), run_trace(spec, t, load_policy("batch"))
+    assert run.slowdown(ref) <= 0.035, run.slowdown(ref)
+    assert run.energy_j < 0.95 * ref.energy_j, 1 - run.energy_j / ref.energy_j
+
+
 @pytest.mark.parametrize("trace", ["gen:mixed:44595", "gen:mixed:253428", "gen:training:261972"])
 def test_batch_keeps_end_time_on_generated_mixes(trace):
     """A mix measured while its job was quiet, then read three times busier at its first probe: kept,

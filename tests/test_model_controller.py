@@ -1099,14 +1099,15 @@ def test_under_a_time_bound_a_busy_mix_read_serial_waits_for_budget_before_its_n
     c.extra = 0.0
     c._next_probe(130.0)
     assert c.state == "probe"
-    # a mix of arriving work, whose windows cost little end time, goes on probing
-    arriving = PhaseModel(ref=Probe(clock_mhz=1650, util=0.3, progress=12.0, power=300.0), mix=True)
-    arriving.add(Probe(clock_mhz=1350, util=0.36, progress=12.0, power=250.0))
-    assert arriving.kind == "arrival"
-    c = _controller_with_mix(arriving, bound="time")
+    # a quiet mix, whose windows cost little end time, goes on with its fixed windows
+    quiet = PhaseModel(ref=Probe(clock_mhz=1650, util=0.3, progress=12.0, power=300.0), mix=True)
+    quiet.add(Probe(clock_mhz=1350, util=0.34, progress=11.0, power=250.0))
+    assert quiet.kind == "serial" and not quiet.busy_at_reference()
+    c = _controller_with_mix(quiet, bound="time")
     c.elapsed, c.extra = 100.0, 10.0
     c._next_probe(100.0)
     assert c.state == "probe"
+    # (one read as arriving work refines below its windows only with budget left: decision 026)
 
 
 def test_a_rebased_busy_mix_keeps_the_kind_its_probes_read_against_their_own_reference():
@@ -1219,9 +1220,9 @@ def test_under_a_time_bound_an_arriving_mix_refines_no_deeper_than_its_budget_pa
         assert c.state == "probe"
         return c
 
-    spent = probed(4.5, 186.0)  # 2.5% spent against 2.4% planned: one fixed step, no further
-    one_step = spent.limits.snap_clock(min(spent.probe_fracs) * 1395)
-    assert spent.probe_target == one_step
+    tight = probed(3.0, 186.0)  # 1.6% spent against 2.4% planned: one fixed step, no further
+    one_step = tight.limits.snap_clock(min(tight.probe_fracs) * 1395)
+    assert tight.probe_target == one_step
     plenty = probed(0.0, 3000.0)  # a long job with its budget untouched: deeper, where the serial
     assert plenty.probe_target < one_step  # reading of a 25 s window still fits
     m = plenty.current
@@ -1240,3 +1241,25 @@ def test_under_a_time_bound_a_quiet_serial_mix_slows_at_least_as_its_kernel_time
     assert m.kind == "serial" and not m.busy_at_reference()
     assert m.slowdown(345) > 0.5  # its kernels took 3.3 times as long per unit of work there
     assert m.slowdown(1620) < 0.1
+
+
+def test_under_a_time_bound_an_arriving_mix_takes_no_refining_window_with_its_budget_spent():
+    # a quiet mix's refining window went one step down, to 375 MHz from 740, with end time's budget
+    # read as spent, and met a training job's steps there: they ran 16 s at a quarter of their clock
+    # before the window ended (h100 gen:mixed:480411 under `batch`, 4.03% long)
+    def next_window(extra_s: float) -> ModelController:
+        m = PhaseModel(ref=Probe(clock_mhz=1694, util=0.467, progress=15.46, power=420.0), mix=True)
+        m.add(Probe(clock_mhz=1395, util=0.572, progress=16.2, power=380.0))
+        assert m.kind == "arrival"
+        c = _controller_with_mix(m, bound="time")
+        c._mix_window_s = 25.0
+        c.elapsed, c.extra = 186.0, extra_s
+        c._next_probe(186.0)
+        return c
+
+    spent = next_window(10.0)  # 5.7% of end time spent against 2.85% planned
+    assert spent._budget_now() <= 0.0
+    assert spent.state == "hold" and spent.held_mhz >= 1395  # no deeper than it was measured
+    assert spent.setpoint.sm_clock_max_mhz is not None  # still held below default, where it was measured
+    left = next_window(1.0)
+    assert left.state == "probe" and left.probe_target < 1395

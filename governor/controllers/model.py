@@ -170,14 +170,15 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         self.held_mhz = None
         self._enter(State.REFERENCE, now, Setpoint())
 
-    def _hold(self, now: float, why: str) -> None:
+    def _hold(self, now: float, why: str, floor_mhz: float = 0.0) -> None:
+        """Hold the current phase at its planned clock, or at floor_mhz where the plan is deeper."""
         if self.composite and self.current is not None and self.current.mix and self.current.probes \
                 and self.current not in self.mix_memory:
             self.mix_memory = [*self.mix_memory, self.current][-self.params["max_phases"]:]
         self._recharge_probes()
         self._charge_probes_latency(self.current)
         plan = self._allocate()
-        f = plan[id(self.current)]
+        f = max(plan[id(self.current)], floor_mhz)
         self.held_mhz = self.plan_mhz = f
         self.last_change = why
         self._enter(State.HOLD, now, self._realise(f, self.current))
@@ -288,6 +289,14 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                 # for 30 s (gen:training:185263, 10% long). Over 134 dev runs the windows kept so
                 # saved more (decision 020)
                 one_step = self.limits.snap_clock(min(self.probe_fracs or [MIX_STEP_MIN]) * deepest)
+                if self._budget_now() <= 0.0:
+                    # with end time's budget read as spent it takes no refining window, and is held
+                    # no deeper than it was measured: a quiet mix's window one step down, at 375 MHz
+                    # from 740 with the budget spent, met a training job's steps there, which ran
+                    # 16 s at a quarter of their clock before the window ended (h100
+                    # gen:mixed:480411, 4.03% long; decision 026)
+                    self._hold(now, "identified: no budget for a refining window", floor_mhz=deepest)
+                    return
                 f = max(f, min(self._lowest_affordable_mhz(m, self._next_window_s()), one_step))
             if f >= m.ref.clock_mhz - 1e-6 or min(abs(p.clock_mhz - f) for p in m.points()) < 3 * self._bin():
                 self._hold(now, "identified")
