@@ -366,6 +366,8 @@ class GpuWorker:
             self.ledger.job = Totals()
             if policy is not None:
                 self.set_policy(policy)
+            else:
+                self._work_changed()
 
     def end_job(self, node_policy: Policy) -> Totals | None:
         """The job's end: back to the node's policy; returns the job's totals on this GPU."""
@@ -373,7 +375,14 @@ class GpuWorker:
             totals, self.ledger.job, self.job_id = self.ledger.job, None, None
             if node_policy != self.policy:
                 self.set_policy(node_policy)
+            else:
+                self._work_changed()
             return totals
+
+    def _work_changed(self) -> None:
+        """Tell the controller the work changed (a job's start or end), at the last sample's time."""
+        if self.started and self.last_sample is not None:
+            self.controller.work_changed(self.last_sample.time_s)
 
     def set_config(self, config: Config) -> None:
         with self._lock:

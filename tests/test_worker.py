@@ -314,3 +314,38 @@ def test_a_failed_give_back_on_backoff_keeps_originals_but_not_the_other_program
     sim.faults = SimFaults()
     w.hand_back()
     assert driver_state(sim)["locked_clocks_mhz"] is None and driver_state(sim)["power_limit_w"] == 600
+
+
+def test_a_job_s_start_and_end_have_the_model_controller_measure_the_work_anew(tmp_path, clock, originals, config):
+    # a new job on a GPU is new work: held at the clock the job before it was planned at, a quiet
+    # mix's deep window met a training job's steps (h100 gen:mixed:480411, docs/decisions/027)
+    from governor.policy import load_policy
+    from governor.sim.device import SimDevice
+    from governor.sim.spec import load_spec
+    from governor.sim.trace import load_trace
+
+    dev = SimDevice(load_spec("h100-sxm"), 0, clock, tmp_path / "d", trace=load_trace("decode"))
+    w = GpuWorker(dev, load_policy("balanced"), config, originals, clock)
+    run(w, clock, 30)
+    c = w.controller
+    assert c.state == "hold" and w.target.sm_clock_max_mhz is not None  # decode held below default
+    models, extra = list(c.models), c.extra
+    w.start_job("job-1", None)
+    assert w.controller is c  # the same policy: the same controller, what it learned kept
+    assert c.state == "reference" and c.setpoint.sm_clock_max_mhz is None
+    assert c.models == models and c.extra == extra  # learned models and the budget spent stay
+    w.tick()
+    assert w.target is None or w.target.sm_clock_max_mhz is None  # default settings while it measures
+    run(w, clock, 30)
+    assert c.state == "hold"  # the same work again: known, held
+    w.end_job(load_policy("balanced"))
+    assert c.state == "reference"
+
+
+def test_a_job_s_start_tells_a_controller_without_a_model_nothing_it_must_act_on(sim, clock, originals, config,
+                                                                               static_policy):
+    w = GpuWorker(sim, static_policy(sm_clock_max_mhz=1200), config, originals, clock)
+    run(w, clock, 2)
+    w.start_job("job-2", None)
+    w.tick()
+    assert abs(w.target.sm_clock_max_mhz - 1200) <= 30  # a static policy holds its clock through a job

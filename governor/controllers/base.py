@@ -5,7 +5,7 @@ synthetic sample sequences and replayed from a log. It never sees the device, th
 ground truth or the envelope; the envelope clamps whatever it asks for.
 
 Three calls: `start` (take over a GPU without a bump), `decide` (the setpoint for this tick) and
-`status` (for `govctl status`). A controller that learns about the work may also hand what it learned
+`status` (for `govctl status`); and one event, `work_changed`, when a job starts or ends on the GPU. A controller that learns about the work may also hand what it learned
 to the node's model store and take it back (`export_models`, `import_models`: plain records, the
 worker does the I/O). A controller that measures each phase at default settings itself
 also offers the ledger a `Counterfactual`, so the ledger needs no control windows of its own.
@@ -85,6 +85,10 @@ class Controller(ABC):
 
     def start(self, sample: Sample, current: Setpoint) -> None:  # noqa: B027 - optional hook
         """Take over a GPU: begin from the state it is in (bumpless start)."""
+
+    def work_changed(self, time_s: float) -> None:  # noqa: B027 - optional hook
+        """The work on the GPU changed by an event the loop was told of (a job started or ended):
+        what was measured of the work before no longer describes what runs now."""
 
     @abstractmethod
     def decide(self, sample: Sample, context: TickContext = NO_CONTEXT) -> Setpoint:

@@ -333,6 +333,13 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         self.last_t = sample.time_s
         self._start_reference(sample.time_s, "start")
 
+    def work_changed(self, time_s: float) -> None:
+        """A job started or ended: a hold or probe of the work before ends, and the work now is
+        measured at default settings. What was learned stays (the same work may come back), and so
+        does the budget spent (the bound is kept over the run)."""
+        if self.state in (State.HOLD, State.PROBE):
+            self._start_reference(time_s, "the work changed: a job started or ended")
+
     def decide(self, sample: Sample, context: TickContext = NO_CONTEXT) -> Setpoint:
         setpoint = self._decide(sample, context)
         return Setpoint() if self._burst_guarded(sample) else setpoint
