@@ -53,3 +53,14 @@ def test_gen_traces_run_in_govd_and_save_from_govctl(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert trace_from_dict(tomllib.loads(out.read_text()), "t").phases == generate("pipeline", 17).phases
+
+
+def test_a_mixed_trace_s_segments_start_where_one_family_s_work_gives_way_to_another():
+    from governor.sim.generate import mixed_segment_starts
+
+    starts = mixed_segment_starts(480411)
+    phases = generate("mixed", 480411).phases
+    assert starts[0] == 0 and starts == sorted(set(starts)) and starts[-1] < len(phases)
+    # training, serving, training, bursty, bursty, training (the generator is deterministic)
+    assert [phases[i].name for i in starts] == ["step", "prefill", "step", "burst", "burst", "step"]
+    assert phases[starts[1] - 1].name == "input-stall"  # the first training segment's last phase

@@ -110,27 +110,48 @@ def _pipeline(rng: random.Random, length_s: float) -> list[Phase]:
     return phases
 
 
-def _mixed(rng: random.Random, length_s: float) -> list[Phase]:
+def _mixed_segments(rng: random.Random, length_s: float) -> list[list[Phase]]:
     """Segments of the other families one after another (a node that runs several kinds of work)."""
-    phases: list[Phase] = []
+    segments: list[list[Phase]] = []
     t = 0.0
     while t < length_s:
         family = rng.choice(("serving", "bursty", "training", "pipeline"))
-        segment = BUILDERS[family](rng, min(length_s - t, rng.uniform(40.0, 150.0)))
-        phases += segment
-        t += sum(p.seconds for p in segment)
-    return phases
+        segments.append(BUILDERS[family](rng, min(length_s - t, rng.uniform(40.0, 150.0))))
+        t += sum(p.seconds for p in segments[-1])
+    return segments
+
+
+def _mixed(rng: random.Random, length_s: float) -> list[Phase]:
+    return [p for segment in _mixed_segments(rng, length_s) for p in segment]
 
 
 BUILDERS = {"serving": _serving, "bursty": _bursty, "training": _training, "pipeline": _pipeline, "mixed": _mixed}
+
+
+def mixed_segment_starts(seed: int) -> list[int]:
+    """The indices of the phases of gen:mixed:SEED where a segment (one family's work) starts, the
+    first included: where a scheduler would have started a new job (tools/bench_job_events.py). The
+    generator's draws replayed; phases past the trace's drawn length are cut there as generate() does."""
+    rng, length_s = _draw_length("mixed", seed)
+    starts, n = [], 0
+    for segment in _mixed_segments(rng, length_s):
+        starts.append(n)
+        n += len(segment)
+    kept = len(generate("mixed", seed).phases)
+    return [i for i in starts if i < kept]
+
+
+def _draw_length(family: str, seed: int) -> tuple[random.Random, float]:
+    """The trace's random stream and its drawn length, its first draw."""
+    rng = random.Random(f"govd-gen/{family}/{seed}")
+    return rng, rng.uniform(MIN_TRACE_S, MAX_TRACE_S)
 
 
 def generate(family: str, seed: int) -> Trace:
     """The trace `gen:FAMILY:SEED`: the same family and seed always give the same trace."""
     if family not in BUILDERS:
         raise TraceError(f"gen:{family}:{seed}: unknown family {family!r}; families: {', '.join(FAMILIES)}")
-    rng = random.Random(f"govd-gen/{family}/{seed}")
-    length_s = rng.uniform(MIN_TRACE_S, MAX_TRACE_S)
+    rng, length_s = _draw_length(family, seed)
     phases = BUILDERS[family](rng, length_s)
     # cut to the drawn length: the last phase ends the trace (at least 0.2 s of it)
     kept, t = [], 0.0
