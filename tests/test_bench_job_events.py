@@ -1,14 +1,8 @@
 """tools/bench_job_events.py: each segment of a mixed trace reaches the loop as a job."""
 
-import importlib.util
-import sys
-from pathlib import Path
+from tool_loader import load_tool
 
-TOOL = Path(__file__).parent.parent / "tools" / "bench_job_events.py"
-spec = importlib.util.spec_from_file_location("bench_job_events", TOOL)
-bench_job_events = importlib.util.module_from_spec(spec)
-sys.modules["bench_job_events"] = bench_job_events
-spec.loader.exec_module(bench_job_events)
+bench_job_events = load_tool("bench_job_events")
 
 
 def test_every_segment_after_the_first_is_announced_as_a_job_and_only_when_asked():

@@ -1,17 +1,14 @@
 """tools/gpu_check.py's read and write checks against the fake NVML (the real run needs a GPU)."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 from fake_nvml import FakeNvml, h100
+from tool_loader import load_tool
 
 from governor.nvml_backend import NvmlSystem
 from governor.originals import OriginalsFile
 
-spec = importlib.util.spec_from_file_location("gpu_check", Path(__file__).parent.parent / "tools" / "gpu_check.py")
-gpu_check = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gpu_check)
+gpu_check = load_tool("gpu_check")
 
 
 def test_reads_and_writes_restore_what_they_changed(tmp_path):

@@ -1,14 +1,11 @@
 """tools/mix_scatter.py's arithmetic: the measurement behind the serving finding of issue 19's eighth part."""
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
+from tool_loader import load_tool
 
-spec = importlib.util.spec_from_file_location("mix_scatter", Path(__file__).parent.parent / "tools" / "mix_scatter.py")
-mix_scatter = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(mix_scatter)
+mix_scatter = load_tool("mix_scatter")
 
 
 def readings(ratio_of):

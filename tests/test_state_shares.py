@@ -1,16 +1,10 @@
 """tools/state_shares.py: its arithmetic, and one real run it accounts in full."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
+from tool_loader import load_tool
 
-TOOL = Path(__file__).parent.parent / "tools" / "state_shares.py"
-spec = importlib.util.spec_from_file_location("state_shares", TOOL)
-state_shares = importlib.util.module_from_spec(spec)
-sys.modules["state_shares"] = state_shares  # its dataclass resolves its annotations through its module
-spec.loader.exec_module(state_shares)
+state_shares = load_tool("state_shares")
 
 
 def test_each_interval_counts_to_the_state_of_the_tick_that_ends_it():

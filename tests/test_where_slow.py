@@ -1,17 +1,11 @@
 """tools/where_slow.py: its arithmetic, and real runs it accounts in full."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from tool_loader import load_tool
 
-TOOL = Path(__file__).parent.parent / "tools" / "where_slow.py"
-spec = importlib.util.spec_from_file_location("where_slow", TOOL)
-where_slow = importlib.util.module_from_spec(spec)
-sys.modules["where_slow"] = where_slow  # its dataclass resolves its annotations through its module
-spec.loader.exec_module(where_slow)
+where_slow = load_tool("where_slow")
 
 
 def test_lag_is_the_time_default_took_to_do_the_same_work_subtracted():

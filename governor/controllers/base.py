@@ -5,10 +5,11 @@ synthetic sample sequences and replayed from a log. It never sees the device, th
 ground truth or the envelope; the envelope clamps whatever it asks for.
 
 Three calls: `start` (take over a GPU without a bump), `decide` (the setpoint for this tick) and
-`status` (for `govctl status`); and one event, `work_changed`, when a job starts or ends on the GPU. A controller that learns about the work may also hand what it learned
-to the node's model store and take it back (`export_models`, `import_models`: plain records, the
-worker does the I/O). A controller that measures each phase at default settings itself
-also offers the ledger a `Counterfactual`, so the ledger needs no control windows of its own.
+`status` (for `govctl status`); and one event, `work_changed`, when a job starts or ends on the
+GPU. A controller that learns about the work may also hand what it learned to the node's model
+store and take it back (`export_models`, `import_models`: plain records, the worker does the I/O).
+A controller that measures each phase at default settings itself also offers the ledger a
+`Counterfactual`, so the ledger needs no control windows of its own.
 """
 
 from __future__ import annotations
