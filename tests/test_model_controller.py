@@ -1263,3 +1263,20 @@ def test_under_a_time_bound_an_arriving_mix_takes_no_refining_window_with_its_bu
     assert spent.setpoint.sm_clock_max_mhz is not None  # still held below default, where it was measured
     left = next_window(1.0)
     assert left.state == "probe" and left.probe_target < 1395
+
+
+def test_the_work_changing_ends_a_mix_s_probe_and_hold_but_not_a_reference_window():
+    # a job's start or end (docs/decisions/027): what runs now is measured at default settings, with
+    # the mix and the budget spent kept; a reference window already measures whatever runs
+    m = PhaseModel(ref=Probe(clock_mhz=1694, util=0.467, progress=15.46, power=420.0), mix=True)
+    m.add(Probe(clock_mhz=1395, util=0.572, progress=16.2, power=380.0))
+    for state in ("probe", "hold"):
+        c = _controller_with_mix(m, bound="time")
+        c._next_probe(100.0) if state == "probe" else c._hold(100.0, "identified")
+        assert c.state == state and c.setpoint.sm_clock_max_mhz is not None
+        c.extra = 1.5
+        c.work_changed(110.0)
+        assert c.state == "reference" and c.setpoint == Setpoint() and c.state_start == 110.0
+        assert c.models == [m] and c.composite and c.extra == 1.5
+    c.work_changed(111.0)
+    assert c.state == "reference" and c.state_start == 110.0  # the window under way goes on
