@@ -76,7 +76,7 @@ def measure(gpu: str, trace: str, policy: str) -> tuple[Shares, float, float]:
         shares.add(state_label(worker), device.gpu.t, device.gpu.truth()["energy_j"], device.gpu.clock)
         c = worker.controller
         if getattr(c, "elapsed", 0.0) > 0:
-            spent["value"] = c.extra / max(1e-6, c.elapsed - c.extra)
+            spent["value"] = c._end_time_spent()
 
     pol = load_policy(policy)
     run_trace(load_spec(gpu), load_trace(trace), pol, on_tick=on_tick)

@@ -581,8 +581,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         # 2% of the clock or more: a one-step move is what the dither already spends, and following
         # each one flapped between neighbours (at the thermal limit the plan moves with every integer
         # reading of the temperature: a v100, 7.5 MHz a step, reversed 33 times in 5 minutes)
-        spent = self.extra / max(1e-6, self.elapsed - self.extra)
-        tightened = spent > self.params["slowdown_budget"] * self.params["budget_use"]
+        tightened = self._end_time_spent() > self.params["slowdown_budget"] * self.params["budget_use"]
         step = max(2 * self._bin(), REPLAN_MIN_SHARE * self.plan_mhz)
         if plan_mhz >= self.plan_mhz + (self._bin() if tightened else step) or plan_mhz <= self.plan_mhz - step:
             self.held_mhz = self.plan_mhz = plan_mhz
@@ -637,7 +636,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                                              if self.held_mhz else None,
                                              "probes": len(m.probes), "has_progress_proxy": m.has_proxy},
             "budget": self.params["slowdown_budget"],
-            "estimated_slowdown_spent": round(self.extra / max(1e-6, self.elapsed - self.extra), 4)
+            "estimated_slowdown_spent": round(self._end_time_spent(), 4)
             if self.elapsed > 0 else 0.0,
             "dither": None if self.dither.low is None or self.state != State.HOLD else
             {"planned_clock_mhz": self.plan_mhz, "lower_clock_mhz": self.dither.low,

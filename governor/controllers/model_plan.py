@@ -39,8 +39,13 @@ class Planner:
         else:
             if self.elapsed <= 1.0:
                 return planned
-            spent = self.extra / max(1e-6, self.elapsed - self.extra)
+            spent = self._end_time_spent()
         return max(0.0, planned - max(0.0, spent - planned))
+
+    def _end_time_spent(self) -> float:
+        """The running estimate of end time's slowdown so far: the extra seconds charged over the
+        seconds default settings would have taken."""
+        return self.extra / max(1e-6, self.elapsed - self.extra)
 
     def _lowest_affordable_mhz(self, m: PhaseModel, window_s: float, any_clock: bool = False) -> float:
         """The lowest supported clock (up to m's reference) at which a window of window_s seconds,
