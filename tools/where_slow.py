@@ -53,9 +53,13 @@ def lag_s(time_s: float, work_done: float, default_time_s: np.ndarray, default_w
 def latency_shares(arrival_s: np.ndarray, ratio: np.ndarray, work_s: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Each bin's part of the work-weighted mean latency slowdown (sum(work * (ratio - 1)) /
     sum(work), RunResult.latency_slowdowns): the parts add up to the whole."""
-    idx = np.clip(np.searchsorted(edges, arrival_s, side="right") - 1, 0, len(edges) - 2)
-    parts = np.bincount(idx, weights=work_s * (ratio - 1.0), minlength=len(edges) - 1)
+    parts = np.bincount(bin_of(arrival_s, edges), weights=work_s * (ratio - 1.0), minlength=len(edges) - 1)
     return parts / float(np.sum(work_s))
+
+
+def bin_of(times_s: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The bin [edges[i], edges[i + 1]) each time falls in (the last bin takes what lies past it)."""
+    return np.clip(np.searchsorted(edges, times_s, side="right") - 1, 0, len(edges) - 2)
 
 
 def _ticks(gpu: str, trace: str, policy) -> tuple[list[tuple[float, float, str, float]], np.ndarray, object]:
@@ -90,8 +94,7 @@ def measure(gpu: str, trace: str, policy: str, bin_s: float) -> tuple[list[Bin],
     if run.latencies is not None and ref.latencies is not None:
         ratio = run.latencies.latency_s / ref.latencies.latency_s
         shares = latency_shares(ref_arrivals, ratio, run.latencies.work_s, edges)
-        counts = np.bincount(np.clip(np.searchsorted(edges, ref_arrivals, side="right") - 1, 0, len(edges) - 2),
-                             minlength=len(edges) - 1)
+        counts = np.bincount(bin_of(ref_arrivals, edges), minlength=len(edges) - 1)
     bins = []
     times = np.array([t[0] for t in ticks])
     for i, start in enumerate(edges[:-1]):
