@@ -20,6 +20,11 @@ from child_processes import stop_child
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "sinfo", "unshare", "nsenter", "ip",
             "hostname", "gcc", "mknod")
 CTLD_PORT, SLURMD_PORT = 16817, 16818
+# A job credential's lifetime, and with it how long slurmd remembers a requeued job's revoked
+# credential and how long slurmctld holds the job before its next run (Slurm's default is 120 s).
+# Shorter, so that a requeue test waits for it to pass rather than releasing the job early: a job
+# relaunched while slurmd still remembers it runs without the prolog.
+CRED_EXPIRE_S = 15
 
 
 def why_not() -> str | None:
@@ -64,7 +69,7 @@ SlurmctldPort={CTLD_PORT}
 SlurmdPort={SLURMD_PORT}
 CommunicationParameters=NoCtldInAddrAny,NoInAddrAny,EnableIPv6
 AuthType=auth/munge
-AuthInfo=socket={work}/munge.sock
+AuthInfo=socket={work}/munge.sock,cred_expire={CRED_EXPIRE_S}
 CredType=cred/munge
 StateSaveLocation={work}/state
 SlurmdSpoolDir={work}/spool/slurmd.%n

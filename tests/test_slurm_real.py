@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from child_processes import stop_child, wait_for
-from slurm_harness import SlurmCluster, why_not
+from slurm_harness import CRED_EXPIRE_S, SlurmCluster, why_not
 
 REPO = Path(__file__).resolve().parent.parent
 WHY = why_not()
@@ -106,18 +106,20 @@ def test_jobs_on_a_real_slurm_run_their_policies_and_report_their_energy():
         refused = cluster.run("sbatch", "--govd-policy=no/such", "--wrap", "true", check=False)
         assert refused.returncode != 0 and "a policy name is letters" in refused.stderr
 
-        # a requeued job keeps its id; its second run is ID.2 in govd, with its policy, and is ended
-        # (long enough that the requeue meets it running: a 4 s job could be completing by then, on a
-        # loaded machine, and the requeue then found no run to repeat)
-        j6 = sbatch("--requeue", "--govd-policy=batch", "-o", str(work / "j6.out"), "--wrap", "sleep 10")
+        # a requeued job keeps its id; its second run is ID.2 in govd, with its policy, and is ended.
+        # The first run waits to be requeued (a short job could be completing as the requeue came, and
+        # then ran to its end: CI saw a 10 s job do that); the second (SLURM_RESTART_COUNT set) runs 10 s.
+        j6 = sbatch("--requeue", "--govd-policy=batch", "-o", str(work / "j6.out"), "--wrap",
+                    'if [ "${SLURM_RESTART_COUNT:-0}" = 0 ]; then sleep 300; else sleep 10; fi')
         assert wait_for(lambda: any(g["job"] == j6 for g in status()), 30, READ_ERRORS), cluster.logs()
         cluster.run("scontrol", "requeue", j6)
-        # Slurm holds a requeued job for its credential lifetime (2 min): the operator's way to rerun it
-        # now. Released only once the first run's epilog has ended it in govd: relaunched on the node
-        # before that, slurmd ran the second run without the prolog (slurmd.log: "reissued job
-        # credential", no second prolog line), so govd never heard of it (2 of about 45 runs here)
         assert wait_for(lambda: "PENDING" in cluster.run("squeue", "-h", "-j", j6, "-o", "%T", check=False).stdout, 30)
         assert wait_for(lambda: not any(g["job"] == j6 for g in status()), 30, READ_ERRORS), cluster.logs()
+        # Slurm holds a requeued job for the credential lifetime, and slurmd remembers its revoked
+        # credential as long: a run launched before that passes (released early, as an operator can)
+        # starts without the prolog, so govd would never hear of it. Wait it out, then release the job
+        # rather than wait for the scheduler's next periodic pass.
+        time.sleep(CRED_EXPIRE_S + 2)
         cluster.run("scontrol", "update", f"JobId={j6}", "StartTime=now")
         if not wait_for(lambda: any(g["job"] == f"{j6}.2" and g["policy"] == "batch" for g in status()), 90,
                         READ_ERRORS):
