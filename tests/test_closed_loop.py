@@ -34,17 +34,7 @@ def results():
     return out
 
 
-QUIET_MIX_SHORT = pytest.mark.xfail(strict=True, reason="idle on a100 saves 0.9%: its quiet mix is probed only at the "
-                                                       "clock its cautious stretch allows (docs/decisions/016)")
-
-
-def _end_time_case(gpu, name):
-    if (gpu, name) == ("a100-sxm4", "idle"):
-        return pytest.param(gpu, name, marks=QUIET_MIX_SHORT)
-    return pytest.param(gpu, name)
-
-
-@pytest.mark.parametrize(("gpu", "name"), [_end_time_case(g, t) for t in SUITE for g in GPUS])
+@pytest.mark.parametrize(("gpu", "name"), [(g, t) for t in SUITE for g in GPUS])
 def test_balanced_keeps_its_end_time_promise_on_every_trace(results, gpu, name):
     budget = load_policy("balanced").params["slowdown_budget"]
     ref, run = results[gpu, name]

@@ -876,9 +876,13 @@ def test_a_quiet_mix_whose_stretch_cannot_be_read_is_probed_only_where_its_cauti
     assert m.boost_bound()
     c = _controller_with_mix(m)
     c._next_probe(10.0)
-    # probed once, at the clock its cautious stretch allows within the budget (a mix's share of it,
-    # before its kind is known): 1980 / (1 + 0.03 x 0.95 x 0.5) = 1952 MHz, not 0.91 of it
-    assert c.state == "probe" and c.probe_target == 1950
+    # probed once, at the clock its cautious stretch allows within the budget, not 0.91 of it. The
+    # whole budget, not a mix's half: that stretch (all kernel time scaling from the boost) bounds its
+    # end time as well as its requests (docs/decisions/028). 1980 / (1 + 0.03 x 0.95) = 1925 MHz,
+    # the next supported clock up 1935
+    assert c._budget_now(latency=True) == pytest.approx(0.03 * c.params["budget_use"])
+    assert c._budget_now() == pytest.approx(0.03 * c.params["budget_use"])
+    assert c.state == "probe" and c.probe_target == 1935
     m.add(Probe(clock_mhz=1950, util=0.016, progress=0.33, power=95.0))
     c._next_probe(40.0)
     assert c.state == "hold"
@@ -887,7 +891,7 @@ def test_a_quiet_mix_whose_stretch_cannot_be_read_is_probed_only_where_its_cauti
                                              mix=True, latency_bound=True, boost_mhz=1980.0), objective="power_cap")
     capped._next_probe(10.0)
     assert capped.state == "probe" and capped.setpoint.sm_clock_max_mhz is None
-    assert capped.setpoint.power_limit_w == pytest.approx(max(H100.power_limit_min_w, 98.0 / 1.01425))
+    assert capped.setpoint.power_limit_w == pytest.approx(max(H100.power_limit_min_w, 98.0 / 1.0285))
     # a single phase as idle is still probed: its probe ends at its first saturated reading
     single = ModelController({"slowdown_budget": 0.03, "bound": "both"}, H100)
     single.start(sample(0.0), Setpoint())

@@ -24,13 +24,17 @@ class Planner:
         what the running estimate of the spent share has overrun."""
         planned = self.params["slowdown_budget"] * self.params["budget_use"]
         m = self.current
-        if self.composite and not (m is not None and m.mix and m.kind == "arrival" and not m.busy_mix()
-                                   and m.latency_planned()):
+        if self.composite and not (m is not None and m.mix and m.latency_planned()
+                                   and ((m.kind == "arrival" and not m.busy_mix()) or m.boost_bound())):
             # half for a mix: its DRAM progress underweights a serial mix's compute-heavy parts in
             # its end time. Not for a mix of arriving work planned by its requests' stretch, which
             # bounds its end time too, for both budgets: the planner takes the smaller of the two,
             # and halving the end time's had halved the requests' as well (arriving mixes ran
-            # 1.2-1.5% late against 3% on generated pipeline work, held two steps higher than planned)
+            # 1.2-1.5% late against 3% on generated pipeline work, held two steps higher than planned).
+            # Nor for a mix too quiet to read a stretch from (boost_bound): its cautious stretch, all
+            # kernel time scaling from the boost, bounds its end time as well as its requests, and
+            # with half the suite's `idle` saved 1.6% (h100) and 0.9% (a100) where 3.3% and 2.4% keep
+            # both bounds (docs/decisions/028)
             planned *= self.params["composite_budget_share"]
         if latency:
             if self.lat_work_s <= 0.2:
