@@ -159,6 +159,19 @@ def test_batch_takes_no_deep_mix_window_with_end_time_s_budget_spent():
     assert run.energy_j < 0.95 * ref.energy_j, 1 - run.energy_j / ref.energy_j
 
 
+@pytest.mark.parametrize("gpu", ["a100-sxm4", "v100-sxm2"])
+def test_batch_moves_a_held_serving_mix_up_once_its_requests_queue(gpu):
+    """A serving mix 44% busy at default, read as arriving work down to 525 MHz, was held at 255,
+    where its requests queued behind a saturated GPU until the hold's refresh two minutes later:
+    `batch` ran gen:serving:496270 14.05% long on a100 and 13.53% on v100 (a held-out seed of issue
+    19's eleventh part; docs/decisions/029). A held window saturated short of its arrival rate is
+    now read as the mix's own."""
+    spec, t = load_spec(gpu), load_trace("gen:serving:496270")
+    ref, run = run_trace(spec, t, DEFAULT_POLICY), run_trace(spec, t, load_policy("batch"))
+    assert run.slowdown(ref) <= 0.035, run.slowdown(ref)
+    assert run.energy_j < 0.9 * ref.energy_j, 1 - run.energy_j / ref.energy_j
+
+
 @pytest.mark.parametrize("trace", ["gen:mixed:44595", "gen:mixed:253428", "gen:training:261972"])
 def test_batch_keeps_end_time_on_generated_mixes(trace):
     """A mix measured while its job was quiet, then read three times busier at its first probe: kept,

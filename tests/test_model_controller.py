@@ -1195,6 +1195,25 @@ def test_a_busy_mix_held_as_arriving_work_is_read_serial_when_its_held_windows_f
     assert not c2._held_arrival_missed(m2, short, 112.0)
 
 
+def test_a_quiet_mix_held_as_arriving_work_is_read_anew_when_a_held_window_saturates_short_of_it():
+    # a serving mix 44% busy at default, its windows down to 525 MHz read as arriving work, was held at
+    # 255 MHz, where its requests queued behind a saturated GPU for 120 s: `batch` ran a100
+    # gen:serving:496270 14% long. A quiet mix's held windows are not checked as a busy mix's are (a
+    # lull in its arrivals reads short as well), but a lull leaves the GPU idle, and this was saturated
+    m = PhaseModel(ref=Probe(clock_mhz=1386, util=0.44, progress=27.01, power=150.0), mix=True)
+    m.add(Probe(clock_mhz=1140, util=0.54, progress=31.01, power=120.0))
+    m.add(Probe(clock_mhz=885, util=0.59, progress=28.83, power=95.0))
+    assert m.kind == "arrival" and not m.busy_at_reference()
+    c = _controller_with_mix(m, bound="time")
+    c.state_start, c.elapsed, c.extra = 100.0, 120.0, 0.0
+    backlog = Probe(clock_mhz=255, util=1.0, progress=14.0, power=60.0)
+    lull = Probe(clock_mhz=255, util=0.3, progress=14.0, power=45.0)
+    assert not c._held_arrival_missed(m, lull, 110.0) and len(m.probes) == 2
+    assert not c._held_arrival_missed(m, backlog, 110.0, saturated=0.1) and len(m.probes) == 2
+    assert c._held_arrival_missed(m, backlog, 110.0, saturated=0.9) and len(m.probes) == 3
+    assert c.extra > 0.0 and c._allocate()[id(m)] > 255  # charged, and re-planned above it
+
+
 def test_under_a_time_bound_a_quiet_mix_whose_window_fell_short_of_its_arrival_reading_is_serial():
     # a training mix whose reference window caught a checkpoint's end (47% busy) read arriving work
     # from its first probe; its next, at 0.43 of the clock, read 11% less progress, and it still read

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from collections import deque
 
+import numpy as np
+
 from ..settings import Setpoint
 from ..telemetry import Sample
 from .base import NO_CONTEXT, Controller, TickContext
@@ -605,6 +607,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         if len(self.window) * 1.0 < max(self._measure_s(), self._mix_window_s) / max(1e-3, self._tick_s):
             return self.setpoint
         mean = self._mean_obs(self.window)
+        saturated = float(np.mean([o.util >= SATURATED_UTIL for o in self.window]))
         self.window = []
         if mean.temp_c - m.ref.temp_c > self.params["reference_warmer_c"] and self._mix_windows_precise():
             # the mix's windows were taken on a colder GPU (less leakage, so more clock under the
@@ -615,7 +618,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         if self._residual(m, mean) > self.params["composite_tolerance"]:
             self._start_reference(now, "composite phase changed")
             return self.setpoint
-        self._held_arrival_missed(m, mean, now)  # may read the mix anew: re-planned below
+        self._held_arrival_missed(m, mean, now, saturated)  # may read the mix anew: re-planned below
         # re-plan once per window: the budget moves as the spent share falls back (or runs ahead)
         plan_mhz = self._allocate()[id(m)]
         if self.held_mhz is None or abs(plan_mhz - self.held_mhz) >= self._bin():

@@ -14,6 +14,7 @@ from .mix import CLEAN_SPREAD, LineSums, MixWindow, whole_cycles_mean
 from .model_state import State
 from .phase_model import ARRIVAL_MISS, PhaseModel, Probe
 
+HELD_SATURATED_SHARE = 0.5  # a quiet mix's held window saturated this much is checked too (_held_arrival_missed)
 DRAIN_MAX_S = 5.0  # longest a mix's reference window waits for a backlog to drain (_draining)
 DRAIN_MIN_S = 1.0  # saturated this long without a break: a backlog, not one short busy phase ...
 DRAIN_RUN_MAX_S = 8.0  # ... and no longer than this: a mix that never leaves saturation has no backlog to see
@@ -96,7 +97,7 @@ class MixHandling:
             self.burst_guard = self._saturated_s >= BURST_SATURATED_S and not m.busy_mix()
         return self.burst_guard
 
-    def _held_arrival_missed(self, m: PhaseModel, mean: Probe, now: float) -> bool:
+    def _held_arrival_missed(self, m: PhaseModel, mean: Probe, now: float, saturated: float = 0.0) -> bool:
         """Under a time bound, a busy mix held below its reference as arriving work is checked at
         each held window as its probes were (PhaseModel._arrival_missed): a window whose progress
         lies `ARRIVAL_MISS` short of what the arrival reading predicts at the held clock joins the
@@ -104,8 +105,14 @@ class MixHandling:
         the mix now reads there. Its first probe may have read arriving work from a window that
         caught fewer input stalls than its reference; held windows are more readings of the same
         question (a mix of training steps held at 0.75 of its clock read 18-20% short there in
-        four of its windows, and `batch` ran gen:mixed:520645 11% long). True when so read."""
-        if self.params["bound"] != "time" or m.kind != "arrival" or not m.busy_at_reference():
+        four of its windows, and `batch` ran gen:mixed:520645 11% long). A quieter mix's held windows
+        are checked so only where the GPU was saturated in `HELD_SATURATED_SHARE` of the window's
+        readings: a lull in its arrivals reads short too, but leaves the GPU idle, and a serving mix
+        held at 255 MHz queued its requests saturated for two minutes (a100 gen:serving:496270, 14%
+        long; docs/decisions/029). True when so read."""
+        if self.params["bound"] != "time" or m.kind != "arrival":
+            return False
+        if not m.busy_at_reference() and saturated < HELD_SATURATED_SHARE:
             return False
         if mean.clock_mhz >= m.ref.clock_mhz - self._bin() or not self._consistent(m.ref, mean):
             return False
