@@ -28,8 +28,6 @@ from __future__ import annotations
 
 from collections import deque
 
-import numpy as np
-
 from ..settings import Setpoint
 from ..telemetry import Sample
 from .base import NO_CONTEXT, Controller, TickContext
@@ -607,7 +605,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         if len(self.window) * 1.0 < max(self._measure_s(), self._mix_window_s) / max(1e-3, self._tick_s):
             return self.setpoint
         mean = self._mean_obs(self.window)
-        saturated = float(np.mean([o.util >= SATURATED_UTIL for o in self.window]))
+        saturated = sum(o.saturated for o in self.window) / len(self.window)  # share of readings (Probe.saturated)
         self.window = []
         if mean.temp_c - m.ref.temp_c > self.params["reference_warmer_c"] and self._mix_windows_precise():
             # the mix's windows were taken on a colder GPU (less leakage, so more clock under the
