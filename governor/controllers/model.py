@@ -26,6 +26,7 @@ the predicted slowdown stays within budget. It works from samples only.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 
 from ..settings import Setpoint
@@ -89,10 +90,11 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         self.extra = 0.0  # estimated extra seconds spent (slowdown), probes included
         self.lat_work_s = 0.0  # work of latency-planned phases so far (kernel seconds at the reference)
         self.lat_extra_s = 0.0  # and the latency it is estimated to have gained (work x stretch), probes included
-        self._lat_charged: set = set()  # (phase model id, probe clock) charged to the latency estimate
+        self._lat_charged: set = set()  # (phase model key, probe clock) charged to the latency estimate
         self.failed_windows = 0
         self.last_change: str = "start"
         self._curve_cache: dict = {}
+        self._uids = itertools.count(1)  # keys of phase models (Planner._uid)
         self._tick_s = 0.2
         self._window_extra_s = 0.0  # a mix window lengthened until it holds whole cycles
         self._mix_window_s = 0.0  # how long the mix's last window grew to (its held windows are as long)
@@ -101,7 +103,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         self.burst_guard = False  # a saturated burst of a mix runs at default settings (_burst_guarded)
         self._thermal_power_w: float | None = None  # what default would dissipate at the thermal limit
         self._refreshing: PhaseModel | None = None  # the phase a refresh re-measures
-        self._charges: dict = {}  # (phase model id, probe clock) -> [seconds, slowdown seconds charged]
+        self._charges: dict = {}  # (phase model key, probe clock) -> [seconds, slowdown seconds charged]
         self.changes: deque = deque()  # times of phase changes and unmeasurable windows
         self.change_interval_s = 0.0
         self.composite = False  # phases change faster than they can be measured: treat the mix as one
@@ -380,7 +382,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         probe_slow = 0.0
         if self.state == State.PROBE and self.current is not None and not self.use_power:
             probe_slow = self.current.slowdown(self.probe_target)
-            charge = self._charges.setdefault((id(self.current), self.probe_target), [0.0, 0.0])
+            charge = self._charges.setdefault((self._uid(self.current), self.probe_target), [0.0, 0.0])
             charge[0] += dt
             charge[1] += dt * max(0.0, probe_slow) / (1.0 + max(0.0, probe_slow))
         self._account(dt, probe_slow if thermal is None else thermal)

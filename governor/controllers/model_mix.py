@@ -181,7 +181,7 @@ class MixHandling:
             return
         m = self.current
         for (model_id, f), charge in self._charges.items():
-            if model_id != id(m):
+            if model_id != self._uid(m):
                 continue
             s = max(0.0, m.slowdown(f))
             fair = charge[0] * s / (1.0 + s)

@@ -46,6 +46,15 @@ class Planner:
             spent = self._end_time_spent()
         return max(0.0, planned - max(0.0, spent - planned))
 
+    def _uid(self, m: PhaseModel) -> int:
+        """m's key in what the controller keeps about it beyond one call (probe charges, cached
+        curves, the ledger's price source). Not id(m): a dropped model's address is reused by the
+        next one made, which then inherited its charges and curves, so a run's decisions depended on
+        what the process had run before it."""
+        if not m.uid:
+            m.uid = next(self._uids)
+        return m.uid
+
     def _end_time_spent(self) -> float:
         """The running estimate of end time's slowdown so far: the extra seconds charged over the
         seconds default settings would have taken."""
@@ -85,13 +94,13 @@ class Planner:
         if not m.latency_planned():
             return
         for (model_id, f), charge in self._charges.items():
-            if model_id == id(m) and (model_id, f) not in self._lat_charged:
+            if model_id == self._uid(m) and (model_id, f) not in self._lat_charged:
                 self._lat_charged.add((model_id, f))
                 self._account_latency(charge[0], m, f)
 
     def _curves(self, m: PhaseModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Candidate clocks (up to the reference), cost and slowdown at each; cached per fit."""
-        key = (id(m), m.version)
+        key = (self._uid(m), m.version)
         cached = self._curve_cache.get(key)
         if cached is None:
             clocks = np.array(self._clocks_up_to(m), dtype=float)

@@ -84,7 +84,7 @@ class ModelPricing:
         power, slower = self._default_under_cap(best, best.ref.power + self._warm_excess_w(best, obs))
         return DefaultReference(power_w=power, progress=best.ref.progress / slower,
                                 work_ratio=None if ratio is None else ratio * slower,
-                                source=("phase", id(best), best.ref.clock_mhz, best.ref.power))
+                                source=("phase", self.c._uid(best), best.ref.clock_mhz, best.ref.power))
 
     def _default_under_cap(self, m: PhaseModel, power_w: float) -> tuple[float, float]:
         """What default settings would draw, and how much longer their work would take than at the
@@ -130,7 +130,7 @@ class ModelPricing:
             # bound of what the probe saved
             work_ratio = 1.0 / (1.0 + max(0.0, m.ref.util * (m.ref.clock_mhz / obs.clock_mhz - 1.0)))
         return DefaultReference(power_w=m.ref.power, progress=m.ref.progress, work_ratio=work_ratio,
-                                source=("probe", id(m), m.ref.clock_mhz, m.ref.power))
+                                source=("probe", self.c._uid(m), m.ref.clock_mhz, m.ref.power))
 
     def _warm_excess_w(self, m: PhaseModel, obs: Probe) -> float:
         """How many watts more the phase draws now than its model, fitted on a colder GPU, predicts.

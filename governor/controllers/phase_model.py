@@ -133,6 +133,7 @@ class PhaseModel:
     verified: bool = True  # False while a recalled model is on trial (model_memory.py)
     kind_before_rebase: str | None = None  # a mix's kind as its probes read against the reference it replaced
     _ref_read: tuple[Probe, float] | None = field(default=None, repr=False)  # (shifted reference, its power as read)
+    uid: int = field(default=0, compare=False)  # its controller's key for it (Planner._uid); 0: none yet
 
     def __post_init__(self) -> None:
         self.refit()
