@@ -1286,6 +1286,17 @@ def test_under_a_time_bound_an_arriving_mix_takes_no_refining_window_with_its_bu
     assert spent.setpoint.sm_clock_max_mhz is not None  # still held below default, where it was measured
     left = next_window(1.0)
     assert left.state == "probe" and left.probe_target < 1395
+    # and through the whole hold: its re-plans, once per window, follow the budget as it comes back,
+    # but not below the floor (a quiet mix held at 1515 MHz was re-planned to 495 and then 345 MHz,
+    # on serial work: h100 gen:training:378584 under `batch`, 14% long)
+    spent.elapsed, spent.extra = 10_000.0, 0.0  # the budget back in full
+    assert spent._allocate()[id(spent.current)] < 1395  # the plan alone would go deeper now
+    t = 200.0
+    for _ in range(200):  # held windows: readings as at its window, at the held clock
+        t += 0.2
+        spent.decide(sample(t, util=57.2, clock=spent.held_mhz, power=380.0, dram=16.2))
+        assert spent.state == "hold" and spent.held_mhz >= 1395, (t, spent.held_mhz)
+    assert spent._allocate()[id(spent.current)] < 1395  # re-planned all along, the plan still deeper
 
 
 def test_the_work_changing_ends_a_mix_s_probe_and_hold_but_not_a_reference_window():

@@ -98,6 +98,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         self._tick_s = 0.2
         self._window_extra_s = 0.0  # a mix window lengthened until it holds whole cycles
         self._mix_window_s = 0.0  # how long the mix's last window grew to (its held windows are as long)
+        self._hold_floor_mhz = 0.0  # the clock a hold stays at or above through its re-plans (_hold)
         self._drained_s = 0.0  # a mix reference's wait for a backlog to drain (_draining)
         self._saturated_s = 0.0  # how long the GPU has been saturated without a break
         self.burst_guard = False  # a saturated burst of a mix runs at default settings (_burst_guarded)
@@ -164,6 +165,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
             c.reset()
         self.recent.clear()
         self._trial_obs = []
+        self._hold_floor_mhz = 0.0
 
     def _start_reference(self, now: float, why: str) -> None:
         self.last_change = why
@@ -173,7 +175,10 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         self._enter(State.REFERENCE, now, Setpoint())
 
     def _hold(self, now: float, why: str, floor_mhz: float = 0.0) -> None:
-        """Hold the current phase at its planned clock, or at floor_mhz where the plan is deeper."""
+        """Hold the current phase at its planned clock, or at floor_mhz where the plan is deeper, for
+        the whole hold: its re-plans keep the floor too (a quiet mix held at 1515 MHz, the deepest it
+        was measured at, was re-planned to 495 and 345 MHz as its budget came back, on serial work:
+        `batch` ran h100 gen:training:378584 14% long; docs/decisions/030)."""
         if self.composite and self.current is not None and self.current.mix and self.current.probes \
                 and self.current not in self.mix_memory:
             self.mix_memory = [*self.mix_memory, self.current][-self.params["max_phases"]:]
@@ -184,6 +189,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         self.held_mhz = self.plan_mhz = f
         self.last_change = why
         self._enter(State.HOLD, now, self._realise(f, self.current))
+        self._hold_floor_mhz = floor_mhz  # through the whole hold: its re-plans keep it (_enter resets it)
         self.dither.set(now, self._dither_for(self.current, f))
 
     def _resume(self, known: PhaseModel, now: float, why: str) -> None:
@@ -576,7 +582,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         if now - self._last_plan_t < 2.0:
             return self.setpoint
         self._last_plan_t = now
-        plan_mhz = self._allocate()[id(m)]
+        plan_mhz = max(self._allocate()[id(m)], self._hold_floor_mhz)
         if self._thermal_power_w is not None:
             plan_mhz = min(plan_mhz, self._thermal_plan(m, sample))
         # up at once when the budget tightened (spent ahead of plan); otherwise only by two steps and
@@ -620,7 +626,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
             return self.setpoint
         self._held_arrival_missed(m, mean, now, saturated)  # may read the mix anew: re-planned below
         # re-plan once per window: the budget moves as the spent share falls back (or runs ahead)
-        plan_mhz = self._allocate()[id(m)]
+        plan_mhz = max(self._allocate()[id(m)], self._hold_floor_mhz)
         if self.held_mhz is None or abs(plan_mhz - self.held_mhz) >= self._bin():
             self.held_mhz = plan_mhz
             self.setpoint = self._realise(plan_mhz, m)
