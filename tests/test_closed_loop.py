@@ -165,11 +165,38 @@ def test_batch_moves_a_held_serving_mix_up_once_its_requests_queue(gpu):
     where its requests queued behind a saturated GPU until the hold's refresh two minutes later:
     `batch` ran gen:serving:496270 14.05% long on a100 and 13.53% on v100 (a held-out seed of issue
     19's eleventh part; docs/decisions/029). A held window saturated short of its arrival rate is
-    now read as the mix's own."""
+    now read as the mix's own. (Since decision 031 its windows, which do not reject the serial
+    reading beyond their noise, keep it from being walked that deep: 6.4% saved on both, not 13.7%
+    and 17.2%.)"""
     spec, t = load_spec(gpu), load_trace("gen:serving:496270")
     ref, run = run_trace(spec, t, DEFAULT_POLICY), run_trace(spec, t, load_policy("batch"))
     assert run.slowdown(ref) <= 0.035, run.slowdown(ref)
-    assert run.energy_j < 0.9 * ref.energy_j, 1 - run.energy_j / ref.energy_j
+    assert run.energy_j < 0.95 * ref.energy_j, 1 - run.energy_j / ref.energy_j
+
+
+@pytest.mark.parametrize(("gpu", "trace"), [("h100-sxm", "gen:mixed:964017"), ("a100-sxm4", "gen:mixed:834281"),
+                                            ("a100-sxm4", "gen:training:595284")])
+def test_batch_keeps_end_time_where_a_mix_s_windows_cannot_tell_arriving_work_from_serial(gpu, trace):
+    """A training mix's windows hold a few steps and stalls, and its load moves between them: one
+    window at 0.82 of the clock read 4% more progress than its reference (h100 gen:mixed:964017),
+    three in a row kept it (a100 gen:mixed:834281), one read 78% more (a100 gen:training:595284),
+    each was read as arriving work and walked down, and `batch` ran them 8.9%, 9.1% and 7.5% long
+    (held-out seeds of issue 19's eleventh part; docs/decisions/031). Now read as arriving work
+    only where the windows reject the serial reading beyond their noise."""
+    spec, t = load_spec(gpu), load_trace(trace)
+    ref, run = run_trace(spec, t, DEFAULT_POLICY), run_trace(spec, t, load_policy("batch"))
+    assert run.slowdown(ref) <= 0.035, run.slowdown(ref)
+    assert run.energy_j < 0.97 * ref.energy_j, 1 - run.energy_j / ref.energy_j
+
+
+def test_batch_tells_a_pipeline_from_serial_work_with_a_deeper_window():
+    """A pipeline's first window at 0.82 of its clock kept its progress within 2%, short of what
+    tells it from serial work; held by the cautious reading, `batch` saved 5.4% on h100
+    gen:pipeline:844616. A deeper window, once the budget pays for it, tells (docs/decisions/031)."""
+    spec, t = load_spec("h100-sxm"), load_trace("gen:pipeline:844616")
+    ref, run = run_trace(spec, t, DEFAULT_POLICY), run_trace(spec, t, load_policy("batch"))
+    assert run.slowdown(ref) <= 0.035, run.slowdown(ref)
+    assert run.energy_j < 0.8 * ref.energy_j, 1 - run.energy_j / ref.energy_j
 
 
 @pytest.mark.parametrize("trace", ["gen:mixed:44595", "gen:mixed:253428", "gen:training:261972"])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from governor.controllers.mix import whole_cycles_mean
+from governor.controllers.mix import mean_progress_error, whole_cycles_mean
 
 # one cycle of a prefill/decode mix, ticks of 0.2 s: 1 s prefill (high power, low DRAM), 4 s decode
 CYCLE_P = [700.0] * 5 + [290.0] * 20
@@ -35,3 +35,19 @@ def test_steady_noisy_readings_give_their_mean():
     m = whole_cycles_mean(p, r)
     assert m.power == pytest.approx(300, abs=3 * 40 / np.sqrt(30))
     assert m.progress == pytest.approx(40, abs=3 * 6 / np.sqrt(30))
+
+
+def test_a_window_s_progress_error_is_what_its_whole_cycles_show():
+    """A pipeline's forward passes repeat exactly: stretches of whole cycles agree, whatever the
+    window's phases. A training job's loader delivers one or two steps to a stall: the window's
+    parts scatter by that, and so would its mean from one window to the next."""
+    regular = np.array(CYCLE_R * 6, dtype=float)
+    m = whole_cycles_mean(np.array(CYCLE_P * 6), regular)
+    assert m.ticks % 25 == 0
+    assert mean_progress_error(regular, m.ticks) < 1e-9
+    step, stall = [31.0] * 7, [3.5] * 17  # 1.4 s of step, 3.4 s of stall at 0.2 s a reading
+    irregular = np.array(step + stall + step + step + stall)  # 11 s: one step to a stall, then two
+    m = whole_cycles_mean(np.full(len(irregular), 300.0) + irregular, irregular)
+    assert m.ticks == len(irregular)  # no whole cycles in it
+    assert mean_progress_error(irregular, m.ticks) > 0.1
+    assert mean_progress_error(np.array([]), 0) == 0.0

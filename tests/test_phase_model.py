@@ -1,5 +1,7 @@
 """Identification of a phase's time/power model, and the progress proxy's assumption."""
 
+from dataclasses import replace
+
 import pytest
 
 from governor.clock import VirtualClock
@@ -169,3 +171,34 @@ def test_under_a_time_bound_a_busy_mix_short_of_its_arrival_progress_is_serial()
     for p in pts[1:]:
         lat.add(p)
     assert lat.kind == "arrival"
+
+
+def test_under_a_time_bound_a_mix_read_within_its_windows_noise_is_planned_cautiously():
+    """A training mix's windows hold a few steps and stalls, and which they caught moves their
+    progress: h100 gen:mixed:964017's reference and first window (0.82 of the clock) each read
+    11-13% off over their parts, and 4% more progress at the lower clock was read as arriving work;
+    the mix went on down to 465 MHz, and `batch` ran 8.9% long (docs/decisions/031). Such windows
+    do not reject the serial reading: the mix is planned as serial work whose busy time all
+    scales with the clock. Windows that agree over their parts tell."""
+    ref = Probe(clock_mhz=1824, util=0.43, progress=11.37, power=316.0, progress_sd=0.13)
+    noisy = Probe(clock_mhz=1500, util=0.46, progress=11.81, power=243.0, progress_sd=0.11)
+    m = PhaseModel(ref=ref, probes=[noisy], mix=True)
+    assert m.kind == "serial" and m.cautious
+    assert m.slowdown(1200) >= 0.43 * (1824 / 1200 - 1) - 1e-9
+    told = PhaseModel(ref=replace(ref, progress_sd=0.01),
+                      probes=[replace(noisy, progress=11.40, progress_sd=0.01)], mix=True)
+    assert told.kind == "arrival" and not told.cautious
+    assert told.slowdown(1500) == pytest.approx(0.0, abs=1e-9)
+    # a window with more progress than its reference beyond their noise: the load moved, which
+    # the arrival reading would take for headroom (a100 gen:training:595284, 78% more at 0.82)
+    before = Probe(clock_mhz=1391, util=0.36, progress=11.84, power=200.0, progress_sd=0.03)
+    risen = Probe(clock_mhz=1140, util=0.74, progress=21.11, power=257.0, progress_sd=0.03)
+    moved = PhaseModel(ref=before, probes=[risen], mix=True)
+    assert moved.kind == "serial" and moved.cautious
+    assert PhaseModel(ref=before, probes=[risen], mix=True, latency_bound=True).kind == "arrival"
+    # windows without a noise estimate (a held window's plain mean) are no evidence either way
+    plain = PhaseModel(ref=replace(ref, progress_sd=0.0), probes=[replace(noisy, progress_sd=0.0)], mix=True)
+    assert plain.kind == "arrival" and not plain.cautious
+    # under a latency bound a quiet mix is planned by its requests' stretch, as before
+    lat = PhaseModel(ref=ref, probes=[noisy], mix=True, latency_bound=True)
+    assert lat.kind == "arrival" and not lat.cautious

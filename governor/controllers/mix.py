@@ -74,6 +74,32 @@ def whole_cycles_mean(power: np.ndarray, progress: np.ndarray, min_ticks: int = 
     return MixMean(power=mean_p, progress=mean_r, ticks=m, rel_spread=spread)
 
 
+def mean_progress_error(progress: np.ndarray, cycle_ticks: int, blocks: int = 4) -> float:
+    """Relative standard error of a window's mean progress, from how its parts' means scatter: its
+    stretches of cycle_ticks readings where the window holds whole cycles of that length (two or
+    more), else `blocks` consecutive parts; 0 with too few readings to tell.
+
+    A window holds a few cycles of its mix, and which phases they caught moves its mean: a training
+    mix's 10-20 s windows hold two to four steps and stalls, one or two steps to a stall as the
+    job's loader delivers, and their progress moved by 10-20% from window to window at one clock.
+    Parts of whole cycles scatter only by what the cycles themselves do (a pipeline's regular
+    forward passes: 0.3-1%); consecutive parts of a window without a period scatter by its phases
+    as the window's mean does."""
+    r = np.asarray(progress, dtype=float)
+    n = len(r)
+    mean = float(r.mean()) if n else 0.0
+    if mean <= 0.0:
+        return 0.0
+    if 0 < cycle_ticks < n and n // cycle_ticks >= 2:
+        k = n // cycle_ticks
+        means = r[:k * cycle_ticks].reshape(k, cycle_ticks).mean(axis=1)
+    else:
+        means = np.array([part.mean() for part in np.array_split(r, blocks) if len(part)])
+    if len(means) < 2:
+        return 0.0
+    return float(np.std(means, ddof=1) / np.sqrt(len(means)) / mean)
+
+
 def _sliding_means(cp: np.ndarray, cr: np.ndarray, ms: np.ndarray, positions: np.ndarray,
                    by_ratio: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each stretch length ms[k]: the relative spread of power per unit of progress (of power

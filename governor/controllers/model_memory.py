@@ -14,7 +14,6 @@ A mixin of ModelController (model.py): it reads the controller's phase models an
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 
 from .phase_model import PhaseModel, Probe
 
@@ -37,6 +36,10 @@ def probe_from(data) -> Probe | None:
     if values["clock_mhz"] <= 0 or not 0.0 <= values["util"] <= 1.0 or values["progress"] < 0 or values["power"] <= 0:
         return None
     return Probe(**values)
+
+
+def _record(p: Probe) -> dict:
+    return {k: getattr(p, k) for k in PROBE_FIELDS}
 
 
 def fingerprint(ref: Probe) -> str:
@@ -62,8 +65,8 @@ class MemoryHandling:
             key = fingerprint(m.ref)
             if m.memory_age_s is None:
                 self.learned_keys.add(key)
-            out.append({"format": RECORD_FORMAT, "key": key, "ref": asdict(m.ref),
-                        "probes": [asdict(p) for p in m.probes], "min_progress": m.min_progress})
+            out.append({"format": RECORD_FORMAT, "key": key, "ref": _record(m.ref),
+                        "probes": [_record(p) for p in m.probes], "min_progress": m.min_progress})
         return out
 
     def import_models(self, records: list[tuple[dict, float]]) -> int:

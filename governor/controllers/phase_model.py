@@ -27,6 +27,7 @@ from scipy.optimize import nnls
 ARRIVAL_MISS = 0.08  # a mix's window this far short of the progress its arrival reading predicts: serial
 MIX_KERNEL_FALL = 0.05  # a busy mix window with this much less kernel time per work than its reference: other work
 ARRIVAL_NEAR = 0.25  # probes within this fraction of the reference clock tell arriving work from serial
+ARRIVAL_Z = 2.0  # standard errors by which a mix's windows must reject the serial reading to read arriving work
 LATENCY_RESOLVED_UTIL = 0.1  # below this busy share (integer percent readings) a few percent of stretch is unreadable
 WARMER_C = 2.0  # a GPU this much warmer than at a phase's reference draws more there than it read (leakage)
 MIX_FIT_TOLERANCE = 0.1  # a mix's windows off their fitted kernel-time curve by more than this: held at its reference
@@ -46,6 +47,7 @@ class Probe:
     progress: float  # proxy rate (percent of DRAM bandwidth)
     power: float  # W
     temp_c: float = 0.0  # mean GPU temperature, C (leakage power grows with it)
+    progress_sd: float = 0.0  # a mix window's: relative standard error of its mean progress (0: not known)
 
     @property
     def saturated(self) -> bool:
@@ -132,6 +134,7 @@ class PhaseModel:
     recalled_at: float | None = None  # the controller's time it was recalled
     verified: bool = True  # False while a recalled model is on trial (model_memory.py)
     kind_before_rebase: str | None = None  # a mix's kind as its probes read against the reference it replaced
+    cautious: bool = False  # a mix whose windows cannot tell arriving work from serial: all busy time scales
     _ref_read: tuple[Probe, float] | None = field(default=None, repr=False)  # (shifted reference, its power as read)
     uid: int = field(default=0, compare=False)  # its controller's key for it (Planner._uid); 0: none yet
 
@@ -193,6 +196,7 @@ class PhaseModel:
 
     def refit(self) -> None:
         self.version += 1
+        self.cautious = False
         self.warm_excess_w = 0.0
         self.t_fit = None
         pts = self.points()
@@ -247,6 +251,15 @@ class PhaseModel:
                 # busy) read 11% less progress at 0.43 of its clock and still read arriving work
                 # (gen:training:185263, 10% long)
                 self.kind = "serial"
+            if self.kind == "arrival" and self.mix and not self.latency_bound and not self._arrival_significant():
+                # nor from windows whose noise cannot tell it from serial work: a training mix's
+                # windows hold a few steps and stalls, and which they caught moves their progress by
+                # more than a window one step down tells the two readings apart by (h100
+                # gen:mixed:964017: 4% more progress at 0.82 of the clock, read as arriving work,
+                # held at 465 MHz, `batch` 8.9% long). Planned as serial work whose busy time all
+                # scales with the clock, the cautious reading, until its windows tell
+                # (docs/decisions/031)
+                self.kind, self.cautious = "serial", True
             if self.mix and self.latency_bound and not self.busy_mix():
                 # a mix that seldom saturates the GPU at default waits for its work: under a latency
                 # bound it is planned as arriving work, by its kernels' stretch, which bounds its
@@ -271,6 +284,33 @@ class PhaseModel:
         or what the GPU serves where it saturates). Unlike _progress_follows_clock this judges
         probes far below the reference too."""
         return any(p.progress * self.wall_time(p.clock_mhz) < 1.0 - ARRIVAL_MISS for p in self.probes)
+
+    def _arrival_significant(self) -> bool:
+        """Whether a mix's windows below its reference reject the serial reading beyond their noise
+        (Probe.progress_sd), by `ARRIVAL_Z` standard errors, and none reads more progress than its
+        reference beyond it.
+
+        Each window's progress over the reference's is between what serial work shows, all its busy
+        time scaling with the clock (the most it can slow), and 1, what arriving work keeps: how far
+        it lies towards 1, in units of that gap, weighted by its noise, over all windows. A deeper
+        window's gap is wider, so it tells more. More progress than the reference, beyond the noise,
+        is neither reading: the load moved between the windows (a100 gen:training:595284, 78% more
+        at 0.82 of the clock), which arriving work's reading would take for headroom; a reading
+        above 1 counts as 1."""
+        ref = self.ref
+        z = ARRIVAL_Z
+        num = den = 0.0
+        for p in self.probes:
+            if p.saturated or p.clock_mhz >= ref.clock_mhz or ref.progress <= 0 or p.progress_sd <= 0:
+                continue
+            ratio = p.progress / ref.progress
+            sd = ratio * float(np.hypot(p.progress_sd, ref.progress_sd))
+            if ratio - 1.0 > z * sd:
+                return False  # more progress than its reference beyond noise: the load moved
+            gap = 1.0 - 1.0 / (1.0 + ref.util * (ref.clock_mhz / p.clock_mhz - 1.0))
+            num += (min(ratio, 1.0) - 1.0 + gap) * gap / sd**2
+            den += gap**2 / sd**2
+        return den <= 0.0 or num / den > z / np.sqrt(den)
 
     def _progress_follows_clock(self, pts: list[Probe]) -> bool:
         """True when a probe near the reference (within `ARRIVAL_NEAR` of its clock) shows progress
@@ -324,8 +364,13 @@ class PhaseModel:
     def serial_slowdown(self, f: float) -> float:
         """The slowdown at clock f were the work serial whatever the readings say: its kernels as
         fitted, its host time per unit of work fixed. Arriving work slows less (its idle time
-        absorbs the kernels' growth), so this is the costlier of the two readings."""
-        return (self.kernel_time(f) + self.host) / (self.kernel_time(self.ref.clock_mhz) + self.host) - 1.0
+        absorbs the kernels' growth), so this is the costlier of the two readings. A cautious mix's
+        (`cautious`) at least as much as if all its busy time at the reference scaled with the
+        clock: its fit rests on windows that could not tell the two readings apart."""
+        s = (self.kernel_time(f) + self.host) / (self.kernel_time(self.ref.clock_mhz) + self.host) - 1.0
+        if self.cautious:
+            s = np.maximum(s, self.ref.util * (self.ref.clock_mhz / f - 1.0))
+        return s
 
     def power(self, f: float) -> float:
         g = f / 1000.0
