@@ -256,7 +256,7 @@ class PhaseModel:
                 # windows hold a few steps and stalls, and which they caught moves their progress by
                 # more than a window one step down tells the two readings apart by (h100
                 # gen:mixed:964017: 4% more progress at 0.82 of the clock, read as arriving work,
-                # held at 465 MHz, `batch` 8.9% long). Planned as serial work whose busy time all
+                # walked down to 465 MHz, `batch` 8.9% long). Planned as serial work whose busy time all
                 # scales with the clock, the cautious reading, until its windows tell
                 # (docs/decisions/031)
                 self.kind, self.cautious = "serial", True
