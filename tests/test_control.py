@@ -97,12 +97,14 @@ def test_status_shows_a_dither_and_the_learned_cooling():
            "originals": {"settings": {"power_limit_w": 700.0, "locked_clocks_mhz": None, "clocks_known": False},
                          "changed_by_govd": True},
            "controller_state": {"state": "hold", "dither": {"planned_clock_mhz": 1650.0, "lower_clock_mhz": 1635.0,
-                                                            "lower_share": 0.77}}}
+                                                            "lower_share": 0.77},
+                                "phase": {"kind": "serial", "cautious": True}}}
     st_ = {"daemon": {"version": "x", "pid": 1, "uptime_s": 5, "healthy": True, "cpu_core_share": 0.01, "rss_mb": 80},
            "gpus": [gpu], "config_files": [], "other_writers": [], "trials": {}}
     text = render_status(from_wire(Status, st_))
     assert "alternating 1650 and 1635 MHz, 77% of the time at the lower" in text
     assert "cooling learned: removes about 612 W at 84.5 C" in text
+    assert "mix planned cautiously: its windows cannot yet tell arriving work from serial" in text
     assert "ceiling 550 W, set before govd; kept" in text
     assert "saved [interval]" in text and "12.0 kJ (12.0%) [10.0, 14.0]" in text
     assert ("originals: power limit 700 W, clock lock reset (the driver cannot read it); changed by govd, "

@@ -1,5 +1,7 @@
 """The model-based controller on synthetic sequences and on the simulator."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from controller_helpers import H100, ceiling, sample
@@ -1328,3 +1330,19 @@ def test_a_new_phase_model_never_takes_over_what_was_kept_for_a_dropped_one():
         assert c._uid(m) == keys[-1]  # stable for the model's life
         del m
     assert len(set(keys)) == len(keys)
+
+
+def test_status_says_when_a_mix_is_planned_cautiously():
+    # under `batch`, a mix whose windows cannot tell arriving work from serial is planned with all its
+    # busy time scaling (docs/decisions/031); the operator sees why it is held near default
+    m = PhaseModel(ref=Probe(clock_mhz=1824, util=0.43, progress=11.37, power=316.0, progress_sd=0.13), mix=True)
+    m.add(Probe(clock_mhz=1500, util=0.46, progress=11.81, power=243.0, progress_sd=0.11))
+    c = _controller_with_mix(m, bound="time")
+    c._hold(100.0, "identified")
+    assert c.status()["phase"]["cautious"] is True and c.status()["phase"]["kind"] == "serial"
+    assert c.held_mhz >= 1824 / (1.0 + 0.03 / 0.43) - 2 * c._bin()  # no deeper than the cautious reading allows
+    told = PhaseModel(ref=replace(m.ref, progress_sd=0.01), mix=True)
+    told.add(Probe(clock_mhz=1500, util=0.46, progress=11.40, power=243.0, progress_sd=0.01))
+    c = _controller_with_mix(told, bound="time")
+    c._hold(100.0, "identified")
+    assert c.status()["phase"]["cautious"] is False and c.held_mhz < 1500  # windows that tell: arriving work

@@ -79,6 +79,9 @@ def _gpu_details(g: GpuStatus) -> list[str]:
         lines.append(f"  phase model from memory (the model store), learned {when} ago; "
                      + ("checked against this run's readings" if memory["verified"] else "on trial: dropped if its "
                         "predictions miss"))
+    if (c.get("phase") or {}).get("cautious"):
+        lines.append("  mix planned cautiously: its windows cannot yet tell arriving work from serial, so all its busy "
+                     "time is taken to scale with the clock (a deeper window, once the budget pays for it, tells)")
     dither = c.get("dither")
     if dither:
         lines.append(f"  alternating {mhz(dither['planned_clock_mhz'])} and {mhz(dither['lower_clock_mhz'])} MHz, "

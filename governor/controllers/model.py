@@ -682,7 +682,8 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                                              "from_memory": self.memory_status(m),
                                              "predicted_slowdown": round(m.slowdown(self.held_mhz), 4)
                                              if self.held_mhz else None,
-                                             "probes": len(m.probes), "has_progress_proxy": m.has_proxy},
+                                             "probes": len(m.probes), "has_progress_proxy": m.has_proxy,
+                                             "cautious": m.cautious},
             "budget": self.params["slowdown_budget"],
             "estimated_slowdown_spent": round(self._end_time_spent(), 4)
             if self.elapsed > 0 else 0.0,
