@@ -1346,23 +1346,3 @@ def test_status_says_when_a_mix_is_planned_cautiously():
     c = _controller_with_mix(told, bound="time")
     c._hold(100.0, "identified")
     assert c.status()["phase"]["cautious"] is False and c.held_mhz < 1500  # windows that tell: arriving work
-
-
-def test_under_a_time_bound_a_mix_s_first_window_goes_where_it_can_tell():
-    # at 0.82 of the clock a mix 48% busy reads 90% of its reference's progress if serial, 100% if
-    # arriving: two standard errors of two clean windows, and a pipeline's first window (98%) could
-    # not tell (h100 gen:pipeline:844616 under `batch`; docs/decisions/031)
-    def first_window(sd: float, util: float) -> float:
-        m = PhaseModel(ref=Probe(clock_mhz=1710, util=util, progress=11.75, power=400.0, progress_sd=sd), mix=True)
-        c = _controller_with_mix(m, bound="time")
-        c._next_probe(100.0)
-        assert c.state == "probe"
-        return c.probe_target
-
-    fixed = first_window(0.3, 0.48)  # a reference this noisy tells nothing a step further: its fixed fraction
-    assert abs(fixed - 0.82 * 1710) <= 15
-    clean = first_window(0.01, 0.48)
-    assert clean < fixed - 15
-    gap = 1.0 - 1.0 / (1.0 + 0.48 * (1710 / clean - 1.0))  # what a window there tells serial from arriving by
-    assert gap >= 3 * 2 ** 0.5 * 0.03 - 0.01  # two standard errors and one more, of two windows at the floor
-    assert first_window(0.01, 0.9) == fixed  # a busy mix's fixed window tells already

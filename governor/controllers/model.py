@@ -42,7 +42,7 @@ from .model_params import MODEL_EXPERT, MODEL_PARAMS
 from .model_plan import Planner
 from .model_pricing import ModelPricing
 from .model_state import State
-from .phase_model import ARRIVAL_Z, BUSY_MIX_REF_UTIL, SATURATED_UTIL, PhaseModel, Probe
+from .phase_model import BUSY_MIX_REF_UTIL, SATURATED_UTIL, PhaseModel, Probe
 
 REPLAN_MIN_SHARE = 0.02  # a held clock follows a new plan only when it moves by this share of the clock or more
 MIX_STEP_MIN = 0.5  # a mix's refining window goes no deeper than this share of its deepest (_next_probe)
@@ -269,11 +269,6 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                         self._hold(now, "identified")
                         return
                     target, sp = affordable, self._realise(affordable, m)
-            if self.composite and n == 0 and self.params["bound"] == "time" and not self.use_power:
-                # under a time bound a mix's first window goes where it can tell (decision 031)
-                f = self._first_telling_mhz(m, target)
-                if f < target:
-                    target, sp = f, self._realise(f, m)
         elif n < self.params["max_probes"]:
             # refine around the clock the current fit would choose, if it is not probed yet
             f = self._allocate()[id(m)]
@@ -332,32 +327,6 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
             return
         self.probe_target = target
         self._enter(State.PROBE, now, sp)
-
-    def _first_telling_mhz(self, m: PhaseModel, fixed_mhz: float) -> float:
-        """Under a time bound, the clock of a mix's first window: where a window that keeps its
-        reference's progress would reject the serial reading (PhaseModel._arrival_significant) by
-        `ARRIVAL_Z` standard errors and one more, were it as noisy as its reference (at least
-        `mix_window_error`), if that lies below fixed_mhz (its first fixed fraction) and no more than
-        one fixed step further, for a mix busy less than half its time at default; else fixed_mhz.
-
-        The gap between the two readings at a clock is what a window there can tell by, and it
-        grows with the mix's busy share: at 0.82 of the clock a mix 48% busy reads 90% of its
-        reference's progress if serial and 100% if arriving, two standard errors of two clean
-        windows, so a pipeline's first window (98%) could not tell, and waited for a second
-        (h100 gen:pipeline:844616). Its worst cost, were the work serial, is the same for every
-        busy share: the gap. A window whose reference scatters more than a step further can pay
-        for tells nothing either way and stays at its fixed fraction. So does a busy mix
-        (`BUSY_MIX_REF_UTIL`), more often training steps than arriving work: its fixed window
-        already tells by more, and one sent deeper paid for it on serial work (a100
-        gen:training:167340, 89% busy, first window at 0.77 of its clock: +3.41% -> +3.91%)."""
-        noise = 2 ** 0.5 * max(m.ref.progress_sd, self.params["mix_window_error"])
-        gap = (ARRIVAL_Z + 1.0) * noise
-        if gap >= 1.0 or not 0.0 < m.ref.util < BUSY_MIX_REF_UTIL:
-            return fixed_mhz
-        ratio = 1.0 + gap / (1.0 - gap) / m.ref.util
-        f = self.limits.snap_clock(m.ref.clock_mhz / ratio)
-        deepest_ok = self.limits.snap_clock(min(self.probe_fracs or [MIX_STEP_MIN]) * fixed_mhz)
-        return f if deepest_ok <= f < fixed_mhz else fixed_mhz
 
     def _telling_window_mhz(self, m: PhaseModel) -> float | None:
         """Under a time bound, the clock of the next window of a mix whose windows so far cannot
