@@ -1,6 +1,9 @@
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -51,6 +54,31 @@ def test_govctl_simulate_human_output_and_errors(tmp_path):
     r = subprocess.run([sys.executable, "-m", "governor.cli.govctl", "simulate", "--gpu", "x100", "--trace", "idle"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "unknown simulated GPU" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_govctl_simulate_stopped_by_sigterm_leaves_no_scratch_directory(tmp_path):
+    """A simulation keeps its scratch state in a temporary directory; a SIGTERM (a scheduler's or an
+    operator's kill) left it behind in /tmp. The child is this test's own, stopped by its pid."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    child = subprocess.Popen([sys.executable, "-m", "governor.cli.govctl", "--root", str(tmp_path / "root"),
+                              "simulate", "--gpu", "h100-sxm", "--trace", "gen:training:11", "--json"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60.0
+        while not list(scratch.glob("govd-sim-*")) and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert child.poll() is None and list(scratch.glob("govd-sim-*")), "no simulation under way to stop"
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=30) == 128 + signal.SIGTERM
+        assert not list(scratch.iterdir())
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=30)
+        if child.stderr:
+            child.stderr.close()
 
 
 def test_plot_draws_a_png(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,10 @@ from ..wire import PauseResult, Status, from_wire
 from .render import describe_jobs, describe_pause, render_status, table
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def cmd_simulate(args, paths) -> int:
     from ..lab.simulate import simulate  # noqa: PLC0415 - the lab loads only for this command
 
@@ -46,9 +51,15 @@ def cmd_simulate(args, paths) -> int:
     if sys.stderr.isatty():  # a person waits at a terminal: say what runs (never in pipes or --json files)
         def progress(what: str) -> None:
             print(f"govctl simulate: running {what}...", file=sys.stderr, flush=True)
-    result = simulate(args.gpu, args.trace, args.policy or ["balanced"], budget=args.budget,
-                      config_dir=paths.config_dir, peers=args.peers, plot=args.plot, progress=progress,
-                      bound=args.bound)
+    # a simulation keeps its scratch state in a temporary directory; stopped by SIGTERM (a job
+    # scheduler's or an operator's kill) it unwinds as on Ctrl-C, and leaves nothing in /tmp
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        result = simulate(args.gpu, args.trace, args.policy or ["balanced"], budget=args.budget,
+                          config_dir=paths.config_dir, peers=args.peers, plot=args.plot, progress=progress,
+                          bound=args.bound)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
