@@ -252,10 +252,8 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
             if f is None:
                 self._hold(now, "identified")
                 return
-            self.probe_target = f
-            self._enter(State.PROBE, now, self._realise(f, m))
-            return
-        if n < len(fracs) and n < self.params["max_probes"]:
+            target, sp = f, self._realise(f, m)
+        elif n < len(fracs) and n < self.params["max_probes"]:
             target, sp = self._probe_setpoint(fracs[n], m)
             if self.composite and n >= 1 and self.params["bound"] == "both" and not self.use_power:
                 # under both bounds a mix's further fixed window goes no deeper than end time's
@@ -307,7 +305,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                 # arriving work, and its refining window went halfway down, to 0.43 of its clock,
                 # for 30 s (gen:training:185263, 10% long). Over 134 dev runs the windows kept so
                 # saved more (decision 020)
-                one_step = self.limits.snap_clock(min(self.probe_fracs or [MIX_STEP_MIN]) * deepest)
+                one_step = self._mix_step_below_mhz(deepest)
                 if self._budget_now() <= 0.0:
                     # with end time's budget read as spent it takes no refining window, and is held
                     # no deeper than it was measured: a quiet mix's window one step down, at 375 MHz
@@ -340,12 +338,17 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         held at its first window's reading, a pipeline whose forward passes kept their progress
         within 2% at 0.82 of its clock saved 5.4% under `batch`, and 24.8% once a window at 0.78
         told (h100 gen:pipeline:844616)."""
-        deepest = min(p.clock_mhz for p in m.points())
         if len(m.probes) >= self.params["max_probes"]:
             return None
-        one_step = self.limits.snap_clock(min(self.probe_fracs or [MIX_STEP_MIN]) * deepest)
-        f = max(one_step, self._lowest_affordable_mhz(m, self._next_window_s(), any_clock=True))
+        deepest = min(p.clock_mhz for p in m.points())
+        f = max(self._mix_step_below_mhz(deepest),
+                self._lowest_affordable_mhz(m, self._next_window_s(), any_clock=True))
         return None if f >= deepest - 3 * self._bin() else f
+
+    def _mix_step_below_mhz(self, deepest_mhz: float) -> float:
+        """One fixed step below deepest_mhz, the deepest clock a mix was measured at: the
+        shallowest probe fraction of it, or `MIX_STEP_MIN` of it without fixed probes."""
+        return self.limits.snap_clock(min(self.probe_fracs or [MIX_STEP_MIN]) * deepest_mhz)
 
     def _mix_probe_waits(self, m: PhaseModel, n: int) -> bool:
         """Whether a mix's next window waits for budget. Under a latency bound its further windows

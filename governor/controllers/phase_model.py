@@ -298,19 +298,20 @@ class PhaseModel:
         at 0.82 of the clock), which arriving work's reading would take for headroom; a reading
         above 1 counts as 1."""
         ref = self.ref
-        z = ARRIVAL_Z
+        if ref.progress <= 0:
+            return True
         num = den = 0.0
         for p in self.probes:
-            if p.saturated or p.clock_mhz >= ref.clock_mhz or ref.progress <= 0 or p.progress_sd <= 0:
+            if p.saturated or p.clock_mhz >= ref.clock_mhz or p.progress_sd <= 0:
                 continue
             ratio = p.progress / ref.progress
             sd = ratio * float(np.hypot(p.progress_sd, ref.progress_sd))
-            if ratio - 1.0 > z * sd:
+            if ratio - 1.0 > ARRIVAL_Z * sd:
                 return False  # more progress than its reference beyond noise: the load moved
             gap = 1.0 - 1.0 / (1.0 + ref.util * (ref.clock_mhz / p.clock_mhz - 1.0))
             num += (min(ratio, 1.0) - 1.0 + gap) * gap / sd**2
             den += gap**2 / sd**2
-        return den <= 0.0 or num / den > z / np.sqrt(den)
+        return den <= 0.0 or num / den > ARRIVAL_Z / np.sqrt(den)
 
     def _progress_follows_clock(self, pts: list[Probe]) -> bool:
         """True when a probe near the reference (within `ARRIVAL_NEAR` of its clock) shows progress
