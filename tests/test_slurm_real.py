@@ -112,8 +112,17 @@ def test_jobs_on_a_real_slurm_run_their_policies_and_report_their_energy():
         j6 = sbatch("--requeue", "--govd-policy=batch", "-o", str(work / "j6.out"), "--wrap",
                     'if [ "${SLURM_RESTART_COUNT:-0}" = 0 ]; then sleep 300; else sleep 10; fi')
         assert wait_for(lambda: any(g["job"] == j6 for g in status()), 30, READ_ERRORS), cluster.logs()
+        # govd hears of the job in its Prolog, while Slurm may still be configuring it: requeue it running
+        assert wait_for(lambda: cluster.run("squeue", "-h", "-j", j6, "-o", "%T", check=False).stdout.strip()
+                        == "RUNNING", 30), cluster.logs()
         cluster.run("scontrol", "requeue", j6)
-        assert wait_for(lambda: "PENDING" in cluster.run("squeue", "-h", "-j", j6, "-o", "%T", check=False).stdout, 30)
+        # The requeue passes through COMPLETING (the step killed, the Epilog run); a loaded CI machine once
+        # took over 30 s there, so the wait is longer and a failure shows where the job stood.
+        if not wait_for(lambda: "PENDING" in cluster.run("squeue", "-h", "-j", j6, "-o", "%T", check=False).stdout,
+                        90):
+            print(cluster.run("scontrol", "show", "job", j6, check=False).stdout, cluster.logs(),
+                  (work / "prolog.log").read_text())  # in full, under "Captured stdout"
+            raise AssertionError(f"the requeued job {j6} was not PENDING 90 s after `scontrol requeue`")
         assert wait_for(lambda: not any(g["job"] == j6 for g in status()), 30, READ_ERRORS), cluster.logs()
         # Slurm holds a requeued job for the credential lifetime, and slurmd remembers its revoked
         # credential as long: a run launched before that passes (released early, as an operator can)
