@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from governor.controllers.mix import mean_progress_error, whole_cycles_mean
+from governor.controllers.mix import busy_kernel_time, mean_progress_error, whole_cycles_mean
 
 # one cycle of a prefill/decode mix, ticks of 0.2 s: 1 s prefill (high power, low DRAM), 4 s decode
 CYCLE_P = [700.0] * 5 + [290.0] * 20
@@ -51,3 +51,19 @@ def test_a_window_s_progress_error_is_what_its_whole_cycles_show():
     assert m.ticks == len(irregular)  # no whole cycles in it
     assert mean_progress_error(irregular, m.ticks) > 0.1
     assert mean_progress_error(np.array([]), 0) == 0.0
+
+
+def test_a_window_s_busy_readings_measure_its_kernels_whatever_quiet_it_caught():
+    """Two windows of a training mix, at 1650 and 1515 MHz: steps at 92-93% busy whose kernels take
+    9% longer at the lower clock, and input stalls whose quiet readings carry background traffic
+    (3% busy at 0.6% of DRAM bandwidth). The windows' means read the same kernel time per unit of
+    work; their busy readings read the steps' 9%."""
+    steps_hi, steps_lo = [(0.92, 28.0)] * 60, [(0.93, 26.0)] * 90
+    hi = steps_hi + [(0.03, 0.6)] * 40 + [(0.19, 0.9)] * 35
+    lo = [(0.19, 0.9)] * 10 + steps_lo
+    means = [np.mean([u for u, _ in w]) / np.mean([r for _, r in w]) for w in (hi, lo)]
+    assert abs(means[1] / means[0] - 1) < 0.01  # the means barely move
+    kernels = [busy_kernel_time(np.array([u for u, _ in w]), np.array([r for _, r in w])) for w in (hi, lo)]
+    assert kernels[1] / kernels[0] - 1 == pytest.approx((0.93 / 26) / (0.92 / 28) - 1)
+    # a window that was nearly all quiet measures nothing
+    assert busy_kernel_time(np.array([0.03] * 50 + [0.9] * 4), np.array([0.6] * 50 + [20.0] * 4)) == 0.0

@@ -202,3 +202,26 @@ def test_under_a_time_bound_a_mix_read_within_its_windows_noise_is_planned_cauti
     # under a latency bound a quiet mix is planned by its requests' stretch, as before
     lat = PhaseModel(ref=ref, probes=[noisy], mix=True, latency_bound=True)
     assert lat.kind == "arrival" and not lat.cautious
+
+
+def test_a_mix_s_requests_stretch_is_at_least_what_its_busy_readings_show():
+    """Two windows of a training mix under a latency bound (h100 gen:training:902087): their means
+    read the same kernel time per unit of work at 1515 MHz as at 1658, and the mix was held at 1515
+    as if its work did not slow, 3.6% long against 3%. Its steps' readings showed their kernels 9%
+    slower there, which now bounds the clock; without busy readings the fit's stretch stands."""
+    ref = Probe(clock_mhz=1658, util=0.69, progress=20.44, power=535.0, progress_sd=0.13, busy_kernel=0.92 / 28.0)
+    probe = Probe(clock_mhz=1515, util=0.86, progress=25.58, power=544.0, progress_sd=0.09, busy_kernel=0.93 / 26.0)
+    m = PhaseModel(ref=ref, probes=[probe], mix=True, latency_bound=True)
+    assert m.kind == "arrival"
+    assert m.stretch(1515) == pytest.approx((0.93 / 26.0) / (0.92 / 28.0) - 1.0, rel=1e-6)
+    assert m.stretch(1515) <= 1658 / 1515 - 1.0
+    blind = PhaseModel(ref=replace(ref, busy_kernel=0.0), probes=[replace(probe, busy_kernel=0.0)], mix=True,
+                       latency_bound=True)
+    assert blind.stretch(1515) < 0.01
+    # busy readings that show the kernels faster at the lower clock (noise) add nothing
+    faster = PhaseModel(ref=ref, probes=[replace(probe, busy_kernel=0.03)], mix=True, latency_bound=True)
+    assert faster.stretch(1515) == pytest.approx(blind.stretch(1515))
+    # under a time bound the plan is end time's, which the busy readings do not move
+    timed = PhaseModel(ref=ref, probes=[probe], mix=True)
+    timed_blind = PhaseModel(ref=replace(ref, busy_kernel=0.0), probes=[replace(probe, busy_kernel=0.0)], mix=True)
+    assert timed.stretch(1515) == pytest.approx(timed_blind.stretch(1515))

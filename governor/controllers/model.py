@@ -492,8 +492,10 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
                     self._mix_restart = False
                     self._set_mix_windows([*kept, self._last_window])
                     pooled = [w.probe for w in self._mix_windows]
+                    busy = [p.busy_kernel for p in pooled if p.busy_kernel > 0]
                     known.ref = replace(self._mean_obs(pooled), progress_sd=sum(
-                        p.progress_sd ** 2 for p in pooled) ** 0.5 / len(pooled))
+                        p.progress_sd ** 2 for p in pooled) ** 0.5 / len(pooled),
+                        busy_kernel=sum(busy) / len(busy) if busy else 0.0)
                     known.refit()
                     self.current = known
                     if not known.probes:

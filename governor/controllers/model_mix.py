@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..telemetry import Sample
-from .mix import CLEAN_SPREAD, LineSums, MixWindow, mean_progress_error, whole_cycles_mean
+from .mix import CLEAN_SPREAD, LineSums, MixWindow, busy_kernel_time, mean_progress_error, whole_cycles_mean
 from .model_state import State
 from .phase_model import ARRIVAL_MISS, PhaseModel, Probe
 
@@ -169,7 +169,7 @@ class MixHandling:
         # mix is taken to be off by beyond them (the load moves between windows)
         error = max(mean_progress_error(prog, cycles.ticks), self.params["mix_window_error"])
         probe = Probe(clock_mhz=mean.clock_mhz, util=mean.util, progress=cycles.progress, power=cycles.power,
-                      temp_c=mean.temp_c, progress_sd=error)
+                      temp_c=mean.temp_c, progress_sd=error, busy_kernel=busy_kernel_time(util, prog))
         self._last_window = MixWindow(probe=probe, spread=cycles.rel_spread,
                                       saturated=float(np.mean([o.saturated for o in obs])),
                                       parts=MixWindow.split(util, power), busy_by_progress=LineSums.of(prog, util))

@@ -48,6 +48,7 @@ class Probe:
     power: float  # W
     temp_c: float = 0.0  # mean GPU temperature, C (leakage power grows with it)
     progress_sd: float = 0.0  # a mix window's: relative standard error of its mean progress (0: not known)
+    busy_kernel: float = 0.0  # a mix window's: kernel time per unit of work of its busy readings (0: not known)
 
     @property
     def saturated(self) -> bool:
@@ -435,6 +436,10 @@ class PhaseModel:
             return np.maximum(boost / f - 1.0, self.slowdown(f))
         k = self.kernel_time(f)
         s = k / self.kernel_time(self.ref.clock_mhz) - 1.0  # serial work too: its kernels are its requests
+        if self.mix:
+            # and at least what its busy readings show (busy_stretch): a window's mean mixes in its
+            # quiet readings, which move kernel time per unit of work more than the clock does
+            s = np.maximum(s, self.busy_stretch(f))
         # never at the reference or above, which default settings ran at: a rebased phase whose fit put
         # its reference past the headroom was QUEUED there too, and a weighted stretch no plan could
         # meet sent every other phase to its reference (a decode held at 1603 MHz, not 1320)
@@ -455,6 +460,24 @@ class PhaseModel:
             s = np.where(lower & ((k / self.wall_time(f) >= SATURATED_UTIL) | (clocks <= saturated_at + 1e-6)),
                          QUEUED + s, s)
         return np.maximum(s, self.slowdown(f))
+
+    def busy_stretch(self, f: float) -> float:
+        """A mix's kernels' stretch at clock f as the busy readings of its windows show it
+        (Probe.busy_kernel, fitted a + b/f): between 0 and all of it scaling with the clock. 0 where
+        its reference window or all its other windows have too few busy readings to tell.
+
+        What a mix's requests feel is the time of its kernels, and its busy readings measure them
+        whatever share of quiet each window caught; its windows' means (kernel_time) do not, and
+        read a training mix's steps, 91% clock-bound, as not slowed at all at 0.91 of the clock:
+        `balanced` held it there and its job ran 3.6% long (h100 gen:training:902087)."""
+        clocks = np.asarray(f, dtype=float)
+        pts = [p for p in self.points() if p.busy_kernel > 0]
+        if self.ref.busy_kernel <= 0 or len(pts) < 2:
+            return np.zeros_like(clocks) if clocks.ndim else 0.0
+        a, b = fit_kernel([p.clock_mhz for p in pts], [p.busy_kernel for p in pts])
+        s = (a + b / clocks) / (a + b / self.ref.clock_mhz) - 1.0
+        s = np.clip(s, 0.0, np.maximum(self.ref.clock_mhz / clocks - 1.0, 0.0))
+        return s if clocks.ndim else float(s)
 
     def spent_stretch(self, f: float) -> float:
         """The stretch requests are taken to have felt at clock f, for the running estimate of the
