@@ -134,6 +134,17 @@ def test_balanced_plans_a_mix_by_what_its_busy_readings_show_its_kernels_do(trac
     assert run.energy_j < 0.97 * ref.energy_j, 1 - run.energy_j / ref.energy_j
 
 
+def test_max_savings_does_not_plan_a_mix_on_windows_that_caught_other_work():
+    """A busy mix's windows below its reference read less kernel time per unit of work than it (the
+    job's load rose under them): planned on them, `max-savings` held the mix at 0.83 of its clock,
+    and the serving segment that followed ran its requests 135% late against a 10% budget (a100
+    gen:mixed:988819, found by the policy-order check of issue 19's thirteenth part)."""
+    spec, t = load_spec("a100-sxm4"), load_trace("gen:mixed:988819")
+    ref, run = run_trace(spec, t, DEFAULT_POLICY), run_trace(spec, t, load_policy("max-savings"))
+    assert run.keeps(ref, 0.10 + 0.005, "both"), (run.slowdown(ref), run.latency_slowdowns(ref))
+    assert run.energy_j < 0.97 * ref.energy_j, 1 - run.energy_j / ref.energy_j
+
+
 def test_balanced_keeps_end_time_on_a_busy_training_mix_met_anew_after_a_checkpoint():
     """Both bounds bound end time too: a busy training mix met anew after a checkpoint was probed
     for 30 s at 0.91 of its clock with end time's budget spent by the first mix's windows, and

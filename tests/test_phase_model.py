@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 
 from governor.clock import VirtualClock
-from governor.controllers.phase_model import PhaseModel, Probe, fit_kernel, fit_power
+from governor.controllers.phase_model import QUEUED, PhaseModel, Probe, fit_kernel, fit_power
 from governor.sim.device import SimDevice
 from governor.sim.spec import load_spec
 
@@ -225,3 +225,20 @@ def test_a_mix_s_requests_stretch_is_at_least_what_its_busy_readings_show():
     timed = PhaseModel(ref=ref, probes=[probe], mix=True)
     timed_blind = PhaseModel(ref=replace(ref, busy_kernel=0.0), probes=[replace(probe, busy_kernel=0.0)], mix=True)
     assert timed.stretch(1515) == pytest.approx(timed_blind.stretch(1515))
+
+
+def test_a_mix_whose_kernels_read_faster_at_a_lower_clock_is_no_plan_under_a_latency_bound():
+    """A busy mix's windows at 1155 and 1035 MHz read less busy time per unit of work than its
+    reference at 1262, which the same work never does at a lower clock: they caught other work (the
+    job's load rose). Planned on them, its stretch read 0 everywhere, `max-savings` held it at 1050
+    MHz, and the serving segment that came next ran its requests 135% late (a100
+    gen:mixed:988819). Under a latency bound such a mix keeps its reference until measured anew."""
+    ref = Probe(clock_mhz=1262, util=0.90, progress=32.23, power=300.0, progress_sd=0.11)
+    risen = [Probe(clock_mhz=1155, util=0.90, progress=34.85, power=270.0, progress_sd=0.03),
+             Probe(clock_mhz=1035, util=0.98, progress=37.0, power=250.0, progress_sd=0.03)]
+    m = PhaseModel(ref=ref, probes=risen, mix=True, latency_bound=True)
+    assert m.stretch(1155) >= QUEUED and m.stretch(1262) == 0.0
+    # windows whose kernel time grew as the clock fell are planned by it
+    quiet = replace(ref, util=0.60, progress=20.0)
+    slowed = [replace(risen[0], util=0.62, progress=19.5), replace(risen[1], util=0.66, progress=19.0)]
+    assert PhaseModel(ref=quiet, probes=slowed, mix=True, latency_bound=True).stretch(1155) < 0.1

@@ -413,6 +413,14 @@ class PhaseModel:
         the reference for the same arrival rate; past the busy share `util_max` arriving work queues,
         and the clock is never chosen. Where the busy share is too small to read, all kernel time is
         taken to scale with the clock from the firmware's boost (the cautious case)."""
+        if self.busy_mix() and self.latency_planned() and any(kernel_time_fell(self.ref, p) for p in self.probes):
+            # a busy mix's window that reads less kernel time per unit of work than its reference, at
+            # a lower clock, caught other work (the job's load rose under it). Planned on it, the
+            # mix's stretch read 0 at every clock, `max-savings` held it at 0.83 of its clock, and
+            # the serving segment that came next ran 135% late (a100 gen:mixed:988819). It is held
+            # at its reference until measured anew. Quieter mixes' windows scatter so by their
+            # prefills and decode alone, and their fits hold (docs/decisions/033)
+            return self._reference_only(f)
         if self.mix and self.fit_error() > MIX_FIT_TOLERANCE:
             # windows of a mix that no one curve of kernel time against clock passes through: the
             # work changed between them (a job's workload moving on), and a clock planned from them
