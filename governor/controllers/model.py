@@ -242,8 +242,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
             if frac >= 1.0 or (not self.use_power and target >= m.top_mhz() - 1e-6):
                 self._hold(now, "identified")
                 return
-            self.probe_target = target
-            self._enter(State.PROBE, now, sp)
+            self._start_probe(now, target, sp)
             return
         if self.composite and n >= 1 and m.cautious and self.params["bound"] == "time":
             # a mix whose windows could not tell arriving work from serial (PhaseModel.cautious):
@@ -323,8 +322,12 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         else:
             self._hold(now, "identified")
             return
+        self._start_probe(now, target, sp)
+
+    def _start_probe(self, now: float, target: float, setpoint: Setpoint) -> None:
+        """Probe target (a clock, or a power limit) through setpoint, which realises it."""
         self.probe_target = target
-        self._enter(State.PROBE, now, sp)
+        self._enter(State.PROBE, now, setpoint)
 
     def _telling_window_mhz(self, m: PhaseModel) -> float | None:
         """Under a time bound, the clock of the next window of a mix whose windows so far cannot
@@ -666,8 +669,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
             f = self._telling_window_mhz(m)
             if f is not None:  # the budget grew enough for a window that can tell
                 self.last_change = "budget for a telling window"
-                self.probe_target = f
-                self._enter(State.PROBE, now, self._realise(f, m))
+                self._start_probe(now, f, self._realise(f, m))
                 return self.setpoint
         # re-plan once per window: the budget moves as the spent share falls back (or runs ahead)
         plan_mhz = max(self._allocate()[id(m)], self._hold_floor_mhz)
