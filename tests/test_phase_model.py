@@ -236,9 +236,12 @@ def test_a_mix_whose_kernels_read_faster_at_a_lower_clock_is_no_plan_under_a_lat
     ref = Probe(clock_mhz=1262, util=0.90, progress=32.23, power=300.0, progress_sd=0.11)
     risen = [Probe(clock_mhz=1155, util=0.90, progress=34.85, power=270.0, progress_sd=0.03),
              Probe(clock_mhz=1035, util=0.98, progress=37.0, power=250.0, progress_sd=0.03)]
-    m = PhaseModel(ref=ref, probes=risen, mix=True, latency_bound=True)
+    m = PhaseModel(ref=ref, probes=risen, mix=True, latency_bound=True, saturated_share=0.75)
+    assert m.busy_mix()
     assert m.stretch(1155) >= QUEUED and m.stretch(1262) == 0.0
-    # windows whose kernel time grew as the clock fell are planned by it
-    quiet = replace(ref, util=0.60, progress=20.0)
-    slowed = [replace(risen[0], util=0.62, progress=19.5), replace(risen[1], util=0.66, progress=19.0)]
-    assert PhaseModel(ref=quiet, probes=slowed, mix=True, latency_bound=True).stretch(1155) < 0.1
+    # a busy mix's windows whose kernel time grew as the clock fell are planned by it
+    slowed = [replace(risen[0], progress=29.0), replace(risen[1], util=0.95, progress=26.0)]
+    assert PhaseModel(ref=ref, probes=slowed, mix=True, latency_bound=True, saturated_share=0.75).stretch(1155) < QUEUED
+    # a quieter mix's windows scatter so by their prefills and decode alone: its fit stands
+    quiet = PhaseModel(ref=ref, probes=risen, mix=True, latency_bound=True, saturated_share=0.1)
+    assert not quiet.busy_mix() and quiet.stretch(1155) < QUEUED
