@@ -37,6 +37,7 @@ from .protocol import ProtocolError
 from .restore import recover_leftovers
 from .status_lines import log_status, one_line_status
 from .systemd_integration import Notifier
+from .wakeup import Wakeup
 from .worker import GpuWorker
 
 log = logging.getLogger("govd")
@@ -70,7 +71,9 @@ class Daemon:
         self.clock = clock
         self.stop_event = threading.Event()
         self.reload_requested = threading.Event()
-        self._wake = threading.Event()  # the supervisor's: set with stop_event or reload_requested
+        self._wake = Wakeup()  # the supervisor's: poked with stop_event, reload_requested and by signals
+        self._stop_signalled = False
+        self._reload_signalled = False
         self.workers: list[GpuWorker] = []
         self.threads: list[threading.Thread] = []
         self.originals = OriginalsFile(paths.originals)
@@ -159,25 +162,43 @@ class Daemon:
     def _signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        signal.signal(signal.SIGTERM, lambda *_: self.stop())
-        signal.signal(signal.SIGINT, lambda *_: self.stop())
-        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        """Note a signal for the supervisor and wake it, taking no lock (governor/wakeup.py says
+        why); the supervisor acts on the note (_take_signals)."""
+        if signum == signal.SIGHUP:
+            self._reload_signalled = True
+        else:
+            self._stop_signalled = True
+        self._wake.poke()
+
+    def _take_signals(self) -> None:
+        """Act, outside any handler, on the signals noted since last time."""
+        if self._stop_signalled:
+            self._stop_signalled = False
+            self.stop()
+        if self._reload_signalled:
+            self._reload_signalled = False
+            self.reload_requested.set()
 
     def stop(self) -> None:
         """Ask every loop and the supervisor to stop; the supervisor then restores every GPU."""
         self.stop_event.set()
-        self._wake.set()
+        self._wake.poke()
 
     def request_reload(self) -> None:
         self.reload_requested.set()
-        self._wake.set()
+        self._wake.poke()
 
     def _supervise_wait(self) -> None:
         wait = SUPERVISE_S
         if self.notifier.watchdog_s is not None:
             wait = min(wait, self.notifier.watchdog_s / 4)
         self._wake.wait(wait)
-        self._wake.clear()
+        self._take_signals()
 
     def start_loops(self) -> None:
         for w in self.workers:
@@ -234,7 +255,7 @@ class Daemon:
     def wait_first_ticks(self, timeout_s: float = 30.0) -> None:
         """READY=1 only once every GPU is set up: each loop has read its GPU at least once."""
         end = time.monotonic() + timeout_s
-        while time.monotonic() < end and not self.stop_event.is_set():
+        while time.monotonic() < end and not self.stop_event.is_set() and not self._stop_signalled:
             if all(w.stats.ticks > 0 or w.state == "degraded" for w in self.workers):
                 return
             time.sleep(0.01)
@@ -339,6 +360,7 @@ class Daemon:
             self.store.close()
         log.info("govd stopped")
         log.removeHandler(self.log_tail)
+        self._wake.close()
         return left
 
     def _hand_back_all(self) -> list[str]:

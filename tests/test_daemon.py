@@ -1,5 +1,6 @@
 """The daemon end to end: processes, signals, SIGKILL and `govd --restore`, reload, bad input."""
 
+import contextlib
 import json
 import os
 import signal
@@ -23,6 +24,18 @@ POLICY = """name = "cap"\ncontroller = "static"\n[params]\nsm_clock_max_mhz = 12
 def govd(root, *args, **kw):
     cmd = [sys.executable, "-m", "governor.cli.govd", "--root", str(root), *args]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def stop_govd(p, timeout=20):
+    """SIGTERM a govd this test started and collect its output; one that does not stop in time is
+    killed (never left running) and the test fails naming that."""
+    p.terminate()
+    try:
+        return p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        _, err = p.communicate(timeout=10)
+        raise AssertionError(f"govd did not stop within {timeout} s of SIGTERM: {err}") from None
 
 
 def run_govd(root, *args, timeout=60):
@@ -108,9 +121,10 @@ def test_a_gpu_govd_never_wrote_keeps_its_settings_after_sigkill_and_restore(roo
 
 def test_sigterm_restores_and_exits_cleanly(root):
     p = govd(root, "--sim", "a100-sxm4", "--policy", "cap", "--speed", "5")
-    assert wait_for(lambda: state(root) and state(root)["locked_clocks_mhz"] == [210, 1200])
-    p.send_signal(signal.SIGTERM)
-    out, err = p.communicate(timeout=20)
+    try:
+        assert wait_for(lambda: state(root) and state(root)["locked_clocks_mhz"] == [210, 1200])
+    finally:
+        out, err = stop_govd(p)
     assert p.returncode == 0, err
     s = state(root)
     assert s["locked_clocks_mhz"] is None and s["power_limit_w"] == 400
@@ -158,11 +172,55 @@ def test_sighup_with_a_bad_config_keeps_the_old_one_and_a_good_one_switches(root
         p.send_signal(signal.SIGHUP)
         assert wait_for(lambda: locked(root))
     finally:
-        p.terminate()
-        out, err = p.communicate(timeout=20)
+        out, err = stop_govd(p)
     assert "reload refused, keeping the running config" in err and "daemon.period_ms" in err
     assert "GPU 0: policy now cap" in err
     assert at_defaults(root)
+
+
+def test_a_signal_handler_takes_no_lock_the_supervisor_may_hold(tmp_path):
+    """Python runs a signal handler in the main thread wherever that thread is, inside a lock it
+    holds too: a SIGTERM that came while the SIGHUP handler was inside Event.set() waited forever for
+    that Event's lock, and govd hung with its GPUs set, deaf to SIGTERM (seen once in CI). Here
+    another thread holds the locks of every Event the supervisor uses while the handlers run: they
+    return at once, and the supervisor then stops and reloads."""
+    paths = resolve_paths(tmp_path)
+    paths.ensure()
+    clock = RealClock(speed=5)
+    d = Daemon(paths, DaemonOptions(policy="cap"), open_sim_devices(["h100-sxm"], clock, paths.runtime_dir,
+                                                                   load_trace("gemm")), clock)
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    held, release, handled = threading.Event(), threading.Event(), threading.Event()
+
+    def hold_locks():
+        with contextlib.ExitStack() as stack:
+            for event in (d.stop_event, d.reload_requested):
+                stack.enter_context(event._cond)
+            held.set()
+            release.wait(10)
+
+    def signalled():
+        signal.getsignal(signal.SIGHUP)(signal.SIGHUP, None)
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+        handled.set()
+
+    holder = threading.Thread(target=hold_locks)
+    handler = threading.Thread(target=signalled, daemon=True)
+    try:
+        d._signals()
+        holder.start()
+        assert held.wait(5)
+        handler.start()
+        assert handled.wait(2.0), "a signal handler waited for a lock"
+    finally:
+        release.set()
+        holder.join(5)
+        handler.join(5)
+        for s, h in before.items():
+            signal.signal(s, h)
+    d._supervise_wait()
+    assert d.stop_event.is_set() and d.reload_requested.is_set()
+    d.shutdown()
 
 
 def test_dry_run_never_writes(root):

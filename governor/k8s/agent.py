@@ -27,7 +27,6 @@ import os
 import re
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from ..control_client import CommandFailed, NotRunning, call
 from ..errors import GovdError
 from ..paths import SYSTEM_SOCKET
 from ..site_rules import AllowedPolicies, load_site_file
+from ..wakeup import Wakeup
 from ..wire import ErrorCode
 from .apiserver import ApiError, ApiServer, Pod
 from .podresources import DEFAULT_SOCKET, ContainerDevices, KubeletError
@@ -310,17 +310,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     agent = PodJobAgent(settings, kubelet, api, govd_caller(Path(settings.socket) if settings.socket
                                                              else SYSTEM_SOCKET), node)
-    stop = threading.Event()
+    wake, stopped = Wakeup(), []
+
+    def on_signal(*_) -> None:  # no lock in a handler (governor/wakeup.py)
+        stopped.append(True)
+        wake.poke()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     log.info("govd-k8s on node %s: pods holding %s run as govd jobs", node, ", ".join(settings.resource_names))
     try:
-        while True:
+        while not stopped:
             agent.round()
-            if args.once or stop.wait(settings.interval_s):
+            if args.once:
                 break
+            wake.wait(settings.interval_s)
     finally:
         kubelet.close()
+        wake.close()
     return 0  # jobs stay: the pods still run, and the next agent finds them in govd's status
 
 
