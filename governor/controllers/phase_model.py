@@ -122,6 +122,7 @@ class PhaseModel:
     t_arrival: float = 0.0  # arrival: wall time per unit of work while the GPU keeps up
     mix: bool = False  # a mix of phases measured as one (its probes are windows over whole cycles)
     t_fit: tuple[float, float] | None = None  # serial mix, two clocks or more: wall time per work = A + B/f
+    busy_fit: tuple[float, float] | None = None  # a mix: its busy readings' kernel time per work = a + b/f
     saturated_share: float = 0.0  # a mix: share of its default-settings readings with the GPU saturated
     power_coef: np.ndarray = field(default_factory=lambda: np.zeros(3))
     has_proxy: bool = True
@@ -201,6 +202,9 @@ class PhaseModel:
         self.warm_excess_w = 0.0
         self.t_fit = None
         pts = self.points()
+        busy = [p for p in pts if p.busy_kernel > 0]
+        self.busy_fit = fit_kernel([p.clock_mhz for p in busy], [p.busy_kernel for p in busy]) \
+            if self.ref.busy_kernel > 0 and len(busy) >= 2 else None
         self.has_proxy = all(p.progress >= self.min_progress for p in pts)
         freqs = [p.clock_mhz for p in pts]
         self.power_coef = fit_power(freqs, [p.power for p in pts])
@@ -479,10 +483,9 @@ class PhaseModel:
         read a training mix's steps, 91% clock-bound, as not slowed at all at 0.91 of the clock:
         `balanced` held it there and its job ran 3.6% long (h100 gen:training:902087)."""
         clocks = np.asarray(f, dtype=float)
-        pts = [p for p in self.points() if p.busy_kernel > 0]
-        if self.ref.busy_kernel <= 0 or len(pts) < 2:
+        if self.busy_fit is None:
             return np.zeros_like(clocks) if clocks.ndim else 0.0
-        a, b = fit_kernel([p.clock_mhz for p in pts], [p.busy_kernel for p in pts])
+        a, b = self.busy_fit
         s = (a + b / clocks) / (a + b / self.ref.clock_mhz) - 1.0
         s = np.clip(s, 0.0, np.maximum(self.ref.clock_mhz / clocks - 1.0, 0.0))
         return s if clocks.ndim else float(s)
