@@ -71,7 +71,7 @@ class Daemon:
         self.clock = clock
         self.stop_event = threading.Event()
         self.reload_requested = threading.Event()
-        self._wake = Wakeup()  # the supervisor's: poked with stop_event, reload_requested and by signals
+        self._wake = Wakeup()  # the supervisor's: poked with stop_event and by signals
         self._stop_signalled = False
         self._reload_signalled = False
         self.workers: list[GpuWorker] = []
@@ -187,10 +187,6 @@ class Daemon:
     def stop(self) -> None:
         """Ask every loop and the supervisor to stop; the supervisor then restores every GPU."""
         self.stop_event.set()
-        self._wake.poke()
-
-    def request_reload(self) -> None:
-        self.reload_requested.set()
         self._wake.poke()
 
     def _supervise_wait(self) -> None:
