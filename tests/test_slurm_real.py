@@ -65,6 +65,9 @@ def test_jobs_on_a_real_slurm_run_their_policies_and_report_their_energy():
             assert r.returncode == 0, r.stderr + cluster.logs()
             return r.stdout.strip().split(";")[0]
 
+        def job_state(job):  # squeue's state of a job ("" once it left the queue)
+            return cluster.run("squeue", "-h", "-j", job, "-o", "%T", check=False).stdout.strip()
+
         def status():
             r = subprocess.run([*govctl, "status", "--json"], capture_output=True, text=True, timeout=30)
             return json.loads(r.stdout)["gpus"]
@@ -113,13 +116,11 @@ def test_jobs_on_a_real_slurm_run_their_policies_and_report_their_energy():
                     'if [ "${SLURM_RESTART_COUNT:-0}" = 0 ]; then sleep 300; else sleep 10; fi')
         assert wait_for(lambda: any(g["job"] == j6 for g in status()), 30, READ_ERRORS), cluster.logs()
         # govd hears of the job in its Prolog, while Slurm may still be configuring it: requeue it running
-        assert wait_for(lambda: cluster.run("squeue", "-h", "-j", j6, "-o", "%T", check=False).stdout.strip()
-                        == "RUNNING", 30), cluster.logs()
+        assert wait_for(lambda: job_state(j6) == "RUNNING", 30), cluster.logs()
         cluster.run("scontrol", "requeue", j6)
         # The requeue passes through COMPLETING (the step killed, the Epilog run); a loaded CI machine once
         # took over 30 s there, so the wait is longer and a failure shows where the job stood.
-        if not wait_for(lambda: "PENDING" in cluster.run("squeue", "-h", "-j", j6, "-o", "%T", check=False).stdout,
-                        90):
+        if not wait_for(lambda: "PENDING" in job_state(j6), 90):
             print(cluster.run("scontrol", "show", "job", j6, check=False).stdout, cluster.logs(),
                   (work / "prolog.log").read_text())  # in full, under "Captured stdout"
             raise AssertionError(f"the requeued job {j6} was not PENDING 90 s after `scontrol requeue`")
