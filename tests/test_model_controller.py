@@ -748,6 +748,17 @@ def _held_arriving_mix(saturated):
     return c
 
 
+def test_a_held_mix_s_burst_guard_takes_the_first_saturated_reading_whatever_the_tick_s_rounding():
+    # readings come a tick apart, and a tick's length is a difference of two clock readings: 1.4 - 1.2
+    # is 0.19999999999999996 s, and a real clock's tick may come 2 ms early. Either had waited a
+    # whole reading more at a clock the burst saturates, leaving twice the backlog (decision 034)
+    for first, second in ((1.2, 1.4), (10.0, 10.198)):
+        c = _held_arriving_mix(saturated=0.02)
+        c.state_start = c.last_t = first - 0.2
+        assert c.decide(sample(first, util=25.0, clock=1620.0)).sm_clock_max_mhz == 1620
+        assert c.decide(sample(second, util=100.0, clock=1620.0)) == Setpoint() and c.burst_guard
+
+
 def test_a_burst_that_saturates_a_held_mix_runs_at_default_until_it_is_over():
     c = _held_arriving_mix(saturated=0.02)
     assert c.decide(sample(0.2, util=25.0, clock=1620.0)).sm_clock_max_mhz == 1620

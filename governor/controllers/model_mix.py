@@ -78,10 +78,11 @@ class MixHandling:
         saturates it at any lower clock, and its backlog grows for as long as the burst lasts (a
         generated bursty mix held at 1425 MHz made a 9 s burst's requests 2.5 times late). Which
         phase of a mix is a burst is not known ahead, but saturation is read at once: after
-        `BURST_SATURATED_S` of it the clock goes back to the firmware, until the GPU is no busier
-        than the mix is on average at default (the burst, and the backlog it left, are done). The
-        windows the mix is measured and held by include these stretches, so the mix's model is of
-        its clock with the guard, as it runs.
+        `BURST_SATURATED_S` of it (one reading at the default 200 ms period, docs/decisions/034)
+        the clock goes back to the firmware, until the GPU is no busier than the mix is on average
+        at default (the burst, and the backlog it left, are done). The windows the mix is measured
+        and held by include these stretches, so the mix's model is of its clock with the guard, as
+        it runs.
 
         Not for a busy mix (PhaseModel.busy_mix): that saturation is the mix's own, and a guard
         would hand every training step back to the firmware."""
@@ -94,7 +95,10 @@ class MixHandling:
         if self.burst_guard:
             self.burst_guard = sample.gpu_util_pct / 100.0 > m.ref.util
         else:
-            self.burst_guard = self._saturated_s >= BURST_SATURATED_S and not m.busy_mix()
+            # half a tick short counts: readings come a tick apart, and a tick that came out a
+            # rounding short of the threshold (0.19999 s) had waited a whole reading more
+            self.burst_guard = (self._saturated_s > 0.0 and not m.busy_mix()
+                                and self._saturated_s >= BURST_SATURATED_S - 0.5 * self._tick_s)
         return self.burst_guard
 
     def _held_arrival_missed(self, m: PhaseModel, mean: Probe, now: float, saturated: float = 0.0) -> bool:
