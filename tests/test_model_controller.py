@@ -1059,6 +1059,22 @@ def test_a_busy_mix_window_with_more_progress_at_a_lower_clock_is_other_work():
     assert quiet._consistent(quiet_ref, Probe(clock_mhz=1425, util=0.4, progress=12.5, power=280.0))
 
 
+def test_under_a_latency_bound_a_busy_mix_window_that_read_other_work_is_no_probe_of_it():
+    # a training mix saturated in 83% of its default readings (1533 MHz, power-capped) probed at
+    # 1395: a pipeline began during the window, whose kernel time per unit of work read 5% less than
+    # the mix's. Kept, the mix went on to its next fixed window at 1260 MHz, which the pipeline's
+    # requests met at 0.64 of the clock they run at by default: 16% late (h100 gen:mixed:520355)
+    ref = Probe(clock_mhz=1533, util=0.851, progress=25.96, power=596.0)
+    foreign = Probe(clock_mhz=1395, util=0.767, progress=24.64, power=402.0)
+    busy = _controller_with_mix(PhaseModel(ref=ref, mix=True, latency_bound=True, saturated_share=0.83))
+    assert not busy._consistent(ref, foreign)
+    assert busy._consistent(ref, Probe(clock_mhz=1395, util=0.90, progress=25.0, power=540.0))  # its steps, slower
+    # a quieter mix busy half its time (a serving mix) is not judged so under a latency bound: its
+    # windows scatter by more than that with its prefills and decode alone
+    quiet = _controller_with_mix(PhaseModel(ref=ref, mix=True, latency_bound=True, saturated_share=0.05))
+    assert quiet._consistent(ref, foreign)
+
+
 def test_under_both_bounds_a_mix_s_further_window_goes_no_deeper_than_end_time_s_budget_left_pays_for():
     # a mix's second fixed window lasts 20-30 s at 0.82 of its clock: on a 133 s job with 1.1% of end
     # time's budget left it ran to the job's end, 4.36% long (h100 gen:mixed:910188)

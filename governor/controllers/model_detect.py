@@ -62,6 +62,21 @@ class PhaseDetection:
         # busy time grows at most as the clock falls: the busiest the same work can read at obs's clock
         most = min(1.0, ref.util * ref.clock_mhz / max(obs.clock_mhz, 1.0))
         if self.composite:
+            m = self.current
+            busy = m.busy_at_reference() if self.params["bound"] == "time" else m.busy_mix()
+            if busy and ref.progress >= m.min_progress and \
+                    (obs.progress > MIX_PROGRESS_RISE * ref.progress or kernel_time_fell(ref, obs)):
+                # a lower clock never speeds the same work up: a busy mix's reference window that
+                # caught a checkpoint (68% busy against 90%) read 18-47% less progress than its first
+                # probe, which was fitted as arriving work and held at 1080-1170 MHz (`batch` ran
+                # gen:training:229377 15% long, 186672 12%). Busy mixes only: the windows of bursty
+                # and serving mixes vary by more than this with the bursts they catch, and measuring
+                # them anew cost `batch` 2-3 points on them (docs/decisions/019). Nor does it shorten
+                # its kernels: kernel time per unit of work does not move with the load (decision 020).
+                # Under either bound: under a latency bound such a window went on to the mix's next
+                # fixed probe, and a pipeline that had begun under the first met 0.64 of its clock
+                # there, its requests 16% late (h100 gen:mixed:520355; docs/decisions/035)
+                return False
             if self.params["bound"] != "time":
                 return True  # a mix varies by nature
             # its windows catch more or less of its bursts; but a window busier than its reference
@@ -72,16 +87,6 @@ class PhaseDetection:
             # only: under a latency bound the busy-share stretch and its headroom keep such a mix
             # from being planned deep, and measuring bursty mixes anew at each such window cost
             # `balanced` up to 3.8 points on them (docs/decisions/018)
-            if self.current.busy_at_reference() and ref.progress >= self.current.min_progress and \
-                    (obs.progress > MIX_PROGRESS_RISE * ref.progress or kernel_time_fell(ref, obs)):
-                # a lower clock never speeds the same work up: a busy mix's reference window that
-                # caught a checkpoint (68% busy against 90%) read 18-47% less progress than its first
-                # probe, which was fitted as arriving work and held at 1080-1170 MHz (`batch` ran
-                # gen:training:229377 15% long, 186672 12%). Busy mixes only: the windows of bursty
-                # and serving mixes vary by more than this with the bursts they catch, and measuring
-                # them anew cost `batch` 2-3 points on them (docs/decisions/019). Nor does it shorten
-                # its kernels: kernel time per unit of work does not move with the load (decision 020)
-                return False
             return ref.util / MIX_WINDOW_SPREAD - 0.1 <= obs.util <= most * MIX_WINDOW_SPREAD + 0.1
         if obs.util < ref.util - 0.1:
             return False

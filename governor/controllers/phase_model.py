@@ -153,8 +153,9 @@ class PhaseModel:
         """A mix busy half its time or more at default, or saturated in a quarter of its readings
         there: its work may wait on the clock, and its windows are noisy (a training mix's window
         that caught a checkpoint reads half as busy as the next). Under a time bound such a mix's
-        windows are judged by what its load cannot fake (_consistent, drop_foreign_probes), and its
-        held windows re-check an arrival reading (_held_arrival_missed)."""
+        windows are judged by what its load cannot fake (_consistent, drop_foreign_probes; under a
+        latency bound a busy_mix's are, in _consistent), and its held windows re-check an arrival
+        reading (_held_arrival_missed)."""
         return self.mix and (self.ref.util >= BUSY_MIX_REF_UTIL or self.busy_mix())
 
     def drop_foreign_probes(self) -> None:
