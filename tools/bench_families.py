@@ -36,8 +36,9 @@ def quantile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * (len(values) - 1) + 0.5))]
 
 
-def markdown(rows: list[dict], seeds: list[int], gpu: str) -> str:
-    out = [f"{gpu}, seeds {', '.join(map(str, seeds))} (drawn for this run), budget 3% of end time and of mean "
+def markdown(rows: list[dict], seeds: list[int], gpu: str, drawn: bool = True) -> str:
+    origin = "drawn for this run" if drawn else "given with --seed-list"
+    out = [f"{gpu}, seeds {', '.join(map(str, seeds))} ({origin}), budget 3% of end time and of mean "
            "request latency; saved, end-time slowdown and mean request latency slowdown against the firmware "
            "default of the same trace.", "",
            "| family | policy | saved: worst / p10 / median | slowdown: worst / median | latency: worst / median "
@@ -74,7 +75,7 @@ def main() -> int:
     traces = [f"gen:{f}:{s}" for f in args.families.split(",") for s in seeds]
     with ProcessPoolExecutor(args.jobs) as ex:
         rows = [r for rows_ in ex.map(measure_cell, [args.gpu] * len(traces), traces) for r in rows_]
-    text = markdown(rows, seeds, args.gpu)
+    text = markdown(rows, seeds, args.gpu, drawn=not args.seed_list)
     if args.write:
         from docsection import write_section  # noqa: PLC0415
 
