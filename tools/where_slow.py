@@ -87,11 +87,15 @@ def lag_s(time_s: float, work_done: float, default_time_s: np.ndarray, default_w
     return time_s - float(np.interp(work_done, default_work, default_time_s))
 
 
-def latency_shares(arrival_s: np.ndarray, ratio: np.ndarray, work_s: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Each bin's part of the work-weighted mean latency slowdown (sum(work * (ratio - 1)) /
+def latency_parts(ratio: np.ndarray, work_s: np.ndarray) -> np.ndarray:
+    """Each request's part of the work-weighted mean latency slowdown (sum(work * (ratio - 1)) /
     sum(work), RunResult.latency_slowdowns): the parts add up to the whole."""
-    parts = np.bincount(bin_of(arrival_s, edges), weights=work_s * (ratio - 1.0), minlength=len(edges) - 1)
-    return parts / float(np.sum(work_s))
+    return work_s * (ratio - 1.0) / float(np.sum(work_s))
+
+
+def latency_shares(arrival_s: np.ndarray, ratio: np.ndarray, work_s: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Each bin's part of the mean latency slowdown: the parts of the requests that arrived in it."""
+    return np.bincount(bin_of(arrival_s, edges), weights=latency_parts(ratio, work_s), minlength=len(edges) - 1)
 
 
 def bin_of(times_s: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -135,12 +139,11 @@ def measure(gpu: str, trace: str, policy: str, bin_s: float) -> tuple[list[Bin],
     split = Split(behind_backlog={}, rest={})
     if run.latencies is not None and ref.latencies is not None:
         ratio = run.latencies.latency_s / ref.latencies.latency_s
-        work = run.latencies.work_s
-        shares = latency_shares(ref_arrivals, ratio, work, edges)
+        shares = latency_shares(ref_arrivals, ratio, run.latencies.work_s, edges)
         counts = np.bincount(bin_of(ref_arrivals, edges), minlength=len(edges) - 1)
         at = np.clip(np.searchsorted(times, ref_arrivals), 0, len(ticks) - 1)
         at_default = np.clip(np.searchsorted(d_time, ref_arrivals), 0, len(ref_ticks) - 1)
-        split = split_latency(work * (ratio - 1.0) / float(np.sum(work)), np.array([ticks[i][4] for i in at]),
+        split = split_latency(latency_parts(ratio, run.latencies.work_s), np.array([ticks[i][4] for i in at]),
                               np.array([ref_ticks[i][4] for i in at_default]), [ticks[i][2] for i in at])
     bins = []
     for i, start in enumerate(edges[:-1]):
