@@ -84,8 +84,13 @@ class MixHandling:
         and held by include these stretches, so the mix's model is of its clock with the guard, as
         it runs.
 
-        Not for a busy mix (PhaseModel.busy_mix): that saturation is the mix's own, and a guard
-        would hand every training step back to the firmware."""
+        A busy mix (PhaseModel.busy_mix) too: a training mix's saturated steps and a serving mix
+        whose bursts saturate the GPU at default read alike, and the serving mix's requests queue
+        through every burst below default (a bursty mix counted busy, probed at 0.91 and 0.82 of
+        its clock through two bursts, ran its requests 26% late over a 23-minute run). A single
+        phase that saturates the GPU at default is held there under a latency bound for the same
+        reason (PhaseModel.stretch); a mix's saturated stretches now are too. Training steps run at
+        default with it; `batch` is the policy for them (docs/decisions/036)."""
         m = self.current
         below_default = self.setpoint.sm_clock_max_mhz is not None or self.setpoint.power_limit_w is not None
         if not (self.composite and self.params["bound"] == "both" and m is not None and below_default
@@ -97,8 +102,7 @@ class MixHandling:
         else:
             # half a tick short counts: readings come a tick apart, and a tick that came out a
             # rounding short of the threshold (0.19999 s) had waited a whole reading more
-            self.burst_guard = (self._saturated_s > 0.0 and not m.busy_mix()
-                                and self._saturated_s >= BURST_SATURATED_S - 0.5 * self._tick_s)
+            self.burst_guard = self._saturated_s > 0.0 and self._saturated_s >= BURST_SATURATED_S - 0.5 * self._tick_s
         return self.burst_guard
 
     def _held_arrival_missed(self, m: PhaseModel, mean: Probe, now: float, saturated: float = 0.0) -> bool:
