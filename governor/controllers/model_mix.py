@@ -84,13 +84,13 @@ class MixHandling:
         and held by include these stretches, so the mix's model is of its clock with the guard, as
         it runs.
 
-        A busy mix (PhaseModel.busy_mix) too: a training mix's saturated steps and a serving mix
-        whose bursts saturate the GPU at default read alike, and the serving mix's requests queue
-        through every burst below default (a bursty mix counted busy, probed at 0.91 and 0.82 of
-        its clock through two bursts, ran its requests 26% late over a 23-minute run). A single
-        phase that saturates the GPU at default is held there under a latency bound for the same
-        reason (PhaseModel.stretch); a mix's saturated stretches now are too. Training steps run at
-        default with it; `batch` is the policy for them (docs/decisions/036)."""
+        A busy mix (PhaseModel.busy_mix) saturates the GPU by itself: a periodic one (its default
+        windows each hold whole cycles, `_mix_periodic`: training steps between stalls, a fast
+        alternation of kernels) is not guarded, as the guard would hand every step back to the
+        firmware. One whose saturation comes irregularly is guarded: that is when requests come,
+        and they queue through every burst below default (a bursty mix counted busy, probed at 0.91
+        and 0.82 of its clock through two bursts, ran its requests 26% late over a 23-minute run;
+        docs/decisions/036)."""
         m = self.current
         below_default = self.setpoint.sm_clock_max_mhz is not None or self.setpoint.power_limit_w is not None
         if not (self.composite and self.params["bound"] == "both" and m is not None and below_default
@@ -102,7 +102,8 @@ class MixHandling:
         else:
             # half a tick short counts: readings come a tick apart, and a tick that came out a
             # rounding short of the threshold (0.19999 s) had waited a whole reading more
-            self.burst_guard = self._saturated_s > 0.0 and self._saturated_s >= BURST_SATURATED_S - 0.5 * self._tick_s
+            self.burst_guard = (self._saturated_s > 0.0 and not (m.busy_mix() and self._mix_periodic())
+                                and self._saturated_s >= BURST_SATURATED_S - 0.5 * self._tick_s)
         return self.burst_guard
 
     def _held_arrival_missed(self, m: PhaseModel, mean: Probe, now: float, saturated: float = 0.0) -> bool:
@@ -208,6 +209,13 @@ class MixHandling:
         (docs/decisions/002)."""
         w = self._mix_windows
         return bool(w) and max(x.spread for x in w) < self.params["mix_window_error"]
+
+    def _mix_periodic(self) -> bool:
+        """Whether each of the mix's default-settings windows holds whole cycles (its spread within
+        `CLEAN_SPREAD`, mix.py): the mix repeats in its own rhythm, as a program's steps do; bursts of
+        requests come when the requests do, and a window over them holds no whole cycles."""
+        w = self._mix_windows
+        return bool(w) and max(x.spread for x in w) <= CLEAN_SPREAD
 
     def _set_mix_windows(self, windows: list[MixWindow]) -> None:
         """Replace the mix's pool of default-settings windows (the pooled reference is recomputed)."""
