@@ -26,7 +26,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from governor.errors import ConfigError  # noqa: E402
-from governor.lab.latency import within_budget  # noqa: E402
 from governor.lab.simulate import DEFAULT_POLICY, run_trace  # noqa: E402
 from governor.policy import load_policy  # noqa: E402
 from governor.sim.generate import FAMILIES, fresh_seeds  # noqa: E402
@@ -53,11 +52,10 @@ def measure(gpu: str, name: str, repeat: int, policies: tuple[str, ...]) -> list
         latency = run.latency_slowdowns(ref)
         budget = float(policy.params.get("slowdown_budget", 0.0))
         bound = str(policy.params.get("bound", "both"))
-        slowdown = run.seconds / ref.seconds - 1.0
         rows.append({"gpu": gpu, "trace": name, "repeat": repeat, "policy": name_, "seconds": ref.seconds,
-                     "saved": 1.0 - run.energy_j / ref.energy_j, "slowdown": slowdown,
+                     "saved": 1.0 - run.energy_j / ref.energy_j, "slowdown": run.slowdown(ref),
                      "latency_slowdown": latency[0] if latency else None,
-                     "over": not within_budget(slowdown, latency, budget + MARGIN, bound)})
+                     "over": not run.keeps(ref, budget + MARGIN, bound)})
     return rows
 
 

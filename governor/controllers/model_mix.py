@@ -102,8 +102,8 @@ class MixHandling:
         else:
             # half a tick short counts: readings come a tick apart, and a tick that came out a
             # rounding short of the threshold (0.19999 s) had waited a whole reading more
-            self.burst_guard = (self._saturated_s > 0.0 and not (m.busy_mix() and self._mix_periodic())
-                                and self._saturated_s >= BURST_SATURATED_S - 0.5 * self._tick_s)
+            self.burst_guard = (self._saturated_s > 0.0 and self._saturated_s >= BURST_SATURATED_S - 0.5 * self._tick_s
+                                and not (m.busy_mix() and self._mix_periodic()))
         return self.burst_guard
 
     def _held_arrival_missed(self, m: PhaseModel, mean: Probe, now: float, saturated: float = 0.0) -> bool:
@@ -207,15 +207,18 @@ class MixHandling:
         Only then is a new window worth more than the pool it replaces: warming moves a mix's energy
         per unit of progress by a percent or two, which a scattering window buries in noise
         (docs/decisions/002)."""
-        w = self._mix_windows
-        return bool(w) and max(x.spread for x in w) < self.params["mix_window_error"]
+        return self._mix_spread() < self.params["mix_window_error"]
 
     def _mix_periodic(self) -> bool:
         """Whether each of the mix's default-settings windows holds whole cycles (its spread within
         `CLEAN_SPREAD`, mix.py): the mix repeats in its own rhythm, as a program's steps do; bursts of
         requests come when the requests do, and a window over them holds no whole cycles."""
-        w = self._mix_windows
-        return bool(w) and max(x.spread for x in w) <= CLEAN_SPREAD
+        return self._mix_spread() <= CLEAN_SPREAD
+
+    def _mix_spread(self) -> float:
+        """The largest spread over its own cycles of the mix's default-settings windows (infinite
+        without any: nothing is known to agree)."""
+        return max((x.spread for x in self._mix_windows), default=float("inf"))
 
     def _set_mix_windows(self, windows: list[MixWindow]) -> None:
         """Replace the mix's pool of default-settings windows (the pooled reference is recomputed)."""
