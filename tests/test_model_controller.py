@@ -9,9 +9,13 @@ from controller_helpers import H100, ceiling, sample
 from governor.controllers.base import TickContext
 from governor.controllers.mix import LineSums, MixWindow
 from governor.controllers.model import MIX_STEP_MIN, ModelController
-from governor.controllers.model_mix import DRAIN_MAX_S
+from governor.controllers.model_mix import DRAIN_MAX_S, MIX_REFRESH_GROWTH_MAX
 from governor.controllers.phase_model import QUEUED, PhaseModel, Probe
+from governor.lab.simulate import DEFAULT_POLICY, run_trace
+from governor.policy import load_policy
 from governor.settings import Setpoint
+from governor.sim.spec import load_spec
+from governor.sim.trace import load_trace
 
 
 class SyntheticGpu:
@@ -1379,3 +1383,46 @@ def test_status_says_when_a_mix_is_planned_cautiously():
     c = _controller_with_mix(told, bound="time")
     c._hold(100.0, "identified")
     assert c.status()["phase"]["cautious"] is False and c.held_mhz < 1500  # windows that tell: arriving work
+
+
+def test_a_refresh_that_finds_the_same_mix_puts_the_next_one_twice_as_far_off():
+    """Each refresh runs the work at default settings for the 20-30 s a window of whole cycles
+    takes; one that finds the mix it left is evidence the work is steady (docs/decisions/037)."""
+    steady = PhaseModel(ref=Probe(clock_mhz=1980, util=0.4, progress=10.0, power=300.0), mix=True)
+    other = PhaseModel(ref=Probe(clock_mhz=1980, util=0.7, progress=14.0, power=380.0), mix=True)
+    c = _controller_with_mix(steady)
+    refresh_s = c.params["refresh_s"]
+    intervals = []
+    for _ in range(5):
+        c._refreshed_mix = steady  # a refresh began with this mix held, and held it again after
+        c._mix_refreshed(steady)
+        intervals.append(c._mix_refresh_s)
+    longest = MIX_REFRESH_GROWTH_MAX * refresh_s
+    assert intervals == [2 * refresh_s, 4 * refresh_s, 8 * refresh_s, longest, longest]
+    c._mix_refreshed(steady)  # held again without a refresh between (a probe ended): no change
+    assert c._mix_refresh_s == longest
+    c._refreshed_mix = steady
+    c._mix_refreshed(other)  # the refresh found other work: the next one comes at the usual time
+    assert c._mix_refresh_s == refresh_s
+
+
+def test_steady_serving_is_refreshed_less_and_less_often_on_the_simulator():
+    """`llm-serving` played eight times over (20 minutes of one steady mix): refreshed every
+    two minutes it spent a sixth of its held time at default settings."""
+    trace = load_trace("llm-serving")
+    trace = replace(trace, repeat=trace.repeat * 8)
+    refreshes, last = [], {}
+
+    def on_tick(worker, driver):
+        c = worker.controller
+        key = (c.state, c.last_change)
+        if key != last.get("key") and c.state == "reference" and c.last_change == "refresh":
+            refreshes.append(driver.gpu.t)
+        last["key"] = key
+
+    run = run_trace(load_spec("h100-sxm"), trace, load_policy("balanced"), on_tick=on_tick)
+    ref = run_trace(load_spec("h100-sxm"), trace, DEFAULT_POLICY)
+    gaps = np.diff(refreshes)
+    assert 2 <= len(refreshes) <= 4 and len(gaps) >= 1
+    assert all(later > 1.8 * earlier for earlier, later in zip(gaps[:-1], gaps[1:], strict=True)) and gaps[0] > 200.0
+    assert run.keeps(ref, 0.035, "both")

@@ -19,6 +19,7 @@ DRAIN_MAX_S = 5.0  # longest a mix's reference window waits for a backlog to dra
 DRAIN_MIN_S = 1.0  # saturated this long without a break: a backlog, not one short busy phase ...
 DRAIN_RUN_MAX_S = 8.0  # ... and no longer than this: a mix that never leaves saturation has no backlog to see
 BURST_SATURATED_S = 0.2  # a mix held below default saturated this long: a burst beyond what the clock keeps up with
+MIX_REFRESH_GROWTH_MAX = 8.0  # a steady mix is refreshed at most this many times less often than `refresh_s`
 
 
 class MixHandling:
@@ -132,6 +133,20 @@ class MixHandling:
         after = max(0.0, float(m.slowdown(mean.clock_mhz)))
         self.extra += max(0.0, now - self.state_start) * max(0.0, after / (1.0 + after) - before / (1.0 + before))
         return True
+
+    def _mix_refreshed(self, held: PhaseModel) -> None:
+        """A mix is held: if a refresh began since the last hold, the next refresh comes twice as
+        late when this is the mix that refresh left (up to `MIX_REFRESH_GROWTH_MAX` times `refresh_s`), and after
+        `refresh_s` when it is another. A refresh runs the work at default settings until a window
+        of whole cycles is read (20-30 s, a sixth of a two-minute hold); one that finds the mix it
+        left is evidence that the work is steady. A held window that misses the mix still starts a
+        new reference at once, and puts the next refresh back to `refresh_s` (docs/decisions/037)."""
+        if self._refreshed_mix is None:
+            return
+        base = self.params["refresh_s"]
+        same = self._refreshed_mix is held
+        self._mix_refresh_s = min(MIX_REFRESH_GROWTH_MAX * base, 2.0 * self._mix_refresh_s) if same else base
+        self._refreshed_mix = None
 
     def _lengthen_mix_window(self) -> bool:
         """True when a window of a mix holds no whole number of its cycles and may grow.
