@@ -788,6 +788,26 @@ def test_a_burst_that_saturates_a_held_mix_runs_at_default_until_it_is_over():
     assert batch.decide(sample(0.4, util=100.0, clock=1620.0)).sm_clock_max_mhz == 1620
 
 
+def test_a_mix_read_periodic_stays_so_through_one_borderline_window_but_not_through_bursts():
+    # a training mix's windows read 0.0136-0.0187 over their own cycles; the one a refresh read
+    # next, 0.0201, guarded it, and the guard handed every step back to the firmware: 19 reversals
+    # a minute over a 16-minute run (decision 038)
+    c = _held_arriving_mix(saturated=0.6)
+    m = c.current
+
+    def periodic_after(spread):
+        c._mix_windows = [MixWindow(probe=m.ref, spread=spread, saturated=0.6, parts=())]
+        return c._mix_periodic()
+
+    assert periodic_after(0.0136) and periodic_after(0.0201)
+    assert not periodic_after(0.08)  # a window over bursts: requests, not steps
+    assert not periodic_after(0.03)  # and once read irregular, only whole cycles read it periodic again
+    assert periodic_after(0.015)
+    fresh = _held_arriving_mix(saturated=0.6)  # a mix first read between the two is irregular
+    fresh._mix_windows = [MixWindow(probe=fresh.current.ref, spread=0.03, saturated=0.6, parts=())]
+    assert not fresh._mix_periodic()
+
+
 def test_a_mix_of_arriving_work_plans_its_requests_with_the_whole_latency_budget():
     # half the budget for a mix answers DRAM progress underweighting a serial mix's compute-heavy
     # parts in its end time; an arriving mix's requests are planned by kernel time per unit of work,

@@ -19,6 +19,7 @@ DRAIN_MAX_S = 5.0  # longest a mix's reference window waits for a backlog to dra
 DRAIN_MIN_S = 1.0  # saturated this long without a break: a backlog, not one short busy phase ...
 DRAIN_RUN_MAX_S = 8.0  # ... and no longer than this: a mix that never leaves saturation has no backlog to see
 BURST_SATURATED_S = 0.2  # a mix held below default saturated this long: a burst beyond what the clock keeps up with
+IRREGULAR_SPREAD = 2.0 * CLEAN_SPREAD  # a mix read periodic is read irregular only beyond this (_mix_periodic)
 MIX_REFRESH_GROWTH_MAX = 8.0  # a steady mix is refreshed at most this many times less often than `refresh_s`
 
 
@@ -225,10 +226,18 @@ class MixHandling:
         return self._mix_spread() < self.params["mix_window_error"]
 
     def _mix_periodic(self) -> bool:
-        """Whether each of the mix's default-settings windows holds whole cycles (its spread within
-        `CLEAN_SPREAD`, mix.py): the mix repeats in its own rhythm, as a program's steps do; bursts of
-        requests come when the requests do, and a window over them holds no whole cycles."""
-        return self._mix_spread() <= CLEAN_SPREAD
+        """Whether the mix repeats in its own rhythm, as a program's steps do: its default-settings
+        windows each hold whole cycles (spread within `CLEAN_SPREAD`, mix.py); bursts of requests
+        come when the requests do, and a window over them holds no whole cycles. The reading stays
+        with the mix model across its pools (a refresh empties the pool): a mix once read periodic
+        stays so until a window reads beyond `IRREGULAR_SPREAD`, as one window of a training mix
+        read 0.0201 after four of 0.0136-0.0187 (docs/decisions/038)."""
+        m, spread = self.current, self._mix_spread()
+        if m is None:
+            return spread <= CLEAN_SPREAD
+        if m.periodic is None or spread <= CLEAN_SPREAD or spread > IRREGULAR_SPREAD:
+            m.periodic = spread <= CLEAN_SPREAD
+        return m.periodic
 
     def _mix_spread(self) -> float:
         """The largest spread over its own cycles of the mix's default-settings windows (infinite
