@@ -137,11 +137,12 @@ class MixHandling:
 
     def _mix_refreshed(self, held: PhaseModel) -> None:
         """A mix is held: if a refresh began since the last hold, the next refresh comes twice as
-        late when this is the mix that refresh left (up to `MIX_REFRESH_GROWTH_MAX` times `refresh_s`), and after
-        `refresh_s` when it is another. A refresh runs the work at default settings until a window
-        of whole cycles is read (20-30 s, a sixth of a two-minute hold); one that finds the mix it
-        left is evidence that the work is steady. A held window that misses the mix still starts a
-        new reference at once, and puts the next refresh back to `refresh_s` (docs/decisions/037)."""
+        late when this is the mix that refresh left (up to `MIX_REFRESH_GROWTH_MAX` times
+        `refresh_s`), and after `refresh_s` when it is another. A refresh runs the work at default
+        settings until a window of whole cycles is read (20-30 s, a sixth of a two-minute hold); one
+        that finds the mix it left is evidence that the work is steady. A held window that misses
+        the mix still starts a new reference at once, and puts the next refresh back to
+        `refresh_s` (docs/decisions/037)."""
         if self._refreshed_mix is None:
             return
         base = self.params["refresh_s"]
@@ -228,10 +229,10 @@ class MixHandling:
     def _mix_periodic(self) -> bool:
         """Whether the mix repeats in its own rhythm, as a program's steps do: its default-settings
         windows each hold whole cycles (spread within `CLEAN_SPREAD`, mix.py); bursts of requests
-        come when the requests do, and a window over them holds no whole cycles. The reading stays
-        with the mix model across its pools (a refresh empties the pool): a mix once read periodic
-        stays so until a window reads beyond `IRREGULAR_SPREAD`, as one window of a training mix
-        read 0.0201 after four of 0.0136-0.0187 (docs/decisions/038)."""
+        come when the requests do, and a window over them holds no whole cycles. The reading is
+        recorded on the mix model, which outlives its pools (a refresh empties the pool): a mix
+        once read periodic stays so until a window reads beyond `IRREGULAR_SPREAD`, as one
+        window's spread a hair over the line is noise (docs/decisions/038)."""
         m, spread = self.current, self._mix_spread()
         if m is None:
             return spread <= CLEAN_SPREAD
