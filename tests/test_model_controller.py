@@ -797,7 +797,7 @@ def test_a_mix_read_periodic_stays_so_through_one_borderline_window_but_not_thro
 
     def periodic_after(spread):
         c._mix_windows = [MixWindow(probe=m.ref, spread=spread, saturated=0.6, parts=())]
-        return c._mix_periodic()
+        return c._mix_periodic(m)
 
     assert periodic_after(0.0136) and periodic_after(0.0201)
     assert not periodic_after(0.08)  # a window over bursts: requests, not steps
@@ -805,7 +805,7 @@ def test_a_mix_read_periodic_stays_so_through_one_borderline_window_but_not_thro
     assert periodic_after(0.015)
     fresh = _held_arriving_mix(saturated=0.6)  # a mix first read between the two is irregular
     fresh._mix_windows = [MixWindow(probe=fresh.current.ref, spread=0.03, saturated=0.6, parts=())]
-    assert not fresh._mix_periodic()
+    assert not fresh._mix_periodic(fresh.current)
 
 
 def test_a_mix_of_arriving_work_plans_its_requests_with_the_whole_latency_budget():

@@ -105,7 +105,7 @@ class MixHandling:
             # half a tick short counts: readings come a tick apart, and a tick that came out a
             # rounding short of the threshold (0.19999 s) had waited a whole reading more
             self.burst_guard = (self._saturated_s > 0.0 and self._saturated_s >= BURST_SATURATED_S - 0.5 * self._tick_s
-                                and not (m.busy_mix() and self._mix_periodic()))
+                                and not (m.busy_mix() and self._mix_periodic(m)))
         return self.burst_guard
 
     def _held_arrival_missed(self, m: PhaseModel, mean: Probe, now: float, saturated: float = 0.0) -> bool:
@@ -226,16 +226,14 @@ class MixHandling:
         (docs/decisions/002)."""
         return self._mix_spread() < self.params["mix_window_error"]
 
-    def _mix_periodic(self) -> bool:
-        """Whether the mix repeats in its own rhythm, as a program's steps do: its default-settings
+    def _mix_periodic(self, m: PhaseModel) -> bool:
+        """Whether the mix m repeats in its own rhythm, as a program's steps do: its default-settings
         windows each hold whole cycles (spread within `CLEAN_SPREAD`, mix.py); bursts of requests
         come when the requests do, and a window over them holds no whole cycles. The reading is
         recorded on the mix model, which outlives its pools (a refresh empties the pool): a mix
         once read periodic stays so until a window reads beyond `IRREGULAR_SPREAD`, as one
         window's spread a hair over the line is noise (docs/decisions/038)."""
-        m, spread = self.current, self._mix_spread()
-        if m is None:
-            return spread <= CLEAN_SPREAD
+        spread = self._mix_spread()
         if m.periodic is None or spread <= CLEAN_SPREAD or spread > IRREGULAR_SPREAD:
             m.periodic = spread <= CLEAN_SPREAD
         return m.periodic
