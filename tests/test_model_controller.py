@@ -1416,14 +1416,44 @@ def test_a_refresh_that_finds_the_same_mix_puts_the_next_one_twice_as_far_off():
     for _ in range(5):
         c._refreshed_mix = steady  # a refresh began with this mix held, and held it again after
         c._mix_refreshed(steady)
-        intervals.append(c._mix_refresh_s)
+        intervals.append(c._mix_refresh_after_s(steady))
     longest = MIX_REFRESH_GROWTH_MAX * refresh_s
     assert intervals == [2 * refresh_s, 4 * refresh_s, 8 * refresh_s, longest, longest]
     c._mix_refreshed(steady)  # held again without a refresh between (a probe ended): no change
-    assert c._mix_refresh_s == longest
+    assert c._mix_refresh_after_s(steady) == longest
     c._refreshed_mix = steady
     c._mix_refreshed(other)  # the refresh found other work: the next one comes at the usual time
-    assert c._mix_refresh_s == refresh_s
+    assert c._mix_refresh_after_s(other) == refresh_s and c._mix_refresh_after_s(steady) == refresh_s
+
+
+def test_a_mix_that_comes_by_another_path_is_refreshed_by_its_own_interval():
+    """A steady mix's long interval is its own: a mix held next because a job started (no refresh
+    between) is refreshed after `refresh_s`; a refresh that finds another mix, or a held window
+    that misses, starts the mix over (docs/decisions/039)."""
+    steady = PhaseModel(ref=Probe(clock_mhz=1980, util=0.4, progress=10.0, power=300.0), mix=True)
+    other = PhaseModel(ref=Probe(clock_mhz=1980, util=0.7, progress=14.0, power=380.0), mix=True)
+    c = _controller_with_mix(steady)
+    refresh_s = c.params["refresh_s"]
+    for _ in range(2):
+        c._refreshed_mix = steady
+        c._mix_refreshed(steady)
+    assert c._mix_refresh_after_s(steady) == 4 * refresh_s
+    c.work_changed(50.0)  # a job started: the other mix is found and held, with no refresh between
+    c.models, c.current, c._mix_model = [other], other, other
+    c._hold(60.0, "identified")
+    window = Probe(clock_mhz=c.held_mhz, util=0.7, progress=14.0, power=380.0)
+    c._decide_hold_composite(other, window, 60.0 + refresh_s + 1.0)
+    assert c.state == "reference" and c.last_change == "refresh"
+    # that refresh finds the steady mix again: the work moved, and neither has shown itself steady
+    c.composite, c.models, c.current, c._mix_model = True, [steady], steady, steady
+    c._hold(200.0, "known phase")
+    assert c._mix_refresh_after_s(steady) == c._mix_refresh_after_s(other) == refresh_s
+    for _ in range(2):
+        c._refreshed_mix = steady
+        c._mix_refreshed(steady)
+    c.window = [Probe(clock_mhz=c.held_mhz, util=0.9, progress=30.0, power=600.0)] * 400
+    c._decide_hold_composite(steady, Probe(clock_mhz=c.held_mhz, util=0.9, progress=30.0, power=600.0), 280.0)
+    assert c.last_change == "composite phase changed" and c._mix_refresh_after_s(steady) == refresh_s
 
 
 def test_steady_serving_is_refreshed_less_and_less_often_on_the_simulator():
@@ -1446,3 +1476,4 @@ def test_steady_serving_is_refreshed_less_and_less_often_on_the_simulator():
     assert 2 <= len(refreshes) <= 4 and len(gaps) >= 1
     assert all(later > 1.8 * earlier for earlier, later in zip(gaps[:-1], gaps[1:], strict=True)) and gaps[0] > 200.0
     assert run.keeps(ref, 0.035, "both")
+

@@ -100,7 +100,6 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
         self._window_extra_s = 0.0  # a mix window lengthened until it holds whole cycles
         self._mix_window_s = 0.0  # how long the mix's last window grew to (its held windows are as long)
         self._hold_floor_mhz = 0.0  # the clock a hold stays at or above through its re-plans (_hold)
-        self._mix_refresh_s = p["refresh_s"]  # how long a mix is held before it is refreshed (_mix_refreshed)
         self._refreshed_mix: PhaseModel | None = None  # the mix held when the last refresh began
         self._drained_s = 0.0  # a mix reference's wait for a backlog to drain (_draining)
         self._saturated_s = 0.0  # how long the GPU has been saturated without a break
@@ -644,7 +643,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
     def _decide_hold_composite(self, m: PhaseModel, obs: Probe, now: float) -> Setpoint:
         """Composite mode: compare window means, not single readings, with the model."""
         self.window.append(obs)
-        if now - self.state_start > self._mix_refresh_s:
+        if now - self.state_start > self._mix_refresh_after_s(m):
             self._refreshed_mix = m
             self.composite = False  # look again whether the phases can now be told apart
             self._set_mix_windows([])
@@ -667,7 +666,7 @@ class ModelController(PhaseDetection, MixHandling, MemoryHandling, Planner, Cont
             self._start_reference(now, "GPU warmer than at the mix's reference")
             return self.setpoint
         if self._residual(m, mean) > self.params["composite_tolerance"]:
-            self._mix_refresh_s = self.params["refresh_s"]
+            m.refresh_after_s = None  # its window missed: the next time it is held, refreshed as usual
             self._start_reference(now, "composite phase changed")
             return self.setpoint
         self._held_arrival_missed(m, mean, now, saturated)  # may read the mix anew: re-planned below

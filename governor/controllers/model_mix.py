@@ -135,19 +135,28 @@ class MixHandling:
         self.extra += max(0.0, now - self.state_start) * max(0.0, after / (1.0 + after) - before / (1.0 + before))
         return True
 
+    def _mix_refresh_after_s(self, m: PhaseModel) -> float:
+        """How long mix m is held before it is refreshed: its own interval (_mix_refreshed), or
+        `refresh_s` for a mix no refresh has found again."""
+        return self.params["refresh_s"] if m.refresh_after_s is None else m.refresh_after_s
+
     def _mix_refreshed(self, held: PhaseModel) -> None:
-        """A mix is held: if a refresh began since the last hold, the next refresh comes twice as
-        late when this is the mix that refresh left (up to `MIX_REFRESH_GROWTH_MAX` times
+        """A mix is held: if a refresh began since the last hold, the next refresh of this mix comes
+        twice as late when it is the mix that refresh left (up to `MIX_REFRESH_GROWTH_MAX` times
         `refresh_s`), and after `refresh_s` when it is another. A refresh runs the work at default
         settings until a window of whole cycles is read (20-30 s, a sixth of a two-minute hold); one
         that finds the mix it left is evidence that the work is steady. A held window that misses
-        the mix still starts a new reference at once, and puts the next refresh back to
-        `refresh_s` (docs/decisions/037)."""
+        the mix still starts a new reference at once, and puts that mix's next refresh back to
+        `refresh_s`. The interval is the mix's own: a mix that comes by another path (a job starting
+        or ending, a warmer GPU) is refreshed by what was seen of it, not of the mix before
+        (docs/decisions/037, 039)."""
         if self._refreshed_mix is None:
             return
         base = self.params["refresh_s"]
-        same = self._refreshed_mix is held
-        self._mix_refresh_s = min(MIX_REFRESH_GROWTH_MAX * base, 2.0 * self._mix_refresh_s) if same else base
+        if self._refreshed_mix is held:
+            held.refresh_after_s = min(MIX_REFRESH_GROWTH_MAX * base, 2.0 * self._mix_refresh_after_s(held))
+        else:  # the work moved: neither mix has shown itself steady
+            held.refresh_after_s = self._refreshed_mix.refresh_after_s = None
         self._refreshed_mix = None
 
     def _lengthen_mix_window(self) -> bool:

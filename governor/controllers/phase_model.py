@@ -125,6 +125,7 @@ class PhaseModel:
     busy_fit: tuple[float, float] | None = None  # a mix: its busy readings' kernel time per work = a + b/f
     saturated_share: float = 0.0  # a mix: share of its default-settings readings with the GPU saturated
     periodic: bool | None = None  # a mix: read as repeating in its own rhythm (MixHandling._mix_periodic)
+    refresh_after_s: float | None = None  # a mix: held this long before a refresh (None: refresh_s)
     power_coef: np.ndarray = field(default_factory=lambda: np.zeros(3))
     has_proxy: bool = True
     version: int = 0  # bumped by every refit, so callers can cache predictions
