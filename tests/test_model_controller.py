@@ -1476,4 +1476,3 @@ def test_steady_serving_is_refreshed_less_and_less_often_on_the_simulator():
     assert 2 <= len(refreshes) <= 4 and len(gaps) >= 1
     assert all(later > 1.8 * earlier for earlier, later in zip(gaps[:-1], gaps[1:], strict=True)) and gaps[0] > 200.0
     assert run.keeps(ref, 0.035, "both")
-
