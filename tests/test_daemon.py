@@ -255,11 +255,14 @@ def test_a_hung_gpu_never_stalls_the_others_and_is_marked_degraded(root):
     (root / "etc" / "govd.toml").write_text("[daemon]\ncall_timeout_s = 1.0\nperiod_ms = 50\n")
     clock = RealClock()
     devices = open_sim_devices(["h100-sxm", "a100-sxm4"], clock, paths.runtime_dir, load_trace("demo"))
-    (paths.runtime_dir / "sim" / "faults-gpu0.json").write_text(json.dumps({"hang_at_s": 0.5, "hang_s": 4.0}))
     d = Daemon(paths, DaemonOptions(policy="cap", duration_s=3.0, join_timeout_s=6.0), devices, clock)
     t = threading.Thread(target=d.run)
     t.start()
     try:
+        # the hang starts once both loops run: written before, at a fixed simulated time, it fell in
+        # start-up on a machine slow to construct the daemon, and start-up's own calls hung
+        assert wait_for(lambda: len(d.workers) == 2 and all(w.stats.ticks > 0 for w in d.workers), timeout=10)
+        (paths.runtime_dir / "sim" / "faults-gpu0.json").write_text(json.dumps({"hang_at_s": 0.0, "hang_s": 4.0}))
         assert wait_for(lambda: d.workers and d.workers[0].state == "degraded", timeout=10)
         ticks = d.workers[1].stats.ticks
         time.sleep(0.5)

@@ -114,13 +114,19 @@ def test_a_hung_loop_stops_the_watchdog_pings(tmp_path):
     root = tmp_path / "r"
     (root / "etc").mkdir(parents=True)
     (root / "etc" / "govd.toml").write_text("[daemon]\ncall_timeout_s = 1.0\n")
-    (root / "run" / "sim").mkdir(parents=True)
-    (root / "run" / "sim" / "faults-gpu0.json").write_text(json.dumps({"hang_at_s": 1.0, "hang_s": 30}))
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "600000"}
     p = subprocess.Popen([sys.executable, "-m", "governor.cli.govd", "--root", str(root), "--sim", "h100-sxm"],
                          env=env, stderr=subprocess.PIPE, text=True)
     try:
-        drain(sock, 3.5)  # the hang starts at 1 s and is noticed 1 s later
+        # the hang starts once the daemon is ready: timed from the process's start, it fell before
+        # the loop ran on a machine slow to import, and the pings of start-up counted as the hung loop's
+        msgs: list[str] = []
+        end = time.monotonic() + 30.0
+        while not any(m.startswith("READY=1") for m in msgs) and time.monotonic() < end:
+            msgs += drain(sock, 0.2)
+        assert any(m.startswith("READY=1") for m in msgs)
+        (root / "run" / "sim" / "faults-gpu0.json").write_text(json.dumps({"hang_at_s": 0.0, "hang_s": 30}))
+        drain(sock, 2.5)  # the hang starts at the loop's next call and is noticed 1 s later
         later = drain(sock, 2.0)
         assert "WATCHDOG=1" not in later
     finally:
